@@ -1,0 +1,103 @@
+"""Hyper-parameters of SG-I2V (Namekata et al., ICLR 2025)."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+__all__ = ["SGI2VConfig"]
+
+#: Number of denoising steps the paper's timestep window was chosen for.
+PAPER_NUM_STEPS = 50
+
+
+@dataclass(frozen=True)
+class SGI2VConfig:
+    """The method's settings; the defaults are the paper's and compute what the authors' code computes.
+
+    Timesteps follow the paper's convention: with ``S`` denoising steps, the ``i``-th step (0-based) has
+    timestep ``t = S - i``, so ``t`` runs from ``S`` (pure noise) down to ``1``.
+    """
+
+    optimize_timesteps: tuple[int, ...] = tuple(range(30, 46))  # t at which the latent is optimised (16 of 50 steps)
+    iterations: int = 5  # AdamW iterations per optimised step; 0 gives plain SVD sampling
+    learning_rate: float = 0.21  # AdamW learning rate (other AdamW settings: PyTorch defaults)
+    feature_layers: tuple[str, ...] = ("up_blocks.2.attentions.1", "up_blocks.2.attentions.2")  # spatial transformers
+    heatmap_sigma: float = 0.4  # Gaussian loss weight: std as a fraction of the half box size
+    high_frequency_reinit: bool = True  # keep only the low frequencies of the optimised latent
+    low_pass_cutoff: float = 0.5  # Butterworth cutoff d_s, in normalised frequency (0, 1]
+    butterworth_order: int = 4  # Butterworth order n
+
+    def __post_init__(self) -> None:
+        # Accept any iterable of ints / strings, but store tuples so the config stays hashable.
+        try:
+            timesteps = tuple(self.optimize_timesteps)
+        except TypeError:
+            raise ValueError(f"optimize_timesteps must be a sequence of ints, got {self.optimize_timesteps!r}") from None
+        for t in timesteps:
+            if isinstance(t, bool) or not isinstance(t, int) or t < 1:
+                raise ValueError(f"optimize_timesteps must hold integers >= 1, got {t!r} in {timesteps}")
+        if len(set(timesteps)) != len(timesteps):
+            raise ValueError(f"optimize_timesteps has duplicates: {timesteps}")
+        object.__setattr__(self, "optimize_timesteps", tuple(sorted(timesteps, reverse=True)))
+
+        if isinstance(self.feature_layers, str):
+            raise ValueError(f"feature_layers must be a sequence of layer names, got the string {self.feature_layers!r}")
+        layers = tuple(self.feature_layers)
+        if not layers:
+            raise ValueError("feature_layers must name at least one spatial transformer, got none")
+        for name in layers:
+            if not isinstance(name, str) or not name:
+                raise ValueError(f"feature_layers must hold non-empty module names, got {name!r}")
+        if len(set(layers)) != len(layers):
+            raise ValueError(f"feature_layers has duplicates: {layers}")
+        object.__setattr__(self, "feature_layers", layers)
+
+        if isinstance(self.iterations, bool) or not isinstance(self.iterations, int) or self.iterations < 0:
+            raise ValueError(f"iterations must be an integer >= 0, got {self.iterations!r}")
+        if isinstance(self.butterworth_order, bool) or not isinstance(self.butterworth_order, int) or self.butterworth_order < 1:
+            raise ValueError(f"butterworth_order must be an integer >= 1, got {self.butterworth_order!r}")
+        for name in ("learning_rate", "heatmap_sigma", "low_pass_cutoff"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+                raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+            object.__setattr__(self, name, float(value))
+        if not isinstance(self.high_frequency_reinit, bool):
+            raise ValueError(f"high_frequency_reinit must be True or False, got {self.high_frequency_reinit!r}")
+
+    @property
+    def enabled(self) -> bool:
+        """Whether any latent optimisation happens at all."""
+        return self.iterations > 0 and len(self.optimize_timesteps) > 0
+
+    def replace(self, **changes) -> "SGI2VConfig":
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    def scaled_to_steps(self, num_inference_steps: int, reference_steps: int = PAPER_NUM_STEPS) -> "SGI2VConfig":
+        """The same relative timestep window for another number of denoising steps.
+
+        The paper's window t in [30, 45] of 50 steps becomes e.g. [15, 22] for 25 steps
+        (each t maps to round(t * S / 50), duplicates dropped, at least 1).
+        """
+        if not isinstance(num_inference_steps, int) or num_inference_steps < 1:
+            raise ValueError(f"num_inference_steps must be an integer >= 1, got {num_inference_steps!r}")
+        if num_inference_steps == reference_steps:
+            return self
+        scaled = {max(1, min(num_inference_steps, round(t * num_inference_steps / reference_steps)))
+                  for t in self.optimize_timesteps}
+        return self.replace(optimize_timesteps=tuple(scaled))
+
+    def to_dict(self) -> dict:
+        """JSON-friendly form (tuples become lists)."""
+        return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "SGI2VConfig":
+        """Inverse of :meth:`to_dict`; unknown keys are an error."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValueError(f"unknown SGI2VConfig fields: {unknown}")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})

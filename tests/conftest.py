@@ -1,0 +1,38 @@
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from sgi2v.testing import tiny_pipeline
+
+# Small enough for 2 CPU cores: 64 x 128 pixels -> 8 x 16 latent cells, 4 frames, few steps.
+H, W, FRAMES, STEPS = 64, 128, 4, 6
+
+
+@pytest.fixture(scope="session")
+def pipe():
+    return tiny_pipeline(seed=0, num_frames=FRAMES)
+
+
+@pytest.fixture(scope="session")
+def image():
+    rng = np.random.RandomState(0)
+    return Image.fromarray((rng.rand(H, W, 3) * 255).astype(np.uint8))
+
+
+def moving_boxes(frames=FRAMES, dx=6.0, dy=2.0):
+    """Two boxes: one moving right and down (leaving the image late), one static."""
+    boxes = np.zeros((2, frames, 4))
+    for f in range(frames):
+        boxes[0, f] = [20 + dx * f, 12 + dy * f, 60 + dx * f, 44 + dy * f]
+        boxes[1, f] = [80, 8, 120, 40]
+    return boxes
+
+
+@pytest.fixture
+def boxes():
+    return moving_boxes()
+
+
+def generator(seed=0):
+    return torch.Generator("cpu").manual_seed(seed)

@@ -1,0 +1,152 @@
+import numpy as np
+import pytest
+import torch
+from diffusers import StableVideoDiffusionPipeline
+
+from conftest import FRAMES, H, STEPS, W, generator, moving_boxes
+from reference_sgi2v import reference_generate
+from sgi2v import SGI2VConfig, SGI2VPipeline
+from sgi2v.testing import tiny_components
+
+CONFIG = SGI2VConfig(optimize_timesteps=(5, 4, 3), iterations=2)
+
+
+def run(pipe, image, boxes, config=CONFIG, **kwargs):
+    args = dict(height=H, width=W, num_frames=FRAMES, num_inference_steps=STEPS, generator=generator(), output_type="np")
+    args.update(kwargs)
+    return pipe(image, boxes, config=config, **args)
+
+
+@pytest.mark.parametrize("config", [CONFIG.replace(iterations=0), CONFIG.replace(optimize_timesteps=())])
+def test_disabled_equals_stable_video_diffusion_bit_for_bit(pipe, image, boxes, config):
+    svd = StableVideoDiffusionPipeline(**pipe.components)
+    svd.set_progress_bar_config(disable=True)
+    want = svd(image, height=H, width=W, num_frames=FRAMES, num_inference_steps=STEPS, generator=generator(),
+               output_type="np", decode_chunk_size=8).frames
+    got = run(pipe, image, boxes, config).frames
+    assert got.shape == (1, FRAMES, H, W, 3)
+    np.testing.assert_array_equal(got, want)
+
+
+def test_same_generator_same_output_and_guidance_changes_it(pipe, image, boxes):
+    a = run(pipe, image, boxes)
+    b = run(pipe, image, boxes)
+    np.testing.assert_array_equal(a.frames, b.frames)
+    assert a.losses == b.losses and sorted(a.losses) == [3, 4, 5]
+    plain = run(pipe, image, boxes, CONFIG.replace(iterations=0)).frames
+    assert np.abs(a.frames - plain).max() > 1e-3
+
+
+def test_matches_independent_reference(pipe, image, boxes):
+    """Same numbers as a straightforward implementation of the method (float32 both)."""
+    latent = run(pipe, image, boxes, output_type="latent").frames
+    ref_latent = reference_generate(
+        pipe.components, image, boxes, CONFIG, height=H, width=W, num_frames=FRAMES, num_inference_steps=STEPS,
+        generator=generator(), output_type="latent", decode_chunk_size=8,
+    )
+    plain = run(pipe, image, boxes, CONFIG.replace(iterations=0), output_type="latent").frames
+    assert (ref_latent - plain).abs().max() > 1e-2  # the reference did optimise
+    torch.testing.assert_close(latent, ref_latent, rtol=1e-4, atol=1e-4)
+
+
+def test_one_iteration_lowers_the_loss(pipe, image, boxes):
+    out = run(pipe, image, boxes, CONFIG.replace(optimize_timesteps=(5,), iterations=2))
+    first, second = out.losses[5]
+    assert second < first
+
+
+def test_gradient_checkpointing_same_numbers(pipe, image, boxes):
+    a = run(pipe, image, boxes, output_type="latent").frames
+    b = run(pipe, image, boxes, output_type="latent", gradient_checkpointing=True).frames
+    torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    assert not pipe.unet.is_gradient_checkpointing
+
+
+def test_processors_and_model_untouched(pipe, image, boxes):
+    before = {n: type(p) for n, p in pipe.unet.attn_processors.items()}
+    params = [p.requires_grad for p in pipe.unet.parameters()]
+    run(pipe, image, boxes)
+    assert {n: type(p) for n, p in pipe.unet.attn_processors.items()} == before
+    assert [p.requires_grad for p in pipe.unet.parameters()] == params
+    assert all(p.grad is None for p in pipe.unet.parameters())
+    with pytest.raises(ValueError):
+        run(pipe, image, np.full((1, FRAMES, 4), np.nan))
+    assert {n: type(p) for n, p in pipe.unet.attn_processors.items()} == before
+
+
+def test_processors_restored_after_failure_mid_optimisation(pipe, image, boxes):
+    before = {n: type(p) for n, p in pipe.unet.attn_processors.items()}
+
+    def fail(module, args, output):
+        if torch.is_grad_enabled():  # only the optimisation passes run with gradients
+            raise RuntimeError("interrupted")
+
+    hook = pipe.unet.get_submodule("up_blocks.2.attentions.1").register_forward_hook(fail)
+    try:
+        with pytest.raises(RuntimeError, match="interrupted"):
+            run(pipe, image, boxes, config=CONFIG.replace(optimize_timesteps=(4,)), gradient_checkpointing=True)
+    finally:
+        hook.remove()
+    assert {n: type(p) for n, p in pipe.unet.attn_processors.items()} == before
+    assert not pipe.unet.is_gradient_checkpointing
+
+
+def test_box_leaving_the_image_entirely_is_valid(pipe, image):
+    boxes = moving_boxes(dx=40.0)  # box 0 is off the image from frame 3
+    out = run(pipe, image, boxes)
+    assert np.isfinite(out.frames).all()
+
+
+def test_xt_frames_and_other_sizes():
+    pipe = SGI2VPipeline(**tiny_components(seed=1, num_frames=25))
+    pipe.set_progress_bar_config(disable=True)
+    rng = np.random.RandomState(1)
+    from PIL import Image
+
+    image = Image.fromarray((rng.rand(128, 64, 3) * 255).astype(np.uint8))
+    boxes = np.array([[[8 + f, 16 + 2 * f, 40 + f, 56 + 2 * f] for f in range(25)]], dtype=np.float64)
+    out = pipe(image, boxes, config=SGI2VConfig(optimize_timesteps=(2,), iterations=1), height=128, width=64,
+               num_inference_steps=2, generator=generator(), output_type="pt", decode_chunk_size=25)
+    assert out.frames.shape == (1, 25, 3, 128, 64)
+    assert len(out.losses[2]) == 1
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(height=96), "multiples of 64"),
+        (dict(width=100), "multiples of 64|divisible by 8"),
+        (dict(boxes=np.zeros((1, 3, 4))), "num_frames"),
+        (dict(boxes=np.array([[[0, 0, 10, 10]] * FRAMES]) * np.array([1, 1, 0, 1])), "x1 > x0"),
+        (dict(boxes=np.array([[[-5, 0, 10, 10]] * FRAMES])), "frame 0 must lie inside"),
+        (dict(config=SGI2VConfig(feature_layers=("up_blocks.2.attention.1",))), "unknown feature layer"),
+        (dict(config=SGI2VConfig()), r"exceed num_inference_steps=6.*scaled_to_steps"),
+        (dict(config={"iterations": 1}), "SGI2VConfig"),
+        (dict(num_videos_per_prompt=2), "one video"),
+    ],
+)
+def test_bad_input(pipe, image, boxes, kwargs, message):
+    boxes = kwargs.pop("boxes", boxes)
+    config = kwargs.pop("config", CONFIG)
+    with pytest.raises(ValueError, match=message):
+        run(pipe, image, boxes, config, **kwargs)
+
+
+def test_save_and_load_round_trip(tmp_path, pipe, image, boxes):
+    pipe.save_pretrained(tmp_path)
+    loaded = SGI2VPipeline.from_pretrained(tmp_path)
+    loaded.set_progress_bar_config(disable=True)
+    # Loading may pick another attention kernel for the CLIP encoder: equal up to float rounding.
+    np.testing.assert_allclose(run(loaded, image, boxes).frames, run(pipe, image, boxes).frames, atol=1e-4)
+    loaded_weights = loaded.unet.state_dict()
+    assert all(torch.equal(v, loaded_weights[k]) for k, v in pipe.unet.state_dict().items())
+
+
+def test_bf16_autocast_path_runs(image, boxes):
+    """Half-precision UNet: the optimisation runs under autocast with a float32 latent."""
+    pipe = SGI2VPipeline(**tiny_components(seed=0, num_frames=FRAMES))
+    pipe.to(dtype=torch.bfloat16)
+    pipe.set_progress_bar_config(disable=True)
+    out = run(pipe, image, boxes, config=CONFIG.replace(optimize_timesteps=(5,), iterations=1), output_type="latent")
+    assert out.frames.dtype == torch.bfloat16 and torch.isfinite(out.frames.float()).all()
+    assert np.isfinite(out.losses[5][0])
