@@ -1,0 +1,142 @@
+"""Loading the pipeline: hub ids, local folders, the offline tiny model; devices and dtypes."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["ModelError", "DEFAULT_MODEL", "XT_MODEL", "resolve_device", "resolve_dtype", "load_pipeline"]
+
+DEFAULT_MODEL = "stabilityai/stable-video-diffusion-img2vid"
+XT_MODEL = "stabilityai/stable-video-diffusion-img2vid-xt"
+SVD_PIPELINES = {"StableVideoDiffusionPipeline", "SGI2VPipeline"}
+DTYPES = {"fp32": torch.float32, "float32": torch.float32, "fp16": torch.float16, "float16": torch.float16,
+          "bf16": torch.bfloat16, "bfloat16": torch.bfloat16}
+
+
+class ModelError(RuntimeError):
+    """The model cannot be loaded or the device cannot be used; the message says how to fix it."""
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` picks CUDA, then Apple MPS, then the CPU; an explicit device must exist."""
+    mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "mps" if mps else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ModelError(f"unknown device {name!r} (use auto, cpu, cuda, cuda:N or mps)") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ModelError(f"device {name!r} requested but CUDA is not available (no GPU, or a CPU-only torch build)")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ModelError(f"device {name!r} requested but only {torch.cuda.device_count()} CUDA device(s) exist")
+    elif device.type == "mps" and not mps:
+        raise ModelError(f"device {name!r} requested but Apple MPS is not available")
+    elif device.type not in ("cpu", "cuda", "mps"):
+        raise ModelError(f"unsupported device {name!r} (use auto, cpu, cuda, cuda:N or mps)")
+    return device
+
+
+def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
+    """``auto``: float16 on CUDA and MPS, float32 on the CPU."""
+    if name == "auto":
+        return torch.float16 if device.type in ("cuda", "mps") else torch.float32
+    if name not in DTYPES:
+        raise ModelError(f"unknown dtype {name!r} (use auto, fp32, fp16 or bf16)")
+    return DTYPES[name]
+
+
+def load_pipeline(model: str = DEFAULT_MODEL, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
+                  num_frames: int | None = None, offload: bool = False):
+    """An :class:`~sgi2v.SGI2VPipeline` from a hub id, a local folder, or ``tiny-random`` (offline, random weights).
+
+    Raises :class:`ModelError` with a one-line explanation when the weights are missing, the hub is
+    unreachable, the licence is not accepted, or a folder is not an SVD model.
+    """
+    from .pipeline import SGI2VPipeline
+    from .testing import TINY_MODEL_ID, tiny_pipeline
+
+    device = torch.device(device)
+    if model == TINY_MODEL_ID:
+        logger.warning("Model 'tiny-random': a tiny model with RANDOM weights, for checking the tool offline; its videos are noise.")
+        pipe = tiny_pipeline(seed=0, num_frames=num_frames or 14, dtype=dtype)
+    else:
+        pipe = _from_pretrained(SGI2VPipeline, model, dtype)
+    if offload and device.type != "cpu":
+        pipe.enable_model_cpu_offload(device=device)
+    else:
+        pipe.to(device)
+    return pipe
+
+
+def _from_pretrained(cls, model: str, dtype: torch.dtype):
+    path = Path(model).expanduser()
+    if path.exists() or model.startswith((".", "/", "~")) or model.count("/") > 1:
+        if not path.is_dir():
+            raise ModelError(f"model folder {model!r} not found")
+        index = path / "model_index.json"
+        if not index.is_file():
+            raise ModelError(f"{model!r} is not a diffusers model folder (no model_index.json); give an SVD model folder or hub id")
+        try:
+            class_name = json.loads(index.read_text()).get("_class_name")
+        except (ValueError, OSError) as err:
+            raise ModelError(f"{index}: unreadable model_index.json: {err}") from None
+        if class_name not in SVD_PIPELINES:
+            raise ModelError(f"{model!r} holds a {class_name}, not a Stable Video Diffusion model")
+        missing = [s for s in ("unet", "vae", "image_encoder", "scheduler", "feature_extractor") if not (path / s).is_dir()]
+        if missing:
+            raise ModelError(f"{model!r} is an incomplete SVD model folder: missing {', '.join(missing)}")
+        return _load(cls, str(path), dtype, model)
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(model)
+    except HFValidationError:
+        raise ModelError(f"unknown model {model!r}: give a hub id like {DEFAULT_MODEL}, a local folder, or tiny-random") from None
+    return _load(cls, model, dtype, model)
+
+
+def _load(cls, source: str, dtype: torch.dtype, name: str):
+    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
+
+    attempts = [dict(variant="fp16"), {}] if dtype == torch.float16 else [{}]
+    last = None
+    for extra in attempts:
+        try:
+            return cls.from_pretrained(source, torch_dtype=dtype, **extra)
+        except Exception as err:  # diffusers wraps hub errors in OSError/ValueError; classify by the chain
+            chain = _chain(err)
+            if any(isinstance(e, GatedRepoError) for e in chain):
+                raise ModelError(
+                    f"{name} is gated: accept its licence at https://huggingface.co/{name} while logged in, then "
+                    "set HF_TOKEN (or run `hf auth login`) and try again"
+                ) from None
+            if any(isinstance(e, RepositoryNotFoundError) for e in chain):
+                raise ModelError(f"unknown model {name!r} on the Hugging Face hub (private models need HF_TOKEN)") from None
+            text = " ".join(str(e) for e in chain)
+            if "variant" in text and extra:
+                last = err
+                continue  # no fp16 variant files: load the default weights in fp16
+            if any(s in text for s in ("not fully cached", "connect", "offline", "Connection", "resolve", "outgoing traffic")):
+                raise ModelError(
+                    f"cannot load {name}: the Hugging Face hub is unreachable and the model is not in the local cache; "
+                    "connect once to download it (HF_TOKEN set, licence accepted), or pass a local model folder with --model"
+                ) from None
+            raise ModelError(f"cannot load {name}: {str(err).splitlines()[0]}") from None
+    raise ModelError(f"cannot load {name}: {str(last).splitlines()[0]}")
+
+
+def _chain(err: BaseException) -> list[BaseException]:
+    out = []
+    while err is not None and err not in out:
+        out.append(err)
+        err = err.__cause__ or err.__context__
+    return out

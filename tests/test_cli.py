@@ -1,0 +1,196 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from sgi2v.cli import main
+from sgi2v.video import frames_sha256, read_video
+
+FAST = ["--model", "tiny-random", "--height", "64", "--width", "128", "--frames", "4", "--steps", "3",
+        "--optimize-timesteps", "2", "--iterations", "2", "--device", "cpu"]
+
+
+@pytest.fixture
+def inputs(tmp_path):
+    image = tmp_path / "in.png"
+    Image.fromarray((np.random.RandomState(0).rand(50, 100, 3) * 255).astype(np.uint8)).save(image)
+    traj = tmp_path / "traj.json"
+    traj.write_text(json.dumps({"boxes": [{"box": [10, 10, 40, 30], "path": [[25, 20], [55, 25]]},
+                                          {"box": [60, 5, 90, 40], "static": True}]}))
+    out = tmp_path / "out"
+    out.mkdir()
+    return image, traj, out
+
+
+def test_generate_writes_everything_and_replay_reproduces(inputs, capsys):
+    image, traj, out = inputs
+    video = out / "v.mp4"
+    assert main(["generate", str(image), "--traj", str(traj), "-o", str(video), "--gif", *FAST]) == 0
+    assert "wrote" in capsys.readouterr().out
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["v.condition.png", "v.gif", "v.json", "v.mp4", "v.overlay.mp4"]
+    frames = read_video(video)
+    assert frames.shape == (4, 64, 128, 3)
+    assert read_video(out / "v.overlay.mp4").shape == (4, 64, 128, 3)
+    assert Image.open(out / "v.condition.png").size == (128, 64)
+    record = json.loads((out / "v.json").read_text())
+    assert record["frames_shape"] == [4, 64, 128, 3]
+    assert len(record["frames_sha256"]) == 64
+    assert record["settings"]["seed"] == 817 and record["config"]["optimize_timesteps"] == [2]
+    assert np.array(record["boxes"]).shape == (2, 4, 4)
+    np.testing.assert_allclose(record["boxes"][0][0], [12.8, 12.8, 51.2, 38.4])  # rescaled 100x50 -> 128x64
+    assert set(record["versions"]) >= {"torch", "diffusers", "transformers", "sgi2v"}
+    assert {"load", "generate", "total"} <= set(record["timings"])  # writing happens after the record is made
+    assert list(record["losses"]) == ["2"]
+
+    assert main(["generate", "--replay", str(out / "v.json")]) == 0
+    assert "replay reproduced frames_sha256 " + record["frames_sha256"] in capsys.readouterr().out
+    replayed = json.loads((out / "v.replay.json").read_text())
+    assert replayed["frames_sha256"] == record["frames_sha256"]
+
+
+def test_replay_detects_different_frames(inputs, capsys):
+    image, traj, out = inputs
+    assert main(["generate", str(image), "--traj", str(traj), "-o", str(out / "v.mp4"), *FAST]) == 0
+    record = json.loads((out / "v.json").read_text())
+    record["frames_sha256"] = "0" * 64
+    (out / "v.json").write_text(json.dumps(record))
+    assert main(["generate", "--replay", str(out / "v.json")]) == 1
+    assert "replay produced different frames" in capsys.readouterr().err
+
+
+def test_sha_is_of_the_frames_as_uint8(inputs):
+    image, traj, out = inputs
+    assert main(["generate", str(image), "--traj", str(traj), "-o", str(out / "v.mp4"), *FAST, "--iterations", "0"]) == 0
+    record = json.loads((out / "v.json").read_text())
+    from sgi2v.runner import Settings, generate_frames
+    from sgi2v import SGI2VConfig
+    from sgi2v.testing import tiny_pipeline
+
+    pipe = tiny_pipeline(num_frames=4)
+    settings = Settings.from_dict(record["settings"])
+    img = Image.open(image).convert("RGB").resize((128, 64), resample=3)
+    frames, _ = generate_frames(pipe, img, np.array(record["boxes"]), SGI2VConfig.from_dict(record["config"]), settings)
+    assert frames.dtype == np.uint8 and frames_sha256(frames) == record["frames_sha256"]
+
+
+def test_reference_dir(tmp_path):
+    folder = tmp_path / "ref"
+    folder.mkdir()
+    Image.fromarray((np.random.RandomState(1).rand(90, 160, 3) * 255).astype(np.uint8)).save(folder / "img.png")
+    centers = np.array([[[40 + 5 * f, 45] for f in range(4)]], dtype=np.float64)
+    np.save(folder / "traj.npy", np.concatenate([np.array([[[20, 30], [60, 60]]]), centers], axis=1))
+    out = tmp_path / "r.mp4"
+    assert main(["generate", "--reference-dir", str(folder), "-o", str(out), *FAST]) == 0
+    record = json.loads((tmp_path / "r.json").read_text())
+    np.testing.assert_allclose(record["boxes"][0][3], [(20 + 15) * 0.8, 30 * 64 / 90, (60 + 15) * 0.8, 60 * 64 / 90], rtol=1e-6)
+
+
+def _bad(tmp_path, name, content):
+    p = tmp_path / name
+    p.write_text(content) if isinstance(content, str) else np.save(p, content)
+    return p
+
+
+@pytest.mark.parametrize(
+    "case, message, code",
+    [
+        ("missing image", "image not found", 2),
+        ("not an image", "not an image file", 2),
+        ("malformed json", "malformed JSON at line 1", 2),
+        ("bad field", r"boxes\[0\].path\[0\]: expected a point", 2),
+        ("outside", "not inside the 100x50 image", 2),
+        ("flipped", "needs x1 > x0", 2),
+        ("nan", "expected a finite number, got nan", 2),
+        ("npy shape", r"shape \(N, 2 \+ F, 2\)", 2),
+        ("unknown model", "unknown model 'no such model!'", 1),
+        ("not svd folder", "not a diffusers model folder", 1),
+        ("hub offline", "hub is unreachable and the model is not in the local cache", 1),
+        ("cuda absent", "CUDA is not available", 1),
+        ("frames", "3 frames per path but 4", 2),
+        ("size", "--height must be a positive multiple of 64", 2),
+    ],
+)
+def test_bad_input_one_line_no_files(case, message, code, inputs, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    image, traj, out = inputs
+    args = [str(image), "--traj", str(traj)]
+    extra = []
+    if case == "missing image":
+        args[0] = str(tmp_path / "none.png")
+    elif case == "not an image":
+        args[0] = str(_bad(tmp_path, "fake.png", "hello"))
+    elif case == "malformed json":
+        args[2] = str(_bad(tmp_path, "t.json", "{boxes: 1}"))
+    elif case == "bad field":
+        args[2] = str(_bad(tmp_path, "t.json", '{"boxes": [{"box": [1, 1, 5, 5], "path": [3]}]}'))
+    elif case == "outside":
+        args[2] = str(_bad(tmp_path, "t.json", '{"boxes": [{"box": [80, 10, 120, 20], "static": true}]}'))
+    elif case == "flipped":
+        args[2] = str(_bad(tmp_path, "t.json", '{"boxes": [{"box": [30, 10, 20, 20], "static": true}]}'))
+    elif case == "nan":
+        args[2] = str(_bad(tmp_path, "t.json", '{"boxes": [{"box": [1, 1, 5, NaN], "static": true}]}'))
+    elif case in ("npy shape", "frames"):
+        folder = tmp_path / "ref"
+        folder.mkdir()
+        Image.new("RGB", (100, 50)).save(folder / "img.png")
+        np.save(folder / "traj.npy", np.zeros((1, 4)) if case == "npy shape" else np.ones((1, 5, 2)))
+        args = ["--reference-dir", str(folder)]
+    elif case == "unknown model":
+        extra = ["--model", "no such model!"]
+    elif case == "not svd folder":
+        extra = ["--model", str(tmp_path)]
+    elif case == "hub offline":
+        extra = ["--model", "stabilityai/stable-video-diffusion-img2vid"]
+    elif case == "cuda absent":
+        extra = ["--device", "cuda"]
+    elif case == "size":
+        extra = ["--height", "100"]
+    fast = list(FAST)
+    for flag in ("--model", "--device", "--height"):
+        if flag in extra:
+            i = fast.index(flag)
+            del fast[i:i + 2]
+    code_got = main(["generate", *args, "-o", str(out / "v.mp4"), *fast, *extra])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code_got == code
+    assert len(err) == 1 and err[0].startswith("sgi2v: error: "), err
+    assert "Traceback" not in err[0]
+    import re
+
+    assert re.search(message, err[0]), err[0]
+    assert list(out.iterdir()) == []
+
+
+def test_console_script_subprocess(tmp_path):
+    """The installed entry point: help, and a clean one-line failure with a non-zero exit."""
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    ok = subprocess.run([sys.executable, "-m", "sgi2v", "--help"], capture_output=True, text=True, env=env)
+    assert ok.returncode == 0 and "generate" in ok.stdout and "demo" in ok.stdout
+    bad = subprocess.run([sys.executable, "-m", "sgi2v", "generate", str(tmp_path / "x.png"), "--traj", "t.json", "-o",
+                          str(tmp_path / "o.mp4")], capture_output=True, text=True, env=env)
+    assert bad.returncode == 2
+    assert bad.stderr.strip().splitlines() == [f"sgi2v: error: {tmp_path / 'x.png'}: image not found"]
+    assert sorted(os.listdir(tmp_path)) == []
+
+
+def test_bundled_examples_parse_and_demo_runs(tmp_path, capsys):
+    from sgi2v.cli import example_files, list_examples
+    from sgi2v.trajectory import load_image, load_trajectory
+
+    names = list_examples()
+    assert len(names) >= 3
+    labels = set()
+    for name in names:
+        image, traj = example_files(name)
+        t = load_trajectory(traj, 14, load_image(image).size)
+        labels.update(t.labels)
+    assert "camera" in labels
+    assert main(["demo", "-o", str(tmp_path / "d.mp4")]) == 0
+    assert read_video(tmp_path / "d.mp4").shape == (14, 128, 256, 3)
+    assert "RANDOM" in capsys.readouterr().out
