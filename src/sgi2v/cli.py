@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import importlib
+import importlib.util
 import json
 import logging
 import os
@@ -15,6 +17,12 @@ __all__ = ["main"]
 logger = logging.getLogger("sgi2v")
 
 EXAMPLES_DIR = Path(__file__).parent / "examples"
+PLUGIN_COMMANDS = {
+    "batch": ("sgi2v.batch", "generate many videos from a manifest, on one or many processes (accelerate / torchrun)"),
+    "evaluate": ("sgi2v.evaluation.cli", "ObjMC, FID and FVD of generated videos, with a report"),
+    "benchmark-prepare": ("sgi2v.evaluation.prepare", "make first frames, trajectories and a manifest from VIPSeg-style videos"),
+    "ui": ("sgi2v.ui", "web app: draw boxes and paths on an image and generate the video"),
+}
 DEMO_EXAMPLE = "rocket"
 
 
@@ -101,7 +109,24 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--device", default="cpu", help="device (default cpu)")
 
     sub.add_parser("examples", help="list the bundled examples and their files")
+
+    # Further commands live in their own modules, each with a light `add_arguments(parser)` (no heavy
+    # imports at module level) and `run(args) -> int`.
+    for name, (module_name, help_text) in PLUGIN_COMMANDS.items():
+        if not _module_exists(module_name):
+            continue
+        module = importlib.import_module(module_name)
+        plugin = sub.add_parser(name, help=help_text, description=module.__doc__)
+        module.add_arguments(plugin)
+        plugin.set_defaults(handler=module.run)
     return parser
+
+
+def _module_exists(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ModuleNotFoundError:  # its parent package is absent
+        return False
 
 
 def _version() -> str:
@@ -286,7 +311,8 @@ def _examples(args) -> int:
 
 
 def _run(args) -> int:
-    return {"generate": _generate, "demo": _demo, "examples": _examples}[args.command](args)
+    handler = getattr(args, "handler", None) or {"generate": _generate, "demo": _demo, "examples": _examples}[args.command]
+    return handler(args)
 
 
 def main(argv: list[str] | None = None) -> int:
