@@ -231,7 +231,7 @@ class SGI2VPipeline(StableVideoDiffusionPipeline):
                 for i, t in enumerate(timesteps):
                     paper_t = len(timesteps) - i
                     if paper_t in optimize_at:
-                        with record_features(self.unet, recorder):
+                        with record_features(self.unet, recorder), _frozen_parameters(self.unet):
                             features_fn = self._features_fn(
                                 recorder, t, image_latents[cond], image_embeddings[cond], added_time_ids[cond], half_precision
                             )
@@ -276,6 +276,19 @@ class SGI2VPipeline(StableVideoDiffusionPipeline):
         if not return_dict:
             return (frames,)
         return SGI2VPipelineOutput(frames=frames, losses=losses_out)
+
+
+@contextlib.contextmanager
+def _frozen_parameters(module: torch.nn.Module):
+    """Gradients are wanted for the latent only: with the weights frozen, autograd keeps far fewer activations."""
+    params = [p for p in module.parameters() if p.requires_grad]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in params:
+            p.requires_grad_(True)
 
 
 def _counting(fn, progress_bar):
