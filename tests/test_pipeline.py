@@ -60,6 +60,7 @@ def test_gradient_checkpointing_same_numbers(pipe, image, boxes):
     b = run(pipe, image, boxes, output_type="latent", gradient_checkpointing=True).frames
     torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
     assert not pipe.unet.is_gradient_checkpointing
+    assert not any("forward" in vars(m) for m in pipe.unet.modules())  # wrappers removed
 
 
 def test_processors_and_model_untouched(pipe, image, boxes):
@@ -88,7 +89,8 @@ def test_processors_restored_after_failure_mid_optimisation(pipe, image, boxes):
     finally:
         hook.remove()
     assert {n: type(p) for n, p in pipe.unet.attn_processors.items()} == before
-    assert not pipe.unet.is_gradient_checkpointing
+    assert not any("forward" in vars(m) for m in pipe.unet.modules())
+    assert all(p.requires_grad for p in pipe.unet.parameters())
 
 
 def test_box_leaving_the_image_entirely_is_valid(pipe, image):

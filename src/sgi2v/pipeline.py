@@ -19,6 +19,7 @@ from .attention import FeatureRecorder, FeaturesReady, record_features, resolve_
 from .boxes import latent_boxes, validate_boxes
 from .config import SGI2VConfig
 from .loss import BoxLoss
+from .memory import checkpoint_sub_blocks, should_checkpoint
 from .optimization import optimize_latents
 
 logger = logging.get_logger(__name__)
@@ -128,7 +129,7 @@ class SGI2VPipeline(StableVideoDiffusionPipeline):
         callback_on_step_end: Callable | None = None,
         callback_on_step_end_tensor_inputs: list[str] = ["latents"],
         return_dict: bool = True,
-        gradient_checkpointing: bool = False,
+        gradient_checkpointing: bool | None = None,
     ):
         r"""Generate a video whose box contents follow the given paths.
 
@@ -151,9 +152,10 @@ class SGI2VPipeline(StableVideoDiffusionPipeline):
             output_type: ``"pil"``, ``"np"``, ``"pt"`` or ``"latent"``.
             callback_on_step_end, callback_on_step_end_tensor_inputs: as in diffusers.
             return_dict: return :class:`SGI2VPipelineOutput` rather than a tuple.
-            gradient_checkpointing: recompute UNet activations during backward: less memory for the
-                optimisation passes, about one more forward pass of time. Use it when those passes
-                do not fit in memory; the numbers are the same.
+            gradient_checkpointing: recompute the UNet's activations during backward (each sub-block
+                checkpointed): a large cut in the optimisation passes' memory for about one more forward
+                pass of time; the numbers are the same. ``None`` (default) decides from free memory:
+                on CUDA it is used when a pass would not fit, elsewhere not.
 
         Returns:
             :class:`SGI2VPipelineOutput`, or ``(frames,)`` if ``return_dict`` is False.
@@ -223,10 +225,10 @@ class SGI2VPipeline(StableVideoDiffusionPipeline):
         self._num_timesteps = len(timesteps)
         num_optimized = sum(1 for i in range(len(timesteps)) if len(timesteps) - i in optimize_at)
         total = num_inference_steps + num_optimized * config.iterations
-        checkpointing_was = getattr(self.unet, "is_gradient_checkpointing", False)
-        if gradient_checkpointing and optimize_at:
-            self.unet.enable_gradient_checkpointing()
-        try:
+        if gradient_checkpointing is None:
+            gradient_checkpointing = bool(optimize_at) and should_checkpoint(device, num_frames, latent_size, self.unet.dtype)
+        checkpointing = checkpoint_sub_blocks(self.unet) if gradient_checkpointing and optimize_at else contextlib.nullcontext()
+        with checkpointing:
             with self.progress_bar(total=total) as progress_bar:
                 for i, t in enumerate(timesteps):
                     paper_t = len(timesteps) - i
@@ -258,9 +260,6 @@ class SGI2VPipeline(StableVideoDiffusionPipeline):
                         callback_outputs = callback_on_step_end(self, i, t, callback_kwargs)
                         latents = callback_outputs.pop("latents", latents)
                     progress_bar.update()
-        finally:
-            if gradient_checkpointing and optimize_at and not checkpointing_was:
-                self.unet.disable_gradient_checkpointing()
 
         # 10. Decode
         if output_type != "latent":
