@@ -274,6 +274,8 @@ class _Context:
     model: str
     device: object
     dtype: object
+    rank: int = 0
+    world: int = 1
     pipe: object = None
 
 
@@ -297,7 +299,8 @@ def _generate_sample(ctx: _Context, entry: Entry) -> None:
     record = run_record(inputs=inputs, model=ctx.model, device=ctx.device, dtype=ctx.dtype, offload=ctx.args.offload,
                         settings=settings, config=config, boxes=boxes, labels=labels, frames=frames, losses=losses,
                         timings={**timer.times, "total": sum(timer.times.values())})
-    record["batch"] = {"id": entry.id, "manifest": str(ctx.manifest), "line": entry.line, "seed_from": seed_from}
+    record["batch"] = {"id": entry.id, "manifest": str(ctx.manifest), "line": entry.line, "seed_from": seed_from,
+                       "process": ctx.rank, "processes": ctx.world}
     if "meta" in data:
         record["batch"]["meta"] = data["meta"]
     write_outputs(_output_paths(ctx.out_dir, entry.id, ctx.args.gif), frames, image, boxes, record, settings.fps)
@@ -415,14 +418,14 @@ def run(args: argparse.Namespace) -> int:
     mine = pending[rank::world]
     logger.info("process %d of %d on %s: %d of %d pending samples", rank, world, device, len(mine), len(pending))
 
-    ctx = _Context(args=args, manifest=manifest, out_dir=out_dir, model=model, device=device, dtype=dtype)
+    ctx = _Context(args=args, manifest=manifest, out_dir=out_dir, model=model, device=device, dtype=dtype, rank=rank, world=world)
     failures: list[dict] = []
     done = 0
     if mine:
         if any(entry.data is not None for entry in mine):
             ctx.pipe = load_pipeline(model, device=device, dtype=dtype, num_frames=base.num_frames, offload=args.offload)
             ctx.pipe.set_progress_bar_config(disable=True)
-        done, failures = _work(ctx, mine, rank, state.local_process_index)
+        done, failures = _work(ctx, mine, state.local_process_index)
 
     results = [(done, failures)]
     if dist is not None:
@@ -445,13 +448,14 @@ def run(args: argparse.Namespace) -> int:
     return 1 if failures and rank == 0 else 0
 
 
-def _work(ctx: _Context, mine: list[Entry], rank: int, position: int) -> tuple[int, list[dict]]:
+def _work(ctx: _Context, mine: list[Entry], position: int) -> tuple[int, list[dict]]:
     """Run this process's samples; returns how many were made and the failures."""
     import datetime
 
     import torch
     from tqdm import tqdm
 
+    rank = ctx.rank
     show_bar = sys.stderr.isatty() or os.environ.get("SGI2V_PROGRESS") == "1"
     done, failures = 0, []
     with tqdm(total=len(mine), desc=f"rank {rank}", position=position, unit="video", disable=not show_bar,
