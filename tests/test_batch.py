@@ -23,8 +23,8 @@ FAST = ["--model", "tiny-random", "--height", "64", "--width", "128", "--frames"
 ENV = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
 GOOD = [
     {"id": "a", "image": "in.png", "traj": "traj.json"},
-    {"id": "b", "image": "in.png", "traj": {"boxes": [{"box": [60, 5, 90, 40], "static": True}]}, "seed": 5},
-    {"id": "c-1.x", "image": "in.png", "traj": "traj.json", "steps": 4, "optimize_timesteps": [3], "hf_reinit": False},
+    {"id": "b", "image": "in.png", "traj": {"boxes": [{"box": [60, 5, 90, 40], "static": True}]}},
+    {"id": "c-1.x", "image": "in.png", "traj": "traj.json", "seed": 5, "steps": 4, "optimize_timesteps": [3], "hf_reinit": False},
 ]
 BAD = [
     {"id": "missing", "image": "missing.png", "traj": "traj.json"},
@@ -102,7 +102,8 @@ def test_bad_lines_are_reported_and_the_others_finish(single):
     records = _records(out)
     assert set(records) == {"a", "b", "c-1.x"}
     assert records["a"]["settings"]["seed"] == derive_seed("a") and records["a"]["batch"]["seed_from"] == "id"
-    assert records["b"]["settings"]["seed"] == 5 and records["b"]["batch"]["seed_from"] == "manifest"
+    assert records["b"]["settings"]["seed"] == derive_seed("b")
+    assert records["c-1.x"]["settings"]["seed"] == 5 and records["c-1.x"]["batch"]["seed_from"] == "manifest"
     assert records["c-1.x"]["settings"]["num_inference_steps"] == 4 and records["c-1.x"]["config"]["optimize_timesteps"] == [3]
     assert records["c-1.x"]["config"]["high_frequency_reinit"] is False and records["a"]["config"]["high_frequency_reinit"] is True
     assert records["a"]["batch"]["line"] == 3 and records["a"]["inputs"]["trajectory_file"] == str(manifest.parent / "traj.json")
