@@ -235,3 +235,15 @@ def test_seed_depends_on_the_id_only():
     assert derive_seed("cat") == derive_seed("cat")
     assert derive_seed("cat") != derive_seed("cat2")
     assert 0 <= derive_seed("cat") < 2**32
+
+
+def test_a_model_that_cannot_load_stops_the_run_with_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    manifest = _write_inputs(tmp_path, GOOD[:1])
+    out = tmp_path / "out"
+    fast = [a for a in FAST if a != "tiny-random"]
+    fast[fast.index("--model") + 1:fast.index("--model") + 1] = ["stabilityai/stable-video-diffusion-img2vid"]
+    assert main(["batch", str(manifest), "-o", str(out), *fast]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "hub is unreachable and the model is not in the local cache" in err[0], err
+    assert not out.exists()

@@ -276,7 +276,28 @@ class _Context:
     dtype: object
     rank: int = 0
     world: int = 1
+    num_frames: int = 14
     pipe: object = None
+
+    def pipeline(self):
+        """The process's pipeline, loaded when the first sample needs it (not at all when every sample is bad).
+
+        A model or device that cannot be used stops the run: it is not one sample's failure.
+        """
+        if self.pipe is None:
+            from .models import load_pipeline
+
+            try:
+                self.pipe = load_pipeline(self.model, device=self.device, dtype=self.dtype, num_frames=self.num_frames,
+                                          offload=self.args.offload)
+            except Exception as err:
+                raise _Fatal(err) from err
+            self.pipe.set_progress_bar_config(disable=True)
+        return self.pipe
+
+
+class _Fatal(Exception):
+    """Wraps an error that ends the whole run."""
 
 
 def _generate_sample(ctx: _Context, entry: Entry) -> None:
@@ -295,7 +316,7 @@ def _generate_sample(ctx: _Context, entry: Entry) -> None:
         image, boxes, labels, inputs = load_inputs(image_path, traj, settings, source="traj")
         validate_boxes(boxes, settings.num_frames, settings.height, settings.width)
     with timer("generate"):
-        frames, losses = generate_frames(ctx.pipe, image, boxes, config, settings)
+        frames, losses = generate_frames(ctx.pipeline(), image, boxes, config, settings)
     record = run_record(inputs=inputs, model=ctx.model, device=ctx.device, dtype=ctx.dtype, offload=ctx.args.offload,
                         settings=settings, config=config, boxes=boxes, labels=labels, frames=frames, losses=losses,
                         timings={**timer.times, "total": sum(timer.times.values())})
@@ -364,7 +385,7 @@ def run(args: argparse.Namespace) -> int:
     from accelerate import PartialState
 
     from .cli import UsageError, _config_from_args, _settings_from_args
-    from .models import DEFAULT_MODEL, XT_MODEL, load_pipeline, resolve_device, resolve_dtype
+    from .models import DEFAULT_MODEL, XT_MODEL, resolve_device, resolve_dtype
 
     start = time.perf_counter()
     launched_rank = int(os.environ.get("RANK", "0"))
@@ -418,14 +439,15 @@ def run(args: argparse.Namespace) -> int:
     mine = pending[rank::world]
     logger.info("process %d of %d on %s: %d of %d pending samples", rank, world, device, len(mine), len(pending))
 
-    ctx = _Context(args=args, manifest=manifest, out_dir=out_dir, model=model, device=device, dtype=dtype, rank=rank, world=world)
+    ctx = _Context(args=args, manifest=manifest, out_dir=out_dir, model=model, device=device, dtype=dtype, rank=rank, world=world,
+                   num_frames=base.num_frames)
     failures: list[dict] = []
     done = 0
     if mine:
-        if any(entry.data is not None for entry in mine):
-            ctx.pipe = load_pipeline(model, device=device, dtype=dtype, num_frames=base.num_frames, offload=args.offload)
-            ctx.pipe.set_progress_bar_config(disable=True)
-        done, failures = _work(ctx, mine, state.local_process_index)
+        try:
+            done, failures = _work(ctx, mine, state.local_process_index)
+        except _Fatal as fatal:
+            raise fatal.__cause__ from None
 
     results = [(done, failures)]
     if dist is not None:
@@ -468,7 +490,7 @@ def _work(ctx: _Context, mine: list[Entry], position: int) -> tuple[int, list[di
                     raise ValueError(entry.error)
                 _remove_stale_temporaries(ctx.out_dir, entry.id)
                 _generate_sample(ctx, entry)
-            except KeyboardInterrupt:
+            except (KeyboardInterrupt, _Fatal):
                 raise
             except Exception as err:
                 if os.environ.get("SGI2V_DEBUG"):
