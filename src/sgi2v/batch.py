@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Entry", "read_manifest", "derive_seed", "is_complete", "add_arguments", "run"]
+__all__ = ["Entry", "ManifestError", "read_manifest", "derive_seed", "sample_options", "is_complete", "add_arguments", "run"]
 
 logger = logging.getLogger("sgi2v")
 
@@ -419,7 +419,6 @@ def run(args: argparse.Namespace) -> int:
     dist = _distributed()
 
     # The first process decides what is left to do and tells the others, so that all split the same list.
-    skipped = 0
     if rank == 0:
         complete = [entry.id is not None and is_complete(out_dir, entry.id) for entry in entries]
         for entry, done in zip(entries, complete):
