@@ -188,8 +188,8 @@ def _settings_from_args(args, default_frames: int):
 
 def _prepare_inputs(args, settings):
     """(resized image, boxes (N, F, 4) in output pixels, labels, inputs record)."""
-    from .runner import file_sha256
-    from .trajectory import load_image, load_reference_dir, load_trajectory
+    from .runner import file_sha256, load_inputs
+    from .trajectory import load_reference_dir
 
     if args.reference_dir:
         if args.traj or args.image:
@@ -201,13 +201,7 @@ def _prepare_inputs(args, settings):
         return image, boxes, [f"box {i}" for i in range(len(boxes))], inputs
     if not args.image or not args.traj:
         raise UsageError("give IMAGE and --traj FILE.json, or --reference-dir DIR, or --replay RECORD.json")
-    original = load_image(args.image)
-    trajectory = load_trajectory(args.traj, settings.num_frames, original.size)
-    image = original.resize((settings.width, settings.height), resample=3)  # bicubic
-    resized = trajectory.resized(settings.width, settings.height)
-    inputs = {"image": str(Path(args.image).resolve()), "image_sha256": file_sha256(args.image), "image_size": list(original.size),
-              "trajectory_file": str(Path(args.traj).resolve()), "trajectory": json.loads(Path(args.traj).read_text())}
-    return image, resized.boxes, list(trajectory.labels), inputs
+    return load_inputs(args.image, args.traj, settings)
 
 
 def _generate(args) -> int:

@@ -24,7 +24,7 @@ from PIL import Image
 from .config import SGI2VConfig
 from .video import draw_condition, draw_overlay, frames_sha256, to_uint8, write_gif, write_mp4
 
-__all__ = ["Settings", "generate_frames", "output_paths", "write_outputs", "run_record", "file_sha256", "versions"]
+__all__ = ["Settings", "load_inputs", "generate_frames", "output_paths", "write_outputs", "run_record", "file_sha256", "versions"]
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,39 @@ class Settings:
         if unknown:
             raise ValueError(f"unknown settings: {unknown}")
         return cls(**data)
+
+
+def load_inputs(image_path: str | os.PathLike, trajectory: str | os.PathLike | dict, settings: Settings,
+                source: str = "trajectory") -> tuple[Image.Image, np.ndarray, list[str], dict]:
+    """Read an image and its trajectory and bring both to the output size of ``settings``.
+
+    The image is resized (stretched, PIL bicubic) to ``settings.width`` x ``settings.height`` and the
+    trajectory's coordinates are rescaled with it, as the authors' tool does.
+
+    Args:
+        image_path: the input image (any size).
+        trajectory: a trajectory JSON file, or an already decoded trajectory object.
+        settings: gives the output size and the number of frames.
+        source: name of an inline trajectory in error messages.
+
+    Returns:
+        The resized image, the boxes ``(N, F, 4)`` in output pixels, the box labels, and the
+        ``inputs`` part of the run record.
+    """
+    from .trajectory import load_image, load_trajectory, parse_trajectory
+
+    original = load_image(image_path)
+    if isinstance(trajectory, dict):
+        parsed = parse_trajectory(trajectory, settings.num_frames, original.size, source=source)
+        described = {"trajectory": trajectory}
+    else:
+        parsed = load_trajectory(trajectory, settings.num_frames, original.size)
+        described = {"trajectory_file": str(Path(trajectory).resolve()), "trajectory": json.loads(Path(trajectory).read_text())}
+    image = original.resize((settings.width, settings.height), resample=3)  # bicubic
+    resized = parsed.resized(settings.width, settings.height)
+    inputs = {"image": str(Path(image_path).resolve()), "image_sha256": file_sha256(image_path), "image_size": list(original.size),
+              **described}
+    return image, resized.boxes, list(parsed.labels), inputs
 
 
 def generate_frames(pipe, image: Image.Image, boxes: np.ndarray, config: SGI2VConfig, settings: Settings):
