@@ -298,6 +298,9 @@ def test_server_listens_on_localhost_only_and_serves_no_other_files(server):
 
     demo, url = server
     assert demo.server_name == "127.0.0.1"
+    assert demo.max_file_size == 25 * 1024 * 1024  # uploads are limited
+    generate = [f for f in demo.fns.values() if f.name == "on_generate"]
+    assert len(generate) == 1 and generate[0].concurrency_limit == 1 and generate[0].queue  # one generation at a time
     with urllib.request.urlopen(url, timeout=30) as response:
         assert response.status == 200
     for path in ("gradio_api/file=/etc/passwd", f"gradio_api/file={Path(__file__).resolve()}"):
