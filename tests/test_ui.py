@@ -332,7 +332,8 @@ def test_browser_draw_and_generate(server, tmp_path):
 
             for elem, value in (("#width", "128"), ("#height", "64"), ("#frames", "4"), ("#steps", "2")):
                 page.locator(f"{elem} input").fill(value)
-                page.locator(f"{elem} input").press("Enter")
+                page.locator(f"{elem} input").press("Tab")
+                sync_api.expect(page.locator(f"{elem} input")).to_have_value(value)
             sync_api.expect(status).to_contain_text("Output size 128x64", timeout=30_000)
             page.locator("#upload input[type=file]").set_input_files(str(image_path))
             sync_api.expect(status).to_contain_text("Image prepared at 128x64", timeout=30_000)
@@ -343,6 +344,8 @@ def test_browser_draw_and_generate(server, tmp_path):
             def click(x: float, y: float, expected: str) -> None:
                 # The picture is enlarged (display_scale) and then fitted into its frame, centred: click where
                 # the pixel (x, y) of the 128 x 64 image is on the screen.
+                page.wait_for_function("() => { const i = document.querySelector('#canvas img');"
+                                       " return i && i.complete && i.naturalWidth > 0; }", timeout=30_000)
                 box = canvas.bounding_box()
                 natural_w, natural_h = canvas.evaluate("img => [img.naturalWidth, img.naturalHeight]")
                 k = display_scale((128, 64))
@@ -364,8 +367,11 @@ def test_browser_draw_and_generate(server, tmp_path):
             sync_api.expect(status).to_contain_text("box 2 (blue) is static", timeout=30_000)
 
             page.get_by_text("SG-I2V method").click()  # one optimised step, one iteration: quick on a CPU
-            page.locator("#timesteps textarea, #timesteps input").first.fill("2")
-            page.locator("#iterations input").fill("1")
+            for field, value in (("#timesteps textarea, #timesteps input", "2"), ("#iterations input", "1")):
+                box = page.locator(field).first
+                box.fill(value)
+                box.press("Tab")  # leave the field, so the page has taken the value before Generate
+                sync_api.expect(box).to_have_value(value)
 
             # A generation that fails on the device shows the error; the next one works.
             cache = demo.sgi2v_cache
