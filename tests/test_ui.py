@@ -1,0 +1,414 @@
+"""The web app: its drawing logic, one generation, failures, and a real browser session (Chromium + Playwright)."""
+
+import json
+import os
+import socket
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageDraw
+
+from sgi2v.trajectory import parse_trajectory
+from sgi2v.ui.state import BoxDraft, Drawing, Fit, display_scale, fit_image, render
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+# Small enough for 2 busy CPU cores: 64 x 128 pixels, 4 frames, 2 steps, 1 optimised step.
+FAST = dict(model="tiny-random", frames=4, width=128, height=64, steps=2, seed=817, offload=False, gradient_checkpointing=False,
+            optimize_timesteps="2", iterations=2, learning_rate=0.21, feature_layers="up_blocks.2.attentions.1,up_blocks.2.attentions.2",
+            heatmap_sigma=0.4, high_frequency_reinit=True, low_pass_cutoff=0.5, butterworth_order=4, fps=7, motion_bucket_id=127,
+            noise_aug_strength=0.02, min_guidance_scale=1.0, max_guidance_scale=3.0, decode_chunk_size=8)
+
+
+def picture(width=200, height=100):
+    """A synthetic photo: a gradient with a dark disc and a light square."""
+    x = np.linspace(0, 255, width)[None, :, None]
+    y = np.linspace(0, 255, height)[:, None, None]
+    array = np.concatenate([np.broadcast_to(x, (height, width, 1)), np.broadcast_to(y, (height, width, 1)),
+                            np.full((height, width, 1), 128.0)], axis=2).astype(np.uint8)
+    image = Image.fromarray(array)
+    draw = ImageDraw.Draw(image)
+    draw.ellipse([width * 0.2, height * 0.3, width * 0.4, height * 0.7], fill=(20, 20, 30))
+    draw.rectangle([width * 0.6, height * 0.2, width * 0.8, height * 0.6], fill=(240, 230, 200))
+    return image
+
+
+# -- drawing logic ----------------------------------------------------------------------------------
+
+def test_clicks_draw_boxes_and_paths_that_parse():
+    d = Drawing(width=128, height=64)
+    assert "First corner" in d.click(10, 10)
+    assert "drawn" in d.click(40, 30)
+    assert d.boxes[0].box == [10, 10, 40, 30] and d.mode == "path" and d.selected == 0
+    d.click(60, 20)
+    d.click(90, 25)
+    assert d.boxes[0].points == [[60, 20], [90, 25]]
+    d.new_box()
+    d.click(120, 60)  # corners in any order
+    d.click(100, 40)
+    assert d.boxes[1].box == [100, 40, 120, 60]
+    d.set_static(True)
+    data = d.to_json()
+    assert data == {"boxes": [{"box": [10, 10, 40, 30], "path": [[25, 20], [60, 20], [90, 25]]},
+                              {"box": [100, 40, 120, 60], "static": True}]}
+    traj = parse_trajectory(json.loads(json.dumps(data)), 5, (128, 64))
+    assert traj.boxes.shape == (2, 5, 4)
+    np.testing.assert_allclose(traj.boxes[0, -1], [75, 15, 105, 35])  # moved by (90, 25) - (25, 20)
+    np.testing.assert_allclose(traj.boxes[1], [[100, 40, 120, 60]] * 5)
+    assert d.choices() == [("box 1 (red), 2 path points", 0), ("box 2 (blue), static", 1)]
+
+
+def test_clicks_are_clamped_and_tiny_boxes_refused():
+    d = Drawing(width=128, height=64)
+    d.click(-5, 70)
+    assert d.pending == [0, 64]
+    assert "under" in d.click(2, 62)
+    assert not d.boxes and d.pending == [0, 64]  # still waiting for a proper corner
+    d.click(30, 40)
+    assert d.boxes[0].box == [0, 40, 30, 64]
+
+
+def test_undo_delete_clear_and_static_paths():
+    d = Drawing(width=128, height=64)
+    assert d.undo() == "Nothing to undo."
+    d.click(10, 10)
+    d.undo()
+    assert d.pending is None and not d.boxes
+    d.click(10, 10), d.click(40, 30), d.click(60, 20), d.click(80, 20)
+    d.undo()
+    assert d.boxes[0].points == [[60, 20]]
+    d.undo()
+    assert d.boxes[0].points == []
+    d.undo()  # takes back the box's second corner
+    assert not d.boxes and d.pending == [10, 10] and d.mode == "box"
+    d.click(40, 30)
+    assert d.boxes[0].box == [10, 10, 40, 30]
+    d.set_static(True)
+    assert "static" in d.click(70, 20)  # a static box takes no path points
+    assert d.boxes[0].points == []
+    d.set_static(False)
+    d.click(70, 20)
+    d.new_box(), d.click(80, 40), d.click(100, 60)
+    d.new_box(), d.click(5, 40), d.click(25, 60)
+    assert len(d.boxes) == 3
+    d.delete(0)
+    assert [b.box for b in d.boxes] == [[80, 40, 100, 60], [5, 40, 25, 60]] and d.selected == 1
+    d.select(0)
+    d.delete()
+    assert [b.box for b in d.boxes] == [[5, 40, 25, 60]] and d.selected == 0
+    d.set_camera("left", 0.2, 1.3)
+    d.clear()
+    assert not d.boxes and d.selected is None and d.camera == {} and d.mode == "box"
+
+
+def test_camera_presets_add_the_camera_box():
+    d = Drawing(width=128, height=64)
+    assert d.set_camera("none", 0.25, 1.0) == "No camera motion."
+    d.set_camera("right", 0.25, 1.0)
+    assert d.to_json() == {"boxes": [], "camera": {"pan": "right", "amount": 0.25}}
+    traj = d.trajectory(4)
+    assert traj.labels == ("camera",)
+    assert traj.boxes[0, -1, 0] < traj.boxes[0, 0, 0]  # the camera pans right: the scene moves left
+    d.set_camera("none", 0.25, 1.5)
+    traj = d.trajectory(4)
+    size = traj.boxes[0, :, 2] - traj.boxes[0, :, 0]
+    assert size[-1] == pytest.approx(1.5 * size[0])
+    d.click(10, 10), d.click(40, 30)
+    assert d.trajectory(4).labels == ("box 0", "camera")
+    with pytest.raises(ValueError, match="pan direction"):
+        d.set_camera("sideways", 0.2, 1.0)
+
+
+def test_fit_crops_to_the_aspect_and_maps_points_both_ways():
+    image = picture(200, 100)  # 2:1 -> 1:1 crops the sides
+    prepared, fit = fit_image(image, 64, 64)
+    assert prepared.size == (64, 64) and fit.crop == (50.0, 0.0, 150.0, 100.0)
+    assert fit.to_output(50, 0) == (0, 0) and fit.to_output(150, 100) == (64, 64)
+    assert fit.to_original(*fit.to_output(77, 33)) == pytest.approx((77, 33))
+    tall = Fit.for_image((100, 200), 128, 64)  # 1:2 -> 2:1 crops top and bottom
+    assert tall.crop == (0.0, 75.0, 100.0, 125.0)
+
+
+def test_refit_moves_boxes_with_the_image():
+    image = picture(256, 128)
+    _, old = fit_image(image, 256, 128)
+    _, new = fit_image(image, 128, 64)
+    d = Drawing(width=256, height=128, boxes=[BoxDraft([20, 20, 60, 60], [[100, 40]])])
+    d.refit(old, new)
+    assert d.boxes[0].box == pytest.approx([10, 10, 30, 30]) and d.boxes[0].points == [pytest.approx([50, 20])]
+    assert (d.width, d.height) == (128, 64)
+
+
+def test_load_trajectory_json_round_trip():
+    fit = Fit.for_image((256, 128), 128, 64)  # half size, no crop
+    data = {"boxes": [{"label": "car", "box": [20, 20, 60, 60], "path": [[45, 45], [145, 65]]},  # path[0] off the centre
+                      {"box": [100, 10, 140, 50], "static": True},
+                      {"box": [160, 60, 200, 100], "keyframes": {"2": [200, 80]}, "scale": 1.5}],
+            "camera": {"pan": "up", "amount": 0.1}}
+    d = Drawing.from_json(data, 4, fit, (256, 128))
+    assert d.boxes[0].label == "car" and d.boxes[0].box == [10, 10, 30, 30] and d.boxes[0].points == [[70, 30]]
+    assert d.boxes[1].static and d.camera == {"pan": "up", "amount": 0.1}
+    assert d.boxes[2].extra == {"scale": 1.5} and len(d.boxes[2].points) == 3
+    original = parse_trajectory(data, 4, (256, 128)).resized(128, 64)
+    again = parse_trajectory(d.to_json(), 4, (128, 64))
+    np.testing.assert_allclose(again.boxes, original.boxes, atol=0.02)  # the same motion after the round trip
+    assert again.labels == original.labels
+
+
+def test_from_boxes_reads_per_frame_boxes():
+    boxes = np.array([[[10, 10, 30, 30], [20, 10, 40, 30], [30, 12, 50, 32]],
+                      [[60, 40, 80, 60]] * 3], dtype=np.float32)
+    d = Drawing.from_boxes(boxes, Fit.for_image((128, 64), 128, 64))
+    assert d.boxes[0].points == [[30, 20], [40, 22]] and d.boxes[1].static
+    np.testing.assert_allclose(d.trajectory(3).boxes, boxes)
+
+
+def test_render_draws_on_a_copy():
+    image = picture(128, 64)
+    d = Drawing(width=128, height=64)
+    d.click(10, 10)
+    d_img = render(image, d, 4)
+    assert d_img.size == image.size and np.asarray(d_img).tolist() != np.asarray(image).tolist()
+    d.click(40, 30), d.click(80, 20)
+    assert render(image, d, 4).size == (128, 64)
+    assert np.asarray(image).tolist() == np.asarray(picture(128, 64)).tolist()  # the input is untouched
+
+
+# -- generation -------------------------------------------------------------------------------------
+
+@pytest.fixture
+def app_parts(tmp_path):
+    from sgi2v.ui.app import AppConfig, PipelineCache
+
+    app = AppConfig(models=("tiny-random",), device=torch.device("cpu"), dtype=torch.float32, root=tmp_path)
+    return app, PipelineCache()
+
+
+def session_with_box():
+    from sgi2v.ui.app import Session
+
+    session = Session()
+    session.set_image(picture(256, 100), 128, 64)
+    for x, y in [(10, 10), (50, 40), (80, 30)]:
+        session.drawing.click(x, y)
+    return session
+
+
+def test_generate_writes_the_cli_files_and_reuses_the_pipeline(app_parts, tmp_path):
+    from sgi2v.ui.app import generate_video
+    from sgi2v.video import read_video
+
+    app, cache = app_parts
+    session = session_with_box()
+    seen = []
+    paths = generate_video(session, FAST, app, cache, tmp_path / "s", lambda done, total, desc: seen.append((done, total)))
+    assert seen[-1] == (2, 2) and (1, 2) in seen
+    assert read_video(paths["video"]).shape == (4, 64, 128, 3)
+    assert read_video(paths["overlay"]).shape == (4, 64, 128, 3)
+    record = json.loads(paths["record"].read_text())
+    assert record["model"] == "tiny-random" and record["settings"]["num_frames"] == 4 and record["config"]["optimize_timesteps"] == [2]
+    assert record["inputs"]["image"] == str(paths["input"].resolve())
+    trajectory = json.loads(paths["trajectory"].read_text())
+    assert trajectory == session.drawing.to_json()
+    np.testing.assert_allclose(record["boxes"], parse_trajectory(trajectory, 4, (128, 64)).boxes)
+    assert Image.open(paths["input"]).size == (128, 64)
+
+    again = generate_video(session, FAST, app, cache, tmp_path / "s")
+    assert cache.loads == 1  # the pipeline is cached
+    assert again["video"].parent.name == "run-002"
+    assert json.loads(again["record"].read_text())["frames_sha256"] == record["frames_sha256"]
+
+
+def test_generation_refuses_bad_input(app_parts, tmp_path):
+    from sgi2v.ui.app import Session, UIError, generate_video
+
+    app, cache = app_parts
+    with pytest.raises(UIError, match="Upload an image"):
+        generate_video(Session(), FAST, app, cache, tmp_path)
+    session = Session()
+    session.set_image(picture(), 128, 64)
+    with pytest.raises(UIError, match="Draw at least one box"):
+        generate_video(session, FAST, app, cache, tmp_path)
+    session = session_with_box()
+    with pytest.raises(UIError, match="unknown model"):
+        generate_video(session, dict(FAST, model="/etc"), app, cache, tmp_path)  # the page cannot name other models
+    with pytest.raises(UIError, match="multiple of 64"):
+        generate_video(session, dict(FAST, width=100), app, cache, tmp_path)
+    with pytest.raises(UIError, match="timesteps"):
+        generate_video(session, dict(FAST, optimize_timesteps="x-y"), app, cache, tmp_path)
+    assert cache.loads == 0
+
+
+def test_load_files_json_and_reference_format(tmp_path):
+    from sgi2v.ui.app import Session, UIError, load_files
+
+    session = Session()
+    traj = tmp_path / "t.json"
+    traj.write_text(json.dumps({"boxes": [{"box": [20, 20, 60, 60], "path": [[40, 40], [120, 60]]}]}))
+    with pytest.raises(UIError, match="Upload the image first"):
+        load_files(session, [str(traj)], 4, 128, 64, tmp_path)
+    session.set_image(picture(256, 128), 128, 64)
+    message, frames = load_files(session, [str(traj)], 4, 128, 64, tmp_path)
+    assert "1 boxes" in message and frames == 4 and session.drawing.boxes[0].box == [10, 10, 30, 30]
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"boxes": [{"box": [1, 2, 3]}]}')
+    with pytest.raises(UIError, match=r"boxes\[0\]\.box"):
+        load_files(session, [str(bad)], 4, 128, 64, tmp_path)
+    with pytest.raises(UIError, match="not a trajectory file"):
+        load_files(session, [str(tmp_path / "x.txt")], 4, 128, 64, tmp_path)
+
+    folder = tmp_path / "ref"
+    folder.mkdir()
+    picture(256, 128).save(folder / "img.png")
+    raw = np.array([[[20, 20], [60, 60], [40, 40], [60, 40], [80, 50], [100, 60], [120, 70]]], dtype=np.float32)  # 5 frames
+    np.save(folder / "traj.npy", raw)
+    message, frames = load_files(session, [str(folder / "img.png"), str(folder / "traj.npy")], 4, 128, 64, tmp_path)
+    assert frames == 5 and session.original.size == (256, 128)
+    assert session.drawing.boxes[0].box == [10, 10, 30, 30] and session.drawing.boxes[0].points[-1] == [60, 35]
+    assert not any(p.name.startswith("reference-") for p in tmp_path.iterdir())  # its scratch copy is gone
+
+
+# -- the app in a browser ---------------------------------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    pytest.importorskip("gradio")
+    from sgi2v.ui.app import launch
+
+    port = free_port()
+    demo = launch(model="tiny-random", device="cpu", dtype="fp32", port=port, block=False, root=tmp_path_factory.mktemp("ui"))
+    yield demo, f"http://127.0.0.1:{port}/"
+    demo.close()
+
+
+def test_server_listens_on_localhost_only_and_serves_no_other_files(server):
+    import urllib.error
+    import urllib.request
+
+    demo, url = server
+    assert demo.server_name == "127.0.0.1"
+    assert demo.max_file_size == 25 * 1024 * 1024  # uploads are limited
+    generate = [f for f in demo.fns.values() if f.name == "on_generate"]
+    assert len(generate) == 1 and generate[0].concurrency_limit == 1 and generate[0].queue  # one generation at a time
+    with urllib.request.urlopen(url, timeout=30) as response:
+        assert response.status == 200
+    for path in ("gradio_api/file=/etc/passwd", f"gradio_api/file={Path(__file__).resolve()}"):
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(url + path, timeout=30)
+        assert err.value.code in (403, 404)
+
+
+@pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+def test_browser_draw_and_generate(server, tmp_path):
+    sync_api = pytest.importorskip("playwright.sync_api")
+    demo, url = server
+    image_path = tmp_path / "photo.png"
+    picture(400, 200).save(image_path)
+    ARTIFACTS.mkdir(exist_ok=True)
+    shot = ARTIFACTS / "ui.png"
+
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        page = browser.new_page(viewport={"width": 1400, "height": 1300})
+        try:
+            page.goto(url, timeout=60_000)
+            status, run_status = page.locator("#status"), page.locator("#run-status")
+            sync_api.expect(status).to_contain_text("Upload an image", timeout=60_000)
+
+            # A failed generation shows its error and the app keeps serving.
+            page.locator("#generate").click()
+            sync_api.expect(run_status).to_contain_text("Error: Upload an image first", timeout=60_000)
+
+            for elem, value in (("#width", "128"), ("#height", "64"), ("#frames", "4"), ("#steps", "2")):
+                page.locator(f"{elem} input").fill(value)
+                page.locator(f"{elem} input").press("Tab")
+                sync_api.expect(page.locator(f"{elem} input")).to_have_value(value)
+            sync_api.expect(status).to_contain_text("Output size 128x64", timeout=30_000)
+            page.locator("#upload input[type=file]").set_input_files(str(image_path))
+            sync_api.expect(status).to_contain_text("Image prepared at 128x64", timeout=30_000)
+
+            canvas = page.locator("#canvas img")
+            sync_api.expect(canvas).to_be_visible(timeout=30_000)
+
+            def click(x: float, y: float, expected: str) -> None:
+                # The picture is enlarged (display_scale) and then fitted into its frame, centred: click where
+                # the pixel (x, y) of the 128 x 64 image is on the screen.
+                page.wait_for_function("() => { const i = document.querySelector('#canvas img');"
+                                       " return i && i.complete && i.naturalWidth > 0; }", timeout=30_000)
+                box = canvas.bounding_box()
+                natural_w, natural_h = canvas.evaluate("img => [img.naturalWidth, img.naturalHeight]")
+                k = display_scale((128, 64))
+                assert (natural_w, natural_h) == (128 * k, 64 * k)
+                r = min(box["width"] / natural_w, box["height"] / natural_h, 1)
+                left, top = (box["width"] - natural_w * r) / 2, (box["height"] - natural_h * r) / 2
+                canvas.click(position={"x": left + (x + 0.5) * k * r, "y": top + (y + 0.5) * k * r})
+                sync_api.expect(status).to_contain_text(expected, timeout=30_000)
+
+            click(20, 16, "First corner")
+            click(52, 44, "box 1 (red) drawn")
+            click(80, 30, "path point 1")
+            click(108, 24, "path point 2")
+            page.locator("#new-box").click()
+            sync_api.expect(status).to_contain_text("Click two opposite corners", timeout=30_000)
+            click(90, 40, "First corner")
+            click(120, 60, "box 2 (blue) drawn")
+            page.locator("#static input").check()
+            sync_api.expect(status).to_contain_text("box 2 (blue) is static", timeout=30_000)
+
+            page.get_by_text("SG-I2V method").click()  # one optimised step, one iteration: quick on a CPU
+            for field, value in (("#timesteps textarea, #timesteps input", "2"), ("#iterations input", "1")):
+                box = page.locator(field).first
+                box.fill(value)
+                box.press("Tab")  # leave the field, so the page has taken the value before Generate
+                sync_api.expect(box).to_have_value(value)
+
+            # A generation that fails on the device shows the error; the next one works.
+            cache = demo.sgi2v_cache
+            real_loader = cache.loader
+
+            def broken_loader(*args, **kwargs):
+                raise RuntimeError("simulated device failure")
+
+            cache.loader = broken_loader
+            try:
+                page.locator("#generate").click()
+                sync_api.expect(run_status).to_contain_text("Error: RuntimeError: simulated device failure", timeout=60_000)
+            finally:
+                cache.loader = real_loader
+            page.locator("#generate").click()
+            sync_api.expect(run_status).to_contain_text("Done in", timeout=180_000)
+            video = page.locator("#video video")
+            sync_api.expect(video).to_have_attribute("src", __import__("re").compile(r"sgi2v-001\.mp4"), timeout=30_000)
+            sync_api.expect(page.locator("#overlay video")).to_be_visible(timeout=30_000)
+            for name in ("sgi2v-001.trajectory.json", "sgi2v-001.json"):  # the downloads: trajectory and run record
+                sync_api.expect(page.locator(f"#downloads a[href$='/{name}']")).to_have_count(1, timeout=30_000)
+            page.wait_for_function("document.querySelector('#video video').readyState >= 1", timeout=30_000)
+            page.screenshot(path=str(shot), full_page=True)
+        except Exception:
+            page.screenshot(path=str(ARTIFACTS / "ui-failure.png"), full_page=True)
+            raise
+        finally:
+            browser.close()
+    print(f"screenshot: {shot}")
+
+    runs = [p for p in demo.sgi2v.root.rglob("sgi2v-001.trajectory.json")]
+    assert len(runs) == 1
+    trajectory = json.loads(runs[0].read_text())
+    assert len(trajectory["boxes"]) == 2 and trajectory["boxes"][1]["static"] is True
+    assert len(trajectory["boxes"][0]["path"]) == 3  # the centre and two clicked points
+    x0, y0, x1, y1 = trajectory["boxes"][0]["box"]
+    assert abs(x0 - 20) <= 2 and abs(y0 - 16) <= 2 and abs(x1 - 52) <= 2 and abs(y1 - 44) <= 2
+    record = json.loads(runs[0].with_name("sgi2v-001.json").read_text())
+    assert record["frames_shape"] == [4, 64, 128, 3] and record["settings"]["num_inference_steps"] == 2
+    assert record["config"]["optimize_timesteps"] == [2] and record["config"]["iterations"] == 1
