@@ -19,7 +19,7 @@ import importlib
 __all__ = [
     "EvaluationError", "objmc", "objmc_pooled", "objmc_distances", "ObjMCResult", "validate_video", "validate_points",
     "LucasKanadeTracker", "CoTrackerTracker", "Tracker", "make_tracker", "box_query_points", "mask_query_point",
-    "frechet_distance", "feature_statistics", "fid_from_features", "fvd_from_features",
+    "frechet_distance", "frechet_distance_from_features", "feature_statistics", "fid_from_features", "fvd_from_features",
     "InceptionV3FID", "I3D", "InceptionFeatures", "I3DFeatures", "WeightsError",
 ]
 
@@ -28,7 +28,7 @@ _WHERE = {
     "objmc": "motion", "objmc_pooled": "motion", "ObjMCResult": "motion", "objmc_distances": "motion",
     "LucasKanadeTracker": "tracking", "CoTrackerTracker": "tracking", "Tracker": "tracking", "make_tracker": "tracking",
     "box_query_points": "tracking", "mask_query_point": "tracking",
-    "frechet_distance": "frechet", "feature_statistics": "frechet", "fid_from_features": "frechet",
+    "frechet_distance": "frechet", "frechet_distance_from_features": "frechet", "feature_statistics": "frechet", "fid_from_features": "frechet",
     "fvd_from_features": "frechet",
     "InceptionV3FID": "inception", "I3D": "i3d", "InceptionFeatures": "features", "I3DFeatures": "features",
 }

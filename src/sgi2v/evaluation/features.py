@@ -74,6 +74,17 @@ def _is_torchscript(path: Path) -> bool:
         return any(name.endswith("constants.pkl") or "/code/" in name for name in archive.namelist())
 
 
+def _random_network(model: torch.nn.Module, seed: int) -> torch.nn.Module:
+    """Seeded He-normal convolutions, so activations keep their scale through the depth (plumbing tests only)."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, (torch.nn.Conv2d, torch.nn.Conv3d, torch.nn.Linear)):
+                fan_in = module.weight[0].numel()
+                module.weight.copy_(torch.randn(module.weight.shape, generator=generator) * (2.0 / fan_in) ** 0.5)
+    return model
+
+
 def _batches(items: np.ndarray, size: int) -> Iterable[np.ndarray]:
     for start in range(0, len(items), size):
         yield items[start:start + size]
@@ -107,8 +118,7 @@ class InceptionFeatures:
     @classmethod
     def random_weights(cls, seed: int = 0, size: int = 299, **kwargs) -> "InceptionFeatures":
         """A random-weight network (frames resized to ``size``, at least 75): exercises the code path only."""
-        torch.manual_seed(seed)
-        return cls(None, _model=InceptionV3FID(size=size), **kwargs)
+        return cls(None, _model=_random_network(InceptionV3FID(size=size), seed), **kwargs)
 
     @torch.no_grad()
     def __call__(self, frames: np.ndarray) -> np.ndarray:
@@ -160,8 +170,7 @@ class I3DFeatures:
     @classmethod
     def random_weights(cls, seed: int = 0, **kwargs) -> "I3DFeatures":
         """A random-weight network: exercises the code path, gives scores with no meaning."""
-        torch.manual_seed(seed)
-        return cls(None, _model=I3D(), **kwargs)
+        return cls(None, _model=_random_network(I3D(), seed), **kwargs)
 
     @torch.no_grad()
     def __call__(self, video: np.ndarray) -> np.ndarray:

@@ -8,7 +8,7 @@ import numpy as np
 
 from .common import EvaluationError
 
-__all__ = ["feature_statistics", "frechet_distance", "fid_from_features", "fvd_from_features"]
+__all__ = ["feature_statistics", "frechet_distance", "frechet_distance_from_features", "fid_from_features", "fvd_from_features"]
 
 logger = logging.getLogger(__name__)
 
@@ -50,24 +50,37 @@ def frechet_distance(mu1, sigma1, mu2, sigma2, eps: float = 1e-6) -> float:
     return max(value, 0.0)  # round-off can leave a tiny negative number for identical statistics
 
 
-def _distance(features_a, features_b, name: str) -> float:
-    a = np.asarray(features_a)
-    b = np.asarray(features_b)
+def frechet_distance_from_features(features_a, features_b, name: str = "features") -> float:
+    """The Frechet distance of Gaussians fitted to two feature sets ``(M1, D)`` and ``(M2, D)``.
+
+    When a set has no more samples than dimensions, the trace term is computed from the centred
+    features ``X1``, ``X2`` directly: the eigenvalues of ``S1 S2`` are the squared singular values
+    of ``X1 X2^T / sqrt((M1 - 1)(M2 - 1))``, so ``tr (S1 S2)^(1/2)`` is the sum of those singular
+    values (exact, and an ``M1 x M2`` problem instead of ``D x D``). Otherwise it uses
+    :func:`frechet_distance` on the statistics.
+    """
+    a = np.asarray(features_a, dtype=np.float64)
+    b = np.asarray(features_b, dtype=np.float64)
     if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
         raise EvaluationError(f"{name}: feature arrays must be (samples, dims) with the same dims, got {a.shape} and {b.shape}")
     mu1, s1 = feature_statistics(a, f"{name} generated features")
     mu2, s2 = feature_statistics(b, f"{name} reference features")
-    if min(len(a), len(b)) < a.shape[1]:
-        logger.info("%s: fewer samples (%d, %d) than feature dimensions (%d): covariances are singular and the score is "
-                    "biased; use more samples for numbers comparable with published ones", name, len(a), len(b), a.shape[1])
-    return frechet_distance(mu1, s1, mu2, s2)
+    if min(len(a), len(b)) >= a.shape[1]:
+        return frechet_distance(mu1, s1, mu2, s2)
+    logger.info("%s: fewer samples (%d, %d) than feature dimensions (%d): the covariances are singular, so the score "
+                "is biased upwards; use more samples for numbers comparable with published ones", name, len(a), len(b), a.shape[1])
+    x1, x2 = a - mu1, b - mu2
+    singular = np.linalg.svd(x1 @ x2.T, compute_uv=False) / np.sqrt((len(a) - 1) * (len(b) - 1))
+    diff = mu1 - mu2
+    value = float(diff @ diff + np.trace(s1) + np.trace(s2) - 2 * singular.sum())
+    return max(value, 0.0)
 
 
 def fid_from_features(generated, reference) -> float:
     """FID from Inception pool features ``(frames, 2048)`` of generated and reference frames."""
-    return _distance(generated, reference, "FID")
+    return frechet_distance_from_features(generated, reference, "FID")
 
 
 def fvd_from_features(generated, reference) -> float:
     """FVD from I3D logits ``(videos, 400)`` of generated and reference videos."""
-    return _distance(generated, reference, "FVD")
+    return frechet_distance_from_features(generated, reference, "FVD")
