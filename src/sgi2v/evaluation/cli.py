@@ -1,0 +1,46 @@
+"""Evaluate generated videos: ObjMC (motion control), FID (frames) and FVD (videos), with a report.
+
+Folders (ids match by file name):
+  --generated DIR     <id>.mp4 (or <id>/ frames) as written by `sgi2v generate` / `sgi2v batch`, with the
+                      run record <id>.json beside it (its 'boxes' are the targets when no --trajectories)
+  --reference DIR     real videos <id>.mp4 or <id>/ frame folders, same size and length as the generated
+                      ones (`sgi2v benchmark-prepare` writes them); needed for FID and FVD
+  --trajectories DIR  <id>.json: an sgi2v trajectory file (box centres are the targets) or a points file
+                      {"size": [W, H], "points": [[[x, y], ...], ...]}
+
+Writes OUT/report.json, OUT/report.md (the paper's table: FID, FVD, ObjMC) and OUT/paths/<id>.png
+(target and tracked paths over frames). FID and FVD are skipped, and the report says so, unless
+their weight files are given. See docs/evaluation.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+__all__ = ["add_arguments", "run"]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.add_argument("--generated", required=True, help="folder of generated <id>.mp4 videos and their <id>.json run records")
+    parser.add_argument("--reference", help="folder of real <id>.mp4 videos (or <id>/ frame folders), for FID and FVD")
+    parser.add_argument("--trajectories", help="folder of <id>.json trajectory or points files (default: the run records' boxes)")
+    parser.add_argument("-o", "--output", required=True, help="report folder: report.json, report.md, paths/<id>.png")
+    parser.add_argument("--name", default="SG-I2V", help="method name in the table's row (default SG-I2V)")
+    parser.add_argument("--tracker", default="lucas-kanade", choices=["lucas-kanade", "cotracker"],
+                        help="point tracker for ObjMC (default lucas-kanade: OpenCV, no weights)")
+    parser.add_argument("--cotracker-checkpoint", help="local CoTracker checkpoint (.pth) for --tracker cotracker")
+    parser.add_argument("--fid-weights", help="FID Inception-v3 weights, pt_inception-2015-12-05-6726825d.pth (without: no FID)")
+    parser.add_argument("--fvd-weights", help="I3D Kinetics-400 weights: state dict or i3d_torchscript.pt (without: no FVD)")
+    parser.add_argument("--skip-fid", action="store_true", help="do not compute FID")
+    parser.add_argument("--skip-fvd", action="store_true", help="do not compute FVD")
+    parser.add_argument("--no-pictures", action="store_true", help="do not draw paths/<id>.png")
+    parser.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps")
+    parser.add_argument("--batch-size", type=int, default=32, help="frames per Inception forward pass (default 32)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from .report import evaluate_folders
+
+    evaluate_folders(args)
+    return 0
