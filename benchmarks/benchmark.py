@@ -70,20 +70,24 @@ def worker(args) -> dict:
     from PIL import Image
 
     import sgi2v.pipeline as pipeline_module
+    from diffusers import StableVideoDiffusionPipeline
+
     from sgi2v import SGI2VConfig, SGI2VPipeline
     from sgi2v.models import resolve_device, resolve_dtype
 
     device = resolve_device(args.device)
     dtype = resolve_dtype(args.dtype, device)
     t0 = time.perf_counter()
+    # "plain" is diffusers' own StableVideoDiffusionPipeline on the same components and inputs.
+    cls = StableVideoDiffusionPipeline if args.variant == "plain" else SGI2VPipeline
     if args.mode == "tiny-cpu" and not args.model:
         from sgi2v.testing import tiny_components
 
-        pipe = SGI2VPipeline(**tiny_components(num_frames=args.frames))
+        pipe = cls(**tiny_components(num_frames=args.frames))
     elif args.model:
-        pipe = SGI2VPipeline.from_pretrained(args.model, torch_dtype=dtype)
+        pipe = cls.from_pretrained(args.model, torch_dtype=dtype)
     else:
-        pipe = SGI2VPipeline(**full_size_components(args.frames))
+        pipe = cls(**full_size_components(args.frames))
     pipe.to(device=device, dtype=dtype) if dtype != torch.float32 else pipe.to(device)
     if args.offload and device.type == "cuda":
         pipe.enable_model_cpu_offload(device=device)
@@ -119,23 +123,28 @@ def worker(args) -> dict:
         np.tile([w * 0.7, h * 0.5, w * 0.9, h * 0.9], (args.frames, 1)),
     ])
     config = SGI2VConfig().scaled_to_steps(args.steps)
-    if args.variant == "plain":
-        config = config.replace(iterations=0)
     kwargs = dict(height=h, width=w, num_frames=args.frames, num_inference_steps=args.steps, output_type="np",
-                  decode_chunk_size=args.decode_chunk_size, gradient_checkpointing=args.gradient_checkpointing)
+                  decode_chunk_size=args.decode_chunk_size)
+
+    def generate(steps, timesteps=None):
+        generator = torch.Generator("cpu").manual_seed(0)
+        if args.variant == "plain":
+            return pipe(image, generator=generator, **{**kwargs, "num_inference_steps": steps})
+        cfg = config.replace(optimize_timesteps=timesteps) if timesteps else config
+        return pipe(image, boxes, config=cfg, generator=generator, gradient_checkpointing=args.gradient_checkpointing,
+                    **{**kwargs, "num_inference_steps": steps})
 
     if args.warmup:
-        pipe(image, boxes, config=config.replace(optimize_timesteps=(2,)) if config.enabled else config,
-             **{**kwargs, "num_inference_steps": 2}, generator=torch.Generator("cpu").manual_seed(0))
+        generate(2, (2,))
         phases.update(encode=0.0, optimize=0.0, decode=0.0)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     _sync(device)
     start = time.perf_counter()
-    out = pipe(image, boxes, config=config, generator=torch.Generator("cpu").manual_seed(0), **kwargs)
+    out = generate(args.steps)
     _sync(device)
     total = time.perf_counter() - start
-    iterations = sum(len(v) for v in out.losses.values())
+    iterations = sum(len(v) for v in getattr(out, "losses", {}).values())
     result = {
         "variant": args.variant,
         "total_s": total,
@@ -176,7 +185,8 @@ def main() -> int:
     parser.add_argument("--dtype")
     parser.add_argument("--model", help="load real weights from this hub id or folder instead of random ones")
     parser.add_argument("--offload", action="store_true", help="model CPU offload (GPU only)")
-    parser.add_argument("--gradient-checkpointing", action="store_true")
+    parser.add_argument("--gradient-checkpointing", default=None, action="store_true",
+                        help="force checkpointing on (default: the pipeline decides from free memory)")
     parser.add_argument("--decode-chunk-size", type=int, default=8)
     parser.add_argument("--variants", default="plain,sgi2v")
     parser.add_argument("--no-warmup", dest="warmup", action="store_false")

@@ -194,3 +194,31 @@ def test_bundled_examples_parse_and_demo_runs(tmp_path, capsys):
     assert main(["demo", "-o", str(tmp_path / "d.mp4")]) == 0
     assert read_video(tmp_path / "d.mp4").shape == (14, 128, 256, 3)
     assert "RANDOM" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("kind, message", [
+    ("gated", "gated: accept its licence at https://huggingface.co/owner/model"),
+    ("missing", "unknown model 'owner/model' on the Hugging Face hub"),
+    ("offline", "hub is unreachable"),
+])
+def test_hub_errors_are_explained(kind, message, monkeypatch):
+    """The classification of hub failures, with the errors huggingface_hub raises (wrapped as diffusers does)."""
+    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
+
+    from sgi2v import SGI2VPipeline
+    from sgi2v.models import ModelError, load_pipeline
+
+    def fake_from_pretrained(*args, **kwargs):
+        if kind == "offline":
+            raise OSError("Cannot load model owner/model: the model is not fully cached locally")
+        cls = GatedRepoError if kind == "gated" else RepositoryNotFoundError
+        err = cls.__new__(cls)
+        Exception.__init__(err, "401 Client Error")
+        try:
+            raise err
+        except cls as inner:
+            raise OSError("owner/model is not a local folder and is not a valid model identifier") from inner
+
+    monkeypatch.setattr(SGI2VPipeline, "from_pretrained", classmethod(lambda cls, *a, **k: fake_from_pretrained()))
+    with pytest.raises(ModelError, match=message):
+        load_pipeline("owner/model", dtype=__import__("torch").float32)

@@ -20,7 +20,7 @@ __all__ = ["checkpoint_sub_blocks", "estimated_activation_bytes", "should_checkp
 # Activation memory of one optimisation pass (forward + backward, weights frozen) of the full-size SVD
 # UNet, per latent cell per frame, measured as process peak-RSS growth on the CPU in float32 at
 # 64x128 and 128x256 pixels with 14 frames (benchmarks/memory.py, benchmarks/RESULTS.md); half precision halves it.
-BYTES_PER_CELL_FRAME_FP32 = {False: 0.54e6, True: 0.14e6}  # keyed by checkpointing on/off
+BYTES_PER_CELL_FRAME_FP32 = {False: 0.6e6, True: 0.15e6}  # keyed by checkpointing on/off
 
 
 def _sub_blocks(unet: torch.nn.Module) -> list[torch.nn.Module]:
