@@ -68,14 +68,20 @@ def test_sha_is_of_the_frames_as_uint8(inputs):
     image, traj, out = inputs
     assert main(["generate", str(image), "--traj", str(traj), "-o", str(out / "v.mp4"), *FAST, "--iterations", "0"]) == 0
     record = json.loads((out / "v.json").read_text())
-    from sgi2v.runner import Settings, generate_frames
+    import torch
+
     from sgi2v import SGI2VConfig
     from sgi2v.testing import tiny_pipeline
+    from sgi2v.video import to_uint8
 
     pipe = tiny_pipeline(num_frames=4)
-    settings = Settings.from_dict(record["settings"])
+    settings = record["settings"]
     img = Image.open(image).convert("RGB").resize((128, 64), resample=3)
-    frames, _ = generate_frames(pipe, img, np.array(record["boxes"]), SGI2VConfig.from_dict(record["config"]), settings)
+    out = pipe(img, np.array(record["boxes"]), config=SGI2VConfig.from_dict(record["config"]), height=64, width=128,
+               num_frames=4, num_inference_steps=3, generator=torch.Generator("cpu").manual_seed(settings["seed"]),
+               output_type="np", fps=settings["fps"], motion_bucket_id=settings["motion_bucket_id"],
+               noise_aug_strength=settings["noise_aug_strength"], decode_chunk_size=settings["decode_chunk_size"])
+    frames = to_uint8(out.frames[0])
     assert frames.dtype == np.uint8 and frames_sha256(frames) == record["frames_sha256"]
 
 
@@ -113,7 +119,7 @@ def _bad(tmp_path, name, content):
         ("hub offline", "hub is unreachable and the model is not in the local cache", 1),
         ("cuda absent", "CUDA is not available", 1),
         ("frames", "3 frames per path but 4", 2),
-        ("size", "--height must be a positive multiple of 64", 2),
+        ("size", "height: expected an integer from 64 to 4096, a multiple of 64, got 100", 2),
     ],
 )
 def test_bad_input_one_line_no_files(case, message, code, inputs, tmp_path, capsys, monkeypatch):
@@ -206,7 +212,7 @@ def test_hub_errors_are_explained(kind, message, monkeypatch):
     from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
 
     from sgi2v import SGI2VPipeline
-    from sgi2v.models import ModelError, load_pipeline
+    from sgi2v.loading import ModelError, load_pipeline
 
     def fake_from_pretrained(*args, **kwargs):
         if kind == "offline":

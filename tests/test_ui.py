@@ -12,14 +12,16 @@ import torch
 from PIL import Image, ImageDraw
 
 from sgi2v.trajectory import parse_trajectory
-from sgi2v.ui.state import BoxDraft, Drawing, Fit, display_scale, fit_image, render
+from sgi2v.fitting import Fit
+from sgi2v.ui.state import BoxDraft, Drawing, display_scale, fit_image, render
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 # Small enough for 2 busy CPU cores: 64 x 128 pixels, 4 frames, 2 steps, 1 optimised step.
-FAST = dict(model="tiny-random", frames=4, width=128, height=64, steps=2, seed=817, offload=False, gradient_checkpointing=False,
+FAST = dict(model="tiny-random", num_frames=4, width=128, height=64, num_inference_steps=2, seed=817, offload=False,
+            gradient_checkpointing="auto", image_fit="stretch",
             optimize_timesteps="2", iterations=2, learning_rate=0.21, feature_layers="up_blocks.2.attentions.1,up_blocks.2.attentions.2",
             heatmap_sigma=0.4, high_frequency_reinit=True, low_pass_cutoff=0.5, butterworth_order=4, fps=7, motion_bucket_id=127,
             noise_aug_strength=0.02, min_guidance_scale=1.0, max_guidance_scale=3.0, decode_chunk_size=8)
@@ -126,11 +128,11 @@ def test_camera_presets_add_the_camera_box():
 
 def test_fit_crops_to_the_aspect_and_maps_points_both_ways():
     image = picture(200, 100)  # 2:1 -> 1:1 crops the sides
-    prepared, fit = fit_image(image, 64, 64)
+    prepared, fit = fit_image(image, 64, 64, "crop")
     assert prepared.size == (64, 64) and fit.crop == (50.0, 0.0, 150.0, 100.0)
     assert fit.to_output(50, 0) == (0, 0) and fit.to_output(150, 100) == (64, 64)
-    assert fit.to_original(*fit.to_output(77, 33)) == pytest.approx((77, 33))
-    tall = Fit.for_image((100, 200), 128, 64)  # 1:2 -> 2:1 crops top and bottom
+    assert fit.to_source(*fit.to_output(77, 33)) == pytest.approx((77, 33))
+    tall = Fit.make("crop", (100, 200), (128, 64))  # 1:2 -> 2:1 crops top and bottom
     assert tall.crop == (0.0, 75.0, 100.0, 125.0)
 
 
@@ -145,7 +147,7 @@ def test_refit_moves_boxes_with_the_image():
 
 
 def test_load_trajectory_json_round_trip():
-    fit = Fit.for_image((256, 128), 128, 64)  # half size, no crop
+    fit = Fit.make("crop", (256, 128), (128, 64))  # half size, no crop
     data = {"boxes": [{"label": "car", "box": [20, 20, 60, 60], "path": [[45, 45], [145, 65]]},  # path[0] off the centre
                       {"box": [100, 10, 140, 50], "static": True},
                       {"box": [160, 60, 200, 100], "keyframes": {"2": [200, 80]}, "scale": 1.5}],
@@ -163,7 +165,7 @@ def test_load_trajectory_json_round_trip():
 def test_from_boxes_reads_per_frame_boxes():
     boxes = np.array([[[10, 10, 30, 30], [20, 10, 40, 30], [30, 12, 50, 32]],
                       [[60, 40, 80, 60]] * 3], dtype=np.float32)
-    d = Drawing.from_boxes(boxes, Fit.for_image((128, 64), 128, 64))
+    d = Drawing.from_boxes(boxes, Fit.make("stretch", (128, 64), (128, 64)))
     assert d.boxes[0].points == [[30, 20], [40, 22]] and d.boxes[1].static
     np.testing.assert_allclose(d.trajectory(3).boxes, boxes)
 
@@ -213,10 +215,11 @@ def test_generate_writes_the_cli_files_and_reuses_the_pipeline(app_parts, tmp_pa
     record = json.loads(paths["record"].read_text())
     assert record["model"] == "tiny-random" and record["settings"]["num_frames"] == 4 and record["config"]["optimize_timesteps"] == [2]
     assert record["inputs"]["image"] == str(paths["input"].resolve())
-    trajectory = json.loads(paths["trajectory"].read_text())
-    assert trajectory == session.drawing.to_json()
-    np.testing.assert_allclose(record["boxes"], parse_trajectory(trajectory, 4, (128, 64)).boxes)
-    assert Image.open(paths["input"]).size == (128, 64)
+    trajectory = json.loads(paths["trajectory"].read_text())  # in the uploaded image's pixels, as a trajectory file
+    assert trajectory == session.drawing.to_source_json(session.fit)
+    np.testing.assert_allclose(record["boxes"], parse_trajectory(trajectory, 4, (256, 100)).resized(128, 64).boxes, atol=0.02)
+    np.testing.assert_allclose(record["boxes"], session.drawing.trajectory(4).boxes, atol=0.02)  # what is on screen
+    assert Image.open(paths["input"]).size == (256, 100)  # the upload, fitted by the generation as the record says
 
     again = generate_video(session, FAST, app, cache, tmp_path / "s")
     assert cache.loads == 1  # the pipeline is cached
@@ -239,7 +242,7 @@ def test_generation_refuses_bad_input(app_parts, tmp_path):
         generate_video(session, dict(FAST, model="/etc"), app, cache, tmp_path)  # the page cannot name other models
     with pytest.raises(UIError, match="multiple of 64"):
         generate_video(session, dict(FAST, width=100), app, cache, tmp_path)
-    with pytest.raises(UIError, match="timesteps"):
+    with pytest.raises(UIError, match="optimize_timesteps"):
         generate_video(session, dict(FAST, optimize_timesteps="x-y"), app, cache, tmp_path)
     assert cache.loads == 0
 
@@ -330,7 +333,7 @@ def test_browser_draw_and_generate(server, tmp_path):
             page.locator("#generate").click()
             sync_api.expect(run_status).to_contain_text("Error: Upload an image first", timeout=60_000)
 
-            for elem, value in (("#width", "128"), ("#height", "64"), ("#frames", "4"), ("#steps", "2")):
+            for elem, value in (("#width", "128"), ("#height", "64"), ("#num_frames", "4"), ("#num_inference_steps", "2")):
                 page.locator(f"{elem} input").fill(value)
                 page.locator(f"{elem} input").press("Tab")
                 sync_api.expect(page.locator(f"{elem} input")).to_have_value(value)
@@ -367,7 +370,7 @@ def test_browser_draw_and_generate(server, tmp_path):
             sync_api.expect(status).to_contain_text("box 2 (blue) is static", timeout=30_000)
 
             page.get_by_text("SG-I2V method").click()  # one optimised step, one iteration: quick on a CPU
-            for field, value in (("#timesteps textarea, #timesteps input", "2"), ("#iterations input", "1")):
+            for field, value in (("#optimize_timesteps textarea, #optimize_timesteps input", "2"), ("#iterations input", "1")):
                 box = page.locator(field).first
                 box.fill(value)
                 box.press("Tab")  # leave the field, so the page has taken the value before Generate
@@ -407,8 +410,8 @@ def test_browser_draw_and_generate(server, tmp_path):
     trajectory = json.loads(runs[0].read_text())
     assert len(trajectory["boxes"]) == 2 and trajectory["boxes"][1]["static"] is True
     assert len(trajectory["boxes"][0]["path"]) == 3  # the centre and two clicked points
-    x0, y0, x1, y1 = trajectory["boxes"][0]["box"]
-    assert abs(x0 - 20) <= 2 and abs(y0 - 16) <= 2 and abs(x1 - 52) <= 2 and abs(y1 - 44) <= 2
+    x0, y0, x1, y1 = trajectory["boxes"][0]["box"]  # in the 400 x 200 upload's pixels: the 128 x 64 clicks times 3.125
+    assert abs(x0 - 62.5) <= 6 and abs(y0 - 50) <= 6 and abs(x1 - 162.5) <= 6 and abs(y1 - 137.5) <= 6
     record = json.loads(runs[0].with_name("sgi2v-001.json").read_text())
     assert record["frames_shape"] == [4, 64, 128, 3] and record["settings"]["num_inference_steps"] == 2
     assert record["config"]["optimize_timesteps"] == [2] and record["config"]["iterations"] == 1

@@ -10,7 +10,6 @@ import argparse
 import hashlib
 import json
 import logging
-import math
 import os
 import re
 import sys
@@ -18,39 +17,30 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Entry", "ManifestError", "read_manifest", "derive_seed", "sample_options", "is_complete", "add_arguments", "run"]
+from .settings import DEFAULT_MODEL, XT_MODEL
+
+__all__ = ["Entry", "ManifestError", "read_manifest", "derive_seed", "sample_request", "is_complete", "add_arguments", "run"]
 
 logger = logging.getLogger("sgi2v")
 
 FAILURES_NAME = "failures.jsonl"
 REQUIRED_KEYS = ("id", "image", "traj")
-#: Per-line settings: manifest key -> (attribute of the command line's namespace, kind of value).
-OVERRIDES = {
-    "seed": ("seed", "seed"),
-    "height": ("height", "int"),
-    "width": ("width", "int"),
-    "frames": ("frames", "int"),
-    "steps": ("steps", "int"),
-    "fps": ("fps", "int"),
-    "motion_bucket_id": ("motion_bucket_id", "int"),
-    "noise_aug_strength": ("noise_aug_strength", "number"),
-    "min_guidance_scale": ("min_guidance_scale", "number"),
-    "max_guidance_scale": ("max_guidance_scale", "number"),
-    "decode_chunk_size": ("decode_chunk_size", "int"),
-    "optimize_timesteps": ("optimize_timesteps", "timesteps"),
-    "iterations": ("iterations", "int"),
-    "lr": ("lr", "number"),
-    "feature_layers": ("feature_layers", "layers"),
-    "heatmap_sigma": ("heatmap_sigma", "number"),
-    "hf_reinit": ("no_hf_reinit", "bool"),
-    "cutoff": ("cutoff", "number"),
-    "butterworth_order": ("butterworth_order", "int"),
-}
-ALLOWED_KEYS = (*REQUIRED_KEYS, *OVERRIDES, "meta")
+OTHER_KEYS = ("meta",)
 ID_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 # An id ending like this would share file names with another id's side files (ID.overlay.mp4, ...).
 RESERVED_ID_SUFFIXES = (".overlay", ".condition", ".replay")
-MAX_SEED = 2**63 - 1
+#: Default time the processes wait for each other when they start and finish (a rank that ends its
+#: share hours before the slowest one must not abort the job).
+DEFAULT_COLLECTIVE_TIMEOUT_HOURS = 24.0
+#: How often the first process looks for the other processes' results at the end.
+POLL_SECONDS = 2.0
+
+
+def allowed_keys() -> tuple[str, ...]:
+    """The keys a manifest line may have: id, image, traj, meta, and every setting (or an older name of one)."""
+    from .settings import alias_names, setting_specs
+
+    return (*REQUIRED_KEYS, *OTHER_KEYS, *setting_specs(), *alias_names())
 
 
 class ManifestError(ValueError):
@@ -72,15 +62,18 @@ class Entry:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``sgi2v batch`` options: the manifest, the output folder, and the ``generate`` model and sampling options."""
-    from .cli import _add_generation_options, _add_model_options
+    from .cli import add_model_options, add_setting_options
 
     parser.add_argument("manifest", help="JSON lines: {\"id\": ..., \"image\": ..., \"traj\": FILE or {...}, \"seed\": ..., "
                                          "settings...}; relative paths are relative to the manifest's folder")
     parser.add_argument("-o", "--output", required=True, help="output folder: ID.mp4, ID.overlay.mp4, ID.condition.png, ID.json "
                                                               "per sample, and failures.jsonl")
     parser.add_argument("--gif", action="store_true", help="also write ID.gif")
-    _add_model_options(parser)
-    _add_generation_options(parser)
+    parser.add_argument("--collective-timeout", type=float, default=DEFAULT_COLLECTIVE_TIMEOUT_HOURS, metavar="HOURS",
+                        help="how long processes wait for each other when they start and finish, in hours "
+                             f"(default {DEFAULT_COLLECTIVE_TIMEOUT_HOURS:g}); under torchrun or accelerate only")
+    add_model_options(parser)
+    add_setting_options(parser)
     for action in parser._actions:
         if action.dest == "seed":
             action.help = "seed of the samples whose line gives none (default: derived from each sample's id)"
@@ -111,6 +104,7 @@ def read_manifest(path: str | os.PathLike) -> list[Entry]:
         raise ManifestError(f"{path}: is a folder, not a manifest file") from None
     except (OSError, UnicodeDecodeError) as err:
         raise ManifestError(f"{path}: cannot read the manifest: {err}") from None
+    allowed = allowed_keys()
     entries: list[Entry] = []
     first_line: dict[str, tuple[int, str]] = {}  # lower-cased id -> (line, id): ids differing in case clash on some file systems
     for number, raw in enumerate(text.splitlines(), start=1):
@@ -123,6 +117,9 @@ def read_manifest(path: str | os.PathLike) -> list[Entry]:
         except json.JSONDecodeError as err:
             entries.append(Entry(number, error=f"line {number}: malformed JSON at column {err.colno}: {err.msg}"))
             continue
+        except RecursionError:
+            entries.append(Entry(number, error=f"line {number}: JSON nested too deeply"))
+            continue
         if not isinstance(data, dict):
             entries.append(Entry(number, error=f"line {number}: expected a JSON object, got {type(data).__name__}"))
             continue
@@ -134,9 +131,9 @@ def read_manifest(path: str | os.PathLike) -> list[Entry]:
         if not ID_PATTERN.fullmatch(sample_id) or sample_id.endswith(RESERVED_ID_SUFFIXES):
             raise ManifestError(f"{where}: id {sample_id!r} is not a safe file name (1 to 128 letters, digits, '_', '.', '-', "
                                 f"not starting with '.' or '-', not ending in {', '.join(RESERVED_ID_SUFFIXES)})")
-        unknown = sorted(set(data) - set(ALLOWED_KEYS))
+        unknown = sorted(set(data) - set(allowed))
         if unknown:
-            raise ManifestError(f"{where} (id {sample_id!r}): unknown key {unknown[0]!r} (allowed: {', '.join(ALLOWED_KEYS)})")
+            raise ManifestError(f"{where} (id {sample_id!r}): unknown key {unknown[0]!r} (allowed: {', '.join(allowed)})")
         missing = [k for k in REQUIRED_KEYS if k not in data]
         if missing:
             raise ManifestError(f"{where} (id {sample_id!r}): missing {missing[0]!r}")
@@ -168,84 +165,41 @@ def is_complete(out_dir: str | os.PathLike, sample_id: str) -> bool:
 
 
 def _output_paths(out_dir: Path, sample_id: str, gif: bool) -> dict[str, Path]:
-    from .runner import output_paths
+    from .generation import output_paths
 
     return output_paths(out_dir / f"{sample_id}.mp4", gif=gif)
 
 
-def _remove_stale_temporaries(out_dir: Path, sample_id: str) -> None:
-    """Remove temporary files of this sample left by a run that was killed while writing."""
-    names = {p.name for p in _output_paths(out_dir, sample_id, gif=True).values()}
-    pattern = re.compile(r"\.(" + "|".join(re.escape(n) for n in names) + r")\.tmp\d+")
-    if not out_dir.is_dir():
-        return
-    for path in out_dir.iterdir():
-        if pattern.fullmatch(path.name):
-            logger.info("removing %s, left by an interrupted run", path)
-            path.unlink(missing_ok=True)
+def sample_request(args: argparse.Namespace, data: dict, source: str, model: str):
+    """(GenerationSettings, SGI2VConfig, where the seed came from) of one manifest line: its settings over
+    the command line's, checked as every surface checks them."""
+    from .cli import setting_values
+    from .settings import resolve_settings
 
-
-def _check_value(key: str, kind: str, value):
-    """A per-line setting, converted to what the command line's namespace holds; ValueError if malformed."""
-    from .cli import _timesteps
-
-    def fail(expected: str):
-        raise ValueError(f"{key}: expected {expected}, got {value!r}")
-
-    if kind in ("int", "seed"):
-        if isinstance(value, bool) or not isinstance(value, int):
-            fail("an integer")
-        if kind == "seed" and not 0 <= value <= MAX_SEED:
-            fail(f"an integer from 0 to {MAX_SEED}")
-        return value
-    if kind == "number":
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            fail("a finite number")
-        return value
-    if kind == "bool":
-        if not isinstance(value, bool):
-            fail("true or false")
-        return not value  # stored as --no-hf-reinit
-    if kind == "timesteps":
-        if isinstance(value, str):
-            try:
-                return _timesteps(value)
-            except argparse.ArgumentTypeError as err:
-                raise ValueError(f"{key}: {err}") from None
-        if isinstance(value, list) and value and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
-            return tuple(sorted(set(value), reverse=True))
-        fail("a list of integers or a text like \"30-45\"")
-    if kind == "layers":
-        if isinstance(value, str):
-            return value
-        if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
-            return ",".join(value)
-        fail("a list of layer names")
-    raise AssertionError(kind)  # pragma: no cover
-
-
-def sample_options(args: argparse.Namespace, data: dict) -> tuple[argparse.Namespace, str]:
-    """The command line's options with a manifest line's settings applied, and where the seed came from."""
-    options = argparse.Namespace(**vars(args))
-    for key, (attribute, kind) in OVERRIDES.items():
-        if key in data:
-            setattr(options, attribute, _check_value(key, kind, data[key]))
-    if "seed" in data:
+    values = {k: v for k, v in data.items() if k not in REQUIRED_KEYS and k not in OTHER_KEYS}
+    defaults = setting_values(args)
+    if "seed" in values:
         seed_from = "manifest"
     elif args.seed is not None:
         seed_from = "--seed"
     else:
-        options.seed, seed_from = derive_seed(data["id"]), "id"
-    return options, seed_from
+        defaults["seed"], seed_from = derive_seed(data["id"]), "id"
+    settings, config = resolve_settings(values, model=model, defaults=defaults, source=source)
+    return settings, config, seed_from
 
 
-def _sample_settings(args: argparse.Namespace, data: dict):
-    """(Settings, SGI2VConfig, where the seed came from) of one manifest line."""
-    from .cli import _config_from_args, _settings_from_args
-
-    options, seed_from = sample_options(args, data)
-    settings = _settings_from_args(options, 25 if args.xt else 14)
-    return settings, _config_from_args(options, settings.num_inference_steps), seed_from
+def _check_process_settings(ctx: "_Context", settings, source: str) -> None:
+    """A line may repeat the run's device, dtype and offloading (a record pasted into a manifest does), not change them:
+    one pipeline serves every sample of a process."""
+    wanted = ctx.settings
+    if settings.device != "auto" and settings.device.split(":")[0] != ctx.device.type:
+        raise ValueError(f"{source}: device: this run uses {ctx.device} (set on the command line), the line asks for {settings.device}")
+    dtype = str(ctx.dtype).replace("torch.", "")
+    if settings.dtype not in ("auto", dtype):
+        raise ValueError(f"{source}: dtype: this run uses {dtype} (set on the command line), the line asks for {settings.dtype}")
+    if settings.offload != wanted.offload:
+        raise ValueError(f"{source}: offload: this run uses offload={str(wanted.offload).lower()} (set on the command line), "
+                         f"the line asks for {str(settings.offload).lower()}")
 
 
 def _input_path(value, key: str, base: Path) -> Path:
@@ -253,15 +207,6 @@ def _input_path(value, key: str, base: Path) -> Path:
         raise ValueError(f"{key}: expected a file path, got {value!r}")
     path = Path(value).expanduser()
     return path if path.is_absolute() else base / path
-
-
-def _one_line(err: BaseException) -> str:
-    from .cli import _one_line as one_line
-
-    text = one_line(err)
-    if not isinstance(err, (ValueError, OSError, RuntimeError)):
-        text = f"{type(err).__name__}: {text}"
-    return text
 
 
 @dataclass
@@ -272,11 +217,11 @@ class _Context:
     manifest: Path
     out_dir: Path
     model: str
+    settings: object  # the command line's GenerationSettings
     device: object
     dtype: object
     rank: int = 0
     world: int = 1
-    num_frames: int = 14
     pipe: object = None
 
     def pipeline(self):
@@ -285,11 +230,11 @@ class _Context:
         A model or device that cannot be used stops the run: it is not one sample's failure.
         """
         if self.pipe is None:
-            from .models import load_pipeline
+            from .loading import load_pipeline
 
             try:
-                self.pipe = load_pipeline(self.model, device=self.device, dtype=self.dtype, num_frames=self.num_frames,
-                                          offload=self.args.offload)
+                self.pipe = load_pipeline(self.model, device=self.device, dtype=self.dtype, num_frames=self.settings.num_frames,
+                                          offload=self.settings.offload)
             except Exception as err:
                 raise _Fatal(err) from err
             self.pipe.set_progress_bar_config(disable=True)
@@ -302,44 +247,48 @@ class _Fatal(Exception):
 
 def _generate_sample(ctx: _Context, entry: Entry) -> None:
     """Make one sample's outputs; raises on any problem (the caller records it as a failure)."""
-    from .boxes import validate_boxes
-    from .runner import Timer, generate_frames, load_inputs, run_record, write_outputs
+    from .generation import Timer, generate, prepare_inputs, write_outputs
 
     data = entry.data
     timer = Timer()
+    source = f"{ctx.manifest.name}: line {entry.line} (id {entry.id!r})"
     with timer("prepare"):
-        settings, config, seed_from = _sample_settings(ctx.args, data)
+        settings, config, seed_from = sample_request(ctx.args, data, source, ctx.model)
+        _check_process_settings(ctx, settings, source)
         image_path = _input_path(data["image"], "image", ctx.manifest.parent)
         traj = data["traj"]
         if not isinstance(traj, dict):
             traj = _input_path(traj, "traj", ctx.manifest.parent)
-        image, boxes, labels, inputs = load_inputs(image_path, traj, settings, source="traj")
-        validate_boxes(boxes, settings.num_frames, settings.height, settings.width)
-    with timer("generate"):
-        frames, losses = generate_frames(ctx.pipeline(), image, boxes, config, settings)
-    record = run_record(inputs=inputs, model=ctx.model, device=ctx.device, dtype=ctx.dtype, offload=ctx.args.offload,
-                        settings=settings, config=config, boxes=boxes, labels=labels, frames=frames, losses=losses,
-                        timings={**timer.times, "total": sum(timer.times.values())})
-    record["batch"] = {"id": entry.id, "manifest": str(ctx.manifest), "line": entry.line, "seed_from": seed_from,
-                       "process": ctx.rank, "processes": ctx.world}
+        prepared = prepare_inputs(image_path, traj, settings, source="traj")
+    batch = {"id": entry.id, "manifest": str(ctx.manifest), "line": entry.line, "seed_from": seed_from,
+             "process": ctx.rank, "processes": ctx.world}
     if "meta" in data:
-        record["batch"]["meta"] = data["meta"]
-    write_outputs(_output_paths(ctx.out_dir, entry.id, ctx.args.gif), frames, image, boxes, record, settings.fps)
+        batch["meta"] = data["meta"]
+    with timer("generate"):
+        generation = generate(prepared, settings, config, ctx.pipeline(), model=ctx.model, extra={"batch": batch})
+    generation.record["timings"] = {**{k: round(v, 3) for k, v in timer.times.items()}, "total": round(timer.total, 3)}
+    write_outputs(_output_paths(ctx.out_dir, entry.id, ctx.args.gif), generation, prepared, settings.fps)
+
+
+#: Settings whose change does not change the frames (or that a run fixes for all samples): not compared on resume.
+_NOT_COMPARED = ("device", "dtype", "offload", "threads", "gradient_checkpointing")
 
 
 def _settings_differ(args: argparse.Namespace, out_dir: Path, entry: Entry, model: str) -> str | None:
     """What differs between a finished sample's record and what this run would use (None when nothing does)."""
+    from .generation import record_settings
+
     try:
-        settings, config, _ = _sample_settings(args, entry.data)
+        settings, config, _ = sample_request(args, entry.data, "", model)
         record = json.loads((out_dir / f"{entry.id}.json").read_text())
-    except Exception:  # a bad line: it would fail anyway; a finished record is kept as it is
+        have = record_settings(record, "")
+    except Exception:  # a bad line would fail anyway, and an old record is kept as it is
         return None
-    wanted = {"model": model, **{f"settings.{k}": v for k, v in settings.to_dict().items()},
-              **{f"config.{k}": v for k, v in json.loads(json.dumps(config.to_dict())).items()}}
-    have = {"model": record.get("model"), **{f"settings.{k}": v for k, v in record.get("settings", {}).items()},
-            **{f"config.{k}": v for k, v in record.get("config", {}).items()}}
+    wanted = {**settings.to_dict(), **json.loads(json.dumps(config.to_dict()))}
+    if record.get("model") != model:
+        return f"model {record.get('model')!r} there, {model!r} now"
     for key, value in wanted.items():
-        if have.get(key) != value:
+        if key not in _NOT_COMPARED and have.get(key) != value:
             return f"{key} {have.get(key)!r} there, {value!r} now"
     return None
 
@@ -379,46 +328,59 @@ def _distributed():
     return dist if dist.is_available() and dist.is_initialized() else None
 
 
+def _result_path(out_dir: Path, token: str, rank: int) -> Path:
+    return out_dir / f".batch-{token}-rank{rank}.json"
+
+
 def run(args: argparse.Namespace) -> int:
     """``sgi2v batch``: returns 0 when every sample is done or skipped, 1 (from the first process) when some failed."""
-    import torch
-    from accelerate import PartialState
+    import datetime
+    import uuid
 
-    from .cli import UsageError, _config_from_args, _settings_from_args
-    from .models import DEFAULT_MODEL, XT_MODEL, resolve_device, resolve_dtype
+    from .cli import UsageError, setting_values
+    from .settings import resolve_settings
 
     start = time.perf_counter()
     launched_rank = int(os.environ.get("RANK", "0"))
     manifest = Path(args.manifest).expanduser().resolve()
     out_dir = Path(args.output).expanduser().resolve()
+    model = args.model or (XT_MODEL if args.xt else DEFAULT_MODEL)
     try:
         if out_dir.exists() and not out_dir.is_dir():
             raise UsageError(f"{args.output}: exists and is not a folder")
-        base = _settings_from_args(args, 25 if args.xt else 14)  # checks the command line's own values
-        _config_from_args(args, base.num_inference_steps)
+        if not args.collective_timeout > 0:
+            raise UsageError(f"--collective-timeout must be a positive number of hours, got {args.collective_timeout}")
+        base, _ = resolve_settings(setting_values(args), model=model, source="")  # the command line's own values
         entries = read_manifest(args.manifest)
     except (UsageError, ValueError):
         if launched_rank != 0:  # every process finds the same problem; the first one reports it
             return 2
         raise
-    model = args.model or (XT_MODEL if args.xt else DEFAULT_MODEL)
 
-    requested = resolve_device(args.device)
-    state = PartialState(cpu=requested.type == "cpu")
+    # Only now the heavy libraries: the command line and the manifest are fine.
+    import torch
+    from accelerate import PartialState
+
+    from .loading import resolve_device, resolve_dtype
+
+    requested = resolve_device(base.device)
+    timeout = datetime.timedelta(hours=args.collective_timeout)
+    state = PartialState(cpu=requested.type == "cpu", timeout=timeout)
     rank, world = state.process_index, state.num_processes
     if world == 1:
         device = requested
-    elif args.device in ("auto", requested.type):
+    elif base.device in ("auto", requested.type):
         device = state.device
     else:
-        raise UsageError(f"--device {args.device}: with {world} processes each one uses its own device; "
+        raise UsageError(f"--device {base.device}: with {world} processes each one uses its own device; "
                          f"give --device auto or {requested.type}")
     if device.type == "cpu":
         device = torch.device("cpu")
-    dtype = resolve_dtype(args.dtype, device)
+    dtype = resolve_dtype(base.dtype, device)
     dist = _distributed()
 
-    # The first process decides what is left to do and tells the others, so that all split the same list.
+    # The first process decides what is left to do and tells the others, so that all split the same list. This and
+    # the wait at the end are the only times the processes wait for each other.
     if rank == 0:
         complete = [entry.id is not None and is_complete(out_dir, entry.id) for entry in entries]
         for entry, done in zip(entries, complete):
@@ -427,19 +389,19 @@ def run(args: argparse.Namespace) -> int:
                 if differs:
                     logger.warning("%s: kept the finished outputs, made with other settings (%s); delete %s.json to redo it",
                                    entry.id, differs, entry.id)
-        shared = [complete]
+        shared = [complete, uuid.uuid4().hex[:12]]
     else:
-        shared = [None]
+        shared = [None, None]
     if dist is not None:
         dist.broadcast_object_list(shared, src=0)
-    complete = shared[0]
+    complete, token = shared
     skipped = sum(complete)
     pending = [entry for entry, done in zip(entries, complete) if not done]
     mine = pending[rank::world]
     logger.info("process %d of %d on %s: %d of %d pending samples", rank, world, device, len(mine), len(pending))
 
-    ctx = _Context(args=args, manifest=manifest, out_dir=out_dir, model=model, device=device, dtype=dtype, rank=rank, world=world,
-                   num_frames=base.num_frames)
+    ctx = _Context(args=args, manifest=manifest, out_dir=out_dir, model=model, settings=base, device=device, dtype=dtype,
+                   rank=rank, world=world)
     failures: list[dict] = []
     done = 0
     if mine:
@@ -448,12 +410,19 @@ def run(args: argparse.Namespace) -> int:
         except _Fatal as fatal:
             raise fatal.__cause__ from None
 
-    results = [(done, failures)]
-    if dist is not None:
-        results = [None] * world
-        dist.all_gather_object(results, (done, failures))
-    done = sum(r[0] for r in results)
-    failures = [f for r in results for f in r[1]]
+    # Each process leaves its result in the output folder and is free to end; the first one collects
+    # them (no collective while others may still be generating, so no timeout can abort the job).
+    if world > 1:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        result = _result_path(out_dir, token, rank)
+        temporary = result.with_name(result.name + ".tmp")
+        temporary.write_text(json.dumps({"done": done, "failures": failures}), encoding="utf-8")
+        os.replace(temporary, result)
+    missing: list[int] = []
+    if rank == 0 and world > 1:
+        results, missing = _collect(out_dir, token, world, timeout.total_seconds())
+        done = sum(r["done"] for r in results)
+        failures = [f for r in results for f in r["failures"]]
     if rank == 0:
         ids = {entry.id for entry in entries if entry.id is not None}
         failures_file = _merge_failures(out_dir, manifest, ids, failures)
@@ -461,12 +430,29 @@ def run(args: argparse.Namespace) -> int:
                    f"{world} process{'es' if world > 1 else ''}, {time.perf_counter() - start:.1f} s; outputs in {out_dir}")
         if failures:
             summary += f"; failures in {failures_file}"
+        if missing:
+            summary += f"; no result from process{'es' if len(missing) > 1 else ''} {', '.join(map(str, missing))} (rerun to finish)"
         print(summary, flush=True)
     if dist is not None:
-        state.wait_for_everyone()
         dist.destroy_process_group()
     # The first process carries the outcome: a launcher that sees one process fail stops the others.
-    return 1 if failures and rank == 0 else 0
+    return 1 if (failures or missing) and rank == 0 else 0
+
+
+def _collect(out_dir: Path, token: str, world: int, timeout: float) -> tuple[list[dict], list[int]]:
+    """The results of every process (waiting up to ``timeout`` seconds for them), and the ranks that left none."""
+    deadline = time.monotonic() + timeout
+    paths = {r: _result_path(out_dir, token, r) for r in range(world)}
+    while not all(p.is_file() for p in paths.values()) and time.monotonic() < deadline:
+        time.sleep(POLL_SECONDS)
+    results, missing = [], []
+    for r, path in paths.items():
+        try:
+            results.append(json.loads(path.read_text(encoding="utf-8")))
+        except (OSError, ValueError):
+            missing.append(r)
+        path.unlink(missing_ok=True)
+    return results, missing
 
 
 def _work(ctx: _Context, mine: list[Entry], position: int) -> tuple[int, list[dict]]:
@@ -475,6 +461,9 @@ def _work(ctx: _Context, mine: list[Entry], position: int) -> tuple[int, list[di
 
     import torch
     from tqdm import tqdm
+
+    from .cli import one_line
+    from .generation import remove_stale_temporaries
 
     rank = ctx.rank
     show_bar = sys.stderr.isatty() or os.environ.get("SGI2V_PROGRESS") == "1"
@@ -487,14 +476,15 @@ def _work(ctx: _Context, mine: list[Entry], position: int) -> tuple[int, list[di
             try:
                 if entry.error is not None:
                     raise ValueError(entry.error)
-                _remove_stale_temporaries(ctx.out_dir, entry.id)
+                for path in remove_stale_temporaries(_output_paths(ctx.out_dir, entry.id, gif=True)):
+                    logger.info("removed %s, left by an interrupted run", path)
                 _generate_sample(ctx, entry)
             except (KeyboardInterrupt, _Fatal):
                 raise
             except Exception as err:
                 if os.environ.get("SGI2V_DEBUG"):
                     logger.exception("%s failed", label)
-                message = _one_line(err)
+                message = one_line(err)
                 logger.warning("%s: failed: %s", label, message)
                 failures.append({"id": entry.id, "line": entry.line, "manifest": str(ctx.manifest), "error": message,
                                  "rank": rank, "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")})

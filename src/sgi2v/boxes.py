@@ -7,7 +7,7 @@ import numpy as np
 __all__ = ["validate_boxes", "latent_boxes"]
 
 
-def validate_boxes(boxes, num_frames: int, height: int, width: int) -> np.ndarray:
+def validate_boxes(boxes, num_frames: int, height: int, width: int, names=None) -> np.ndarray:
     """Check per-frame boxes and return them as float64 ``(N, F, 4)`` ``(x0, y0, x1, y1)`` in output pixels.
 
     Boxes may leave the image after frame 0 (only their inside part counts), but each box must be
@@ -35,7 +35,7 @@ def validate_boxes(boxes, num_frames: int, height: int, width: int) -> np.ndarra
     if outside.any():
         n = int(np.argwhere(outside)[0, 0])
         raise ValueError(
-            f"box {n} at frame 0 must lie inside the {width}x{height} image, got (x0, y0, x1, y1) = {first[n].tolist()}"
+            f"{names[n] if names else f'box {n}'} at frame 0 must lie inside the {width}x{height} image, got (x0, y0, x1, y1) = {first[n].tolist()}"
         )
     return arr
 

@@ -6,10 +6,14 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
+from .schema import setting
+
 __all__ = ["SGI2VConfig"]
 
 #: Number of denoising steps the paper's timestep window was chosen for.
 PAPER_NUM_STEPS = 50
+#: Group of the method's settings in the command line's help, the docs and the web form.
+METHOD = "SG-I2V method (defaults: the paper's)"
 
 
 @dataclass(frozen=True)
@@ -20,14 +24,25 @@ class SGI2VConfig:
     timestep ``t = S - i``, so ``t`` runs from ``S`` (pure noise) down to ``1``.
     """
 
-    optimize_timesteps: tuple[int, ...] = tuple(range(30, 46))  # t at which the latent is optimised (16 of 50 steps)
-    iterations: int = 5  # AdamW iterations per optimised step; 0 gives plain SVD sampling
-    learning_rate: float = 0.21  # AdamW learning rate (other AdamW settings: PyTorch defaults)
-    feature_layers: tuple[str, ...] = ("up_blocks.2.attentions.1", "up_blocks.2.attentions.2")  # spatial transformers
-    heatmap_sigma: float = 0.4  # Gaussian loss weight: std as a fraction of the half box size
-    high_frequency_reinit: bool = True  # keep only the low frequencies of the optimised latent
-    low_pass_cutoff: float = 0.5  # Butterworth cutoff d_s, in normalised frequency (0, 1]
-    butterworth_order: int = 4  # Butterworth order n
+    optimize_timesteps: tuple[int, ...] = setting(  # t at which the latent is optimised (16 of 50 steps)
+        tuple(range(30, 46)), "timesteps t = steps - i at which the latent is optimised, e.g. 30-45 (given no value, the "
+        "paper's 30-45 of 50 steps, moved to the same relative place for other step counts)", "timesteps", METHOD,
+        label="Optimise at timesteps")
+    iterations: int = setting(5, "AdamW iterations per optimised step; 0 gives plain SVD", "int", METHOD, minimum=0, maximum=1000,
+                              label="Iterations per step")
+    learning_rate: float = setting(0.21, "AdamW learning rate (other AdamW settings: PyTorch's)", "float", METHOD,
+                                   minimum=1e-12, maximum=1e6, aliases=("lr",), label="Learning rate")
+    feature_layers: tuple[str, ...] = setting(  # spatial transformers
+        ("up_blocks.2.attentions.1", "up_blocks.2.attentions.2"),
+        "the UNet's spatial transformers whose first self-attention gives the features", "names", METHOD, label="Feature layers")
+    heatmap_sigma: float = setting(0.4, "std of the Gaussian loss weight inside each box, as a fraction of the half box size",
+                                   "float", METHOD, minimum=1e-6, maximum=1e6, label="Heatmap sigma")
+    high_frequency_reinit: bool = setting(True, "keep only the low frequencies of the optimised latent", "bool", METHOD,
+                                          aliases=("hf_reinit",), label="High-frequency re-initialisation")
+    low_pass_cutoff: float = setting(0.5, "Butterworth low-pass cutoff of the re-initialisation, normalised frequency in (0, 1]",
+                                     "float", METHOD, minimum=1e-6, maximum=1.0, aliases=("cutoff",), label="Low-pass cutoff")
+    butterworth_order: int = setting(4, "order of the Butterworth low-pass", "int", METHOD, minimum=1, maximum=64,
+                                     label="Butterworth order")
 
     def __post_init__(self) -> None:
         # Accept any iterable of ints / strings, but store tuples so the config stays hashable.

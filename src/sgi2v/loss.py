@@ -4,7 +4,6 @@ and the features under each later frame's box."""
 from __future__ import annotations
 
 import functools
-import math
 
 import numpy as np
 import torch

@@ -36,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Build the app and serve it until interrupted."""
     from ..cli import UsageError
-    from ..models import resolve_device, resolve_dtype
+    from ..loading import resolve_device, resolve_dtype
     from .app import launch
 
     try:

@@ -1,16 +1,14 @@
 """The Gradio app of ``sgi2v ui``: the page, its event handlers, the pipeline cache and one generation.
 
-The generation itself (:func:`generate_video`) is plain Python on :mod:`sgi2v.runner`, so the files
-it writes are those of ``sgi2v generate``: ``NAME.mp4``, ``NAME.overlay.mp4``, ``NAME.condition.png``
-and the run record ``NAME.json``, plus the trajectory ``NAME.trajectory.json`` (documented format, in
-pixels of ``NAME.input.png``, the prepared input), so that
-``sgi2v generate NAME.input.png --traj NAME.trajectory.json`` redoes the run from the command line.
+The generation itself (:func:`generate_video`) goes through :mod:`sgi2v.generation` like every
+other surface, so the files it writes are those of ``sgi2v generate``: ``NAME.mp4``,
+``NAME.overlay.mp4``, ``NAME.condition.png`` and the run record ``NAME.json``, plus the uploaded
+image ``NAME.input.png`` and the trajectory ``NAME.trajectory.json`` in its pixels (documented
+format), so that ``sgi2v generate NAME.input.png --traj NAME.trajectory.json`` with the record's
+settings (or ``--replay NAME.json``) redoes the run from the command line.
 """
 
-import argparse
 import contextlib
-import dataclasses
-import functools
 import json
 import logging
 import os
@@ -27,11 +25,14 @@ import torch
 from PIL import Image
 
 from ..config import SGI2VConfig
-from ..models import DEFAULT_MODEL, XT_MODEL, load_pipeline, resolve_device, resolve_dtype
-from ..runner import Settings, Timer, file_sha256, generate_frames, output_paths, run_record, write_outputs
+from ..fitting import Fit
+from ..generation import Timer, generate, output_paths, prepare_inputs, write_outputs
+from ..loading import DEFAULT_MODEL, XT_MODEL, load_pipeline, resolve_device, resolve_dtype
+from ..schema import parse_value
+from ..settings import GenerationSettings, default_num_frames, resolve_settings, setting_specs
 from ..testing import TINY_MODEL_ID
 from ..trajectory import DEFAULT_PAN_AMOUNT, TrajectoryError, load_image, load_reference_dir
-from .state import PAN_CHOICES, Drawing, Fit, display_scale, fit_image, render
+from .state import PAN_CHOICES, Drawing, display_scale, fit_image, render
 
 __all__ = ["PipelineCache", "Session", "UIError", "generate_video", "build_app", "launch"]
 
@@ -90,18 +91,18 @@ class Session:
     drawing: Drawing = field(default_factory=Drawing)
     runs: int = 0
 
-    def set_image(self, image: Image.Image, width: int, height: int) -> None:
+    def set_image(self, image: Image.Image, width: int, height: int, image_fit: str = "stretch") -> None:
         """A new upload: prepare it for the output size; the drawing starts empty."""
         self.original = image.convert("RGB")
-        self.prepared, self.fit = fit_image(self.original, width, height)
+        self.prepared, self.fit = fit_image(self.original, width, height, image_fit)
         self.drawing = Drawing(width=int(width), height=int(height))
 
-    def resize(self, width: int, height: int) -> None:
-        """Another output size: prepare the image again and move the drawing with it."""
+    def resize(self, width: int, height: int, image_fit: str = "stretch") -> None:
+        """Another output size or image fit: prepare the image again and move the drawing with it."""
         if self.original is None:
             self.drawing.width, self.drawing.height = int(width), int(height)
             return
-        prepared, fit = fit_image(self.original, width, height)
+        prepared, fit = fit_image(self.original, width, height, image_fit)
         self.drawing.refit(self.fit, fit)
         self.prepared, self.fit = prepared, fit
 
@@ -124,64 +125,34 @@ class AppConfig:
 
 # -- settings ---------------------------------------------------------------------------------------
 
-def _int(value, name: str) -> int:
+def form_settings() -> dict:
+    """The settings the page has a control for, by name (the server decides device, dtype and threads)."""
+    return {name: fs for name, fs in setting_specs().items() if fs[1].form}
+
+
+def settings_and_config(values: dict, model: str | None = None) -> tuple[GenerationSettings, SGI2VConfig]:
+    """The page's values (by setting name) -> validated settings, as every surface reads them.
+
+    An empty text field (timesteps) means the default; a number field sends floats, which are read as
+    integers where the setting is one.
+    """
+    given = {k: v for k, v in values.items() if k in setting_specs() and not (isinstance(v, str) and not v.strip())}
     try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise UIError(f"{name}: expected a whole number, got {value!r}") from None
-    if not number.is_integer():
-        raise UIError(f"{name}: expected a whole number, got {value!r}")
-    return int(number)
-
-
-def _float(value, name: str) -> float:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise UIError(f"{name}: expected a number, got {value!r}") from None
-
-
-def settings_and_config(values: dict) -> tuple[Settings, SGI2VConfig]:
-    """The page's settings -> validated :class:`Settings` and :class:`SGI2VConfig` (as ``sgi2v generate`` builds them)."""
-    from ..cli import UsageError, _config_from_args, _settings_from_args, _timesteps
-
-    timesteps = str(values.get("optimize_timesteps") or "").strip()
-    try:
-        parsed_timesteps = _timesteps(timesteps) if timesteps else None
-    except argparse.ArgumentTypeError as err:
-        raise UIError(f"optimise at timesteps: {err}") from None
-    args = argparse.Namespace(
-        height=_int(values["height"], "height"), width=_int(values["width"], "width"), frames=_int(values["frames"], "frames"),
-        steps=_int(values["steps"], "steps"), seed=_int(values["seed"], "seed"), fps=_int(values["fps"], "fps"),
-        motion_bucket_id=_int(values["motion_bucket_id"], "motion bucket id"),
-        noise_aug_strength=_float(values["noise_aug_strength"], "noise augmentation"),
-        min_guidance_scale=_float(values["min_guidance_scale"], "min guidance scale"),
-        max_guidance_scale=_float(values["max_guidance_scale"], "max guidance scale"),
-        decode_chunk_size=_int(values["decode_chunk_size"], "decode chunk size"),
-        gradient_checkpointing=bool(values.get("gradient_checkpointing")),
-        optimize_timesteps=parsed_timesteps, iterations=_int(values["iterations"], "iterations"),
-        lr=_float(values["learning_rate"], "learning rate"), feature_layers=str(values.get("feature_layers") or "") or None,
-        heatmap_sigma=_float(values["heatmap_sigma"], "heatmap sigma"), cutoff=_float(values["low_pass_cutoff"], "low-pass cutoff"),
-        butterworth_order=_int(values["butterworth_order"], "Butterworth order"),
-        no_hf_reinit=not values.get("high_frequency_reinit", True),
-    )
-    try:
-        settings = _settings_from_args(args, args.frames)
-        config = _config_from_args(args, settings.num_inference_steps)
-    except (UsageError, ValueError) as err:
-        raise UIError(str(err).replace("--", "")) from None
-    return settings, config
+        return resolve_settings(given, model=model, source="")
+    except ValueError as err:
+        raise UIError(str(err)) from None
 
 
 # -- one generation ---------------------------------------------------------------------------------
 
 def generate_video(session: Session, values: dict, app: AppConfig, cache: PipelineCache, out_dir: Path,
                    progress: Callable[[int, int, str], None] | None = None) -> dict[str, Path]:
-    """Generate the video of the session's drawing and write the same files as ``sgi2v generate``.
+    """Generate the video of the session's drawing with :func:`sgi2v.generation.generate`, writing the
+    files of ``sgi2v generate`` plus the uploaded image and the trajectory in its pixels.
 
     Args:
         session: the uploaded image and the drawing.
-        values: the page's settings by name (``model``, ``frames``, ``width``, ... see :func:`build_app`).
+        values: the page's values by setting name, and ``model``.
         app: models on offer, device, dtype.
         cache: where pipelines are kept between runs.
         out_dir: the session's own folder; each run gets a new ``run-NNN`` folder in it.
@@ -190,9 +161,6 @@ def generate_video(session: Session, values: dict, app: AppConfig, cache: Pipeli
     Returns:
         Paths by kind: ``video``, ``overlay``, ``condition``, ``record``, ``trajectory``, ``input``.
     """
-    from ..boxes import validate_boxes
-
-    timer = Timer()
     report = progress or (lambda done, total, desc: None)
     if session.prepared is None:
         raise UIError("Upload an image first.")
@@ -202,59 +170,57 @@ def generate_video(session: Session, values: dict, app: AppConfig, cache: Pipeli
     model = values.get("model")
     if model not in app.models:
         raise UIError(f"unknown model {model!r}: choose one of {', '.join(app.models)}")
-    settings, config = settings_and_config(values)
-    if (settings.width, settings.height) != session.prepared.size:
-        raise UIError(f"the image is prepared at {session.prepared.size[0]}x{session.prepared.size[1]} but the size is "
-                      f"{settings.width}x{settings.height}: set the size again")
-    try:
-        trajectory = drawing.trajectory(settings.num_frames)
-    except TrajectoryError as err:
-        raise UIError(str(err)) from None
-    boxes = validate_boxes(trajectory.boxes, settings.num_frames, settings.height, settings.width)
-    offload = bool(values.get("offload"))
+    settings, config = settings_and_config(values, model)
+    settings = settings.replace(device=str(app.device), dtype=str(app.dtype).replace("torch.", ""))
+    if (settings.width, settings.height) != session.prepared.size or settings.image_fit != session.fit.mode:
+        raise UIError(f"the image is prepared at {session.prepared.size[0]}x{session.prepared.size[1]} ({session.fit.mode}) but "
+                      f"the settings say {settings.width}x{settings.height} ({settings.image_fit}): set the size again")
+    trajectory = drawing.to_source_json(session.fit)
 
-    trajectory_json = drawing.to_json()
-
-    report(0, settings.num_inference_steps, f"loading {model}")
-    with timer("load"):
-        pipe = cache.get(model, app.device, app.dtype, settings.num_frames, offload)
-
-    def on_step_end(pipeline, step: int, timestep, tensors: dict) -> dict:
-        report(step + 1, settings.num_inference_steps, "denoising")
-        return {}
-
-    with timer("generate"):
-        frames, losses = generate_frames(functools.partial(pipe, callback_on_step_end=on_step_end), session.prepared,
-                                         boxes, config, settings)
-    report(settings.num_inference_steps, settings.num_inference_steps, "writing the videos")
     number = session.runs + 1
     run_dir = Path(out_dir) / f"run-{number:03d}"
     stem = f"sgi2v-{number:03d}"
     paths = output_paths(run_dir / f"{stem}.mp4")
     input_path, trajectory_path = run_dir / f"{stem}.input.png", run_dir / f"{stem}.trajectory.json"
+    timer = Timer()
     try:
-        with timer("write"):
+        with timer("prepare"):
             run_dir.mkdir(parents=True, exist_ok=True)
-            session.prepared.save(input_path, format="PNG")
-            trajectory_path.write_text(json.dumps(trajectory_json, indent=2) + "\n")
-            inputs = {"image": str(input_path.resolve()), "image_sha256": file_sha256(input_path), "image_size": list(session.prepared.size),
-                      "trajectory_file": str(trajectory_path.resolve()), "trajectory": trajectory_json,
-                      "uploaded_image_size": list(session.original.size), "crop": [round(v, 3) for v in session.fit.crop]}
-            record = run_record(inputs=inputs, model=model, device=app.device, dtype=app.dtype, offload=offload, settings=settings,
-                                config=config, boxes=boxes, labels=list(trajectory.labels), frames=frames, losses=losses,
-                                timings={**timer.times, "total": sum(timer.times.values())})
-            write_outputs(paths, frames, session.prepared, boxes, record, settings.fps)
+            session.original.save(input_path, format="PNG")
+            trajectory_path.write_text(json.dumps(trajectory, indent=2) + "\n")
+            try:
+                prepared = prepare_inputs(input_path, trajectory_path, settings)
+            except ValueError as err:
+                raise UIError(str(err).replace(str(trajectory_path), "drawing")) from None
+        report(0, settings.num_inference_steps, f"loading {model}")
+        with timer("load"):
+            pipe = cache.get(model, app.device, app.dtype, settings.num_frames, settings.offload)
+        steps = settings.num_inference_steps
+
+        def on_step_end(pipeline, step: int, timestep, tensors: dict) -> dict:
+            optimising = config.enabled and (steps - step - 1) in config.optimize_timesteps  # the next step
+            report(step + 1, steps, "optimising the latent and denoising" if optimising else "denoising")
+            return {}
+
+        report(0, steps, "denoising")
+        with timer("generate"):
+            generation = generate(prepared, settings, config, pipe, model=model, callback_on_step_end=on_step_end)
+        report(steps, steps, "writing the videos")
+        with timer("write"):
+            generation.record["timings"] = {**{k: round(v, 3) for k, v in timer.times.items()}, "total": round(timer.total, 3)}
+            write_outputs(paths, generation, prepared, settings.fps)
     except BaseException:
         shutil.rmtree(run_dir, ignore_errors=True)  # a failed run leaves nothing behind
         raise
     session.runs = number
-    logger.info("wrote %s in %.1f s", paths["video"], sum(timer.times.values()))
+    logger.info("wrote %s in %.1f s", paths["video"], timer.total)
     return {**paths, "trajectory": trajectory_path, "input": input_path}
 
 
 # -- loading files ----------------------------------------------------------------------------------
 
-def load_files(session: Session, files: list[str], frames: int, width: int, height: int, scratch: Path) -> tuple[str, int]:
+def load_files(session: Session, files: list[str], frames: int, width: int, height: int, scratch: Path,
+               image_fit: str = "stretch") -> tuple[str, int]:
     """Load a trajectory JSON, or a reference folder's ``img.png`` and ``traj.npy`` (both given), into the session.
 
     ``files`` are paths of uploads the server received. A trajectory JSON's coordinates are in the
@@ -287,7 +253,7 @@ def load_files(session: Session, files: list[str], frames: int, width: int, heig
             raise UIError(str(err).replace(str(folder) + os.sep, "")) from None
         finally:
             shutil.rmtree(folder, ignore_errors=True)
-        session.set_image(original, width, height)
+        session.set_image(original, width, height, image_fit)
         session.drawing = Drawing.from_boxes(boxes, session.fit)
         return f"Loaded {len(boxes)} boxes over {num_frames} frames with their image.", num_frames
     if len(by_suffix.get(".json", [])) != 1 or len(files) != 1:
@@ -308,7 +274,7 @@ def load_files(session: Session, files: list[str], frames: int, width: int, heig
     except TrajectoryError as err:
         raise UIError(str(err)) from None
     session.drawing = drawing
-    camera = f" and a camera motion" if drawing.camera else ""
+    camera = " and a camera motion" if drawing.camera else ""
     return f"Loaded {len(drawing.boxes)} boxes{camera} from {path.name}.", frames
 
 
@@ -324,8 +290,48 @@ HELP = """**Draw:** click two opposite corners of a box, then click the points i
 Each box has its own colour and number. A *static* box keeps its content still (an anchor)."""
 
 
-def _default(cls, name: str):
-    return next(f.default for f in dataclasses.fields(cls) if f.name == name)
+#: The form's sections: the settings' groups, the first open.
+OPEN_GROUPS = ("video",)
+
+
+def setting_controls(gr, model: str) -> dict[str, Any]:
+    """One control per setting of :func:`form_settings`, named (``elem_id``) and labelled from its declaration,
+    in its group's section, numbers two to a row; returns them by setting name."""
+    controls: dict[str, Any] = {}
+    groups: dict[str, list] = {}
+    for name, (field_, spec) in form_settings().items():
+        groups.setdefault(spec.group, []).append((name, field_, spec))
+    for group, members in groups.items():
+        lines: list[list] = []
+        for member in members:
+            paired = member[2].kind in ("int", "float", "names", "timesteps")
+            if paired and lines and len(lines[-1]) == 1 and lines[-1][0][2].kind in ("int", "float", "names", "timesteps"):
+                lines[-1].append(member)
+            else:
+                lines.append([member])
+        with gr.Accordion(group[:1].upper() + group[1:], open=group in OPEN_GROUPS):
+            for line in lines:
+                with gr.Row():
+                    for name, field_, spec in line:
+                        controls[name] = _control(gr, name, field_, spec, model)
+    return controls
+
+
+def _control(gr, name: str, field_, spec, model: str):
+    default = default_num_frames(model) if name == "num_frames" else field_.default
+    common = dict(label=spec.label or name, info=spec.help, elem_id=name)
+    if spec.kind == "bool":
+        return gr.Checkbox(bool(default), **common)
+    if spec.kind == "choice":
+        return gr.Radio(list(spec.choices), value=default, **common)
+    if spec.kind == "timesteps":
+        return gr.Textbox("", placeholder="empty: the paper's 30-45 of 50 steps, moved to the number of steps", **common)
+    if spec.kind == "names":
+        return gr.Textbox(",".join(default), **common)
+    number = dict(precision=0) if spec.kind == "int" else {}
+    bounds = {k: getattr(spec, k) for k in ("minimum", "maximum") if getattr(spec, k) is not None}
+    step = dict(step=spec.multiple_of) if spec.multiple_of else {}
+    return gr.Number(default, **number, **bounds, **step, **common)
 
 
 def build_app(model: str | None = None, device: torch.device | str | None = None, dtype: torch.dtype | str | None = None,
@@ -355,7 +361,6 @@ def build_app(model: str | None = None, device: torch.device | str | None = None
     root.mkdir(parents=True, exist_ok=True)
     app = AppConfig(models=models, device=device, dtype=dtype, root=root.resolve())
     cache = cache or PipelineCache()
-    default_config = SGI2VConfig()
 
     def view(session: Session, frames, message: str | None, error: bool = False):
         """Outputs shared by every editing event: state, canvas, box picker, static box, status (kept when ``message`` is None)."""
@@ -363,7 +368,7 @@ def build_app(model: str | None = None, device: torch.device | str | None = None
         try:
             num_frames = max(2, int(frames))
         except (TypeError, ValueError):
-            num_frames = _default(Settings, "num_frames")
+            num_frames = default_num_frames(None)
         canvas = render(session.prepared, drawing, num_frames, display_scale(session.prepared.size)) if session.prepared is not None else None
         selected = drawing.selected
         static = drawing.boxes[selected].static if selected is not None else False
@@ -403,41 +408,13 @@ def build_app(model: str | None = None, device: torch.device | str | None = None
                     pan_amount = gr.Slider(0.05, 0.75, value=DEFAULT_PAN_AMOUNT, step=0.05, label="Pan amount (fraction of the image)")
                     zoom = gr.Slider(0.5, 2.0, value=1.0, step=0.05, label="Camera zoom by the last frame (>1 in, <1 out)")
             with gr.Column(scale=2):
-                upload = gr.Image(label="Image (cropped to the output's aspect and resized)", type="pil", sources=["upload", "clipboard"],
+                upload = gr.Image(label="Image (fitted to the output size as 'Image fit' says)", type="pil", sources=["upload", "clipboard"],
                                   elem_id="upload", height=220)
                 traj_files = gr.File(label="Load a trajectory .json, or img.png + traj.npy", file_count="multiple",
                                      file_types=list(TRAJECTORY_SUFFIXES), elem_id="traj-files", height=120)
-                with gr.Group():
-                    model_box = gr.Dropdown(list(models), value=start_model, label="Model", elem_id="model")
-                    with gr.Row():
-                        width = gr.Number(_default(Settings, "width"), label="Width", precision=0, minimum=64, step=64, elem_id="width")
-                        height = gr.Number(_default(Settings, "height"), label="Height", precision=0, minimum=64, step=64, elem_id="height")
-                    with gr.Row():
-                        frames = gr.Number(25 if start_model == XT_MODEL else _default(Settings, "num_frames"), label="Frames (14: SVD, 25: SVD-XT)",
-                                           precision=0, minimum=2, maximum=64, elem_id="frames")
-                        steps = gr.Number(_default(Settings, "num_inference_steps"), label="Steps", precision=0, minimum=1, elem_id="steps")
-                        seed = gr.Number(_default(Settings, "seed"), label="Seed", precision=0, minimum=0, elem_id="seed")
-                    with gr.Row():
-                        offload = gr.Checkbox(False, label="Model CPU offload (less GPU memory)", elem_id="offload")
-                        checkpointing = gr.Checkbox(False, label="Gradient checkpointing")
-                with gr.Accordion("SG-I2V method (defaults: the paper's)", open=False):
-                    timesteps = gr.Textbox("", label="Optimise at timesteps", placeholder="empty: 30-45 of 50 steps, rescaled to the steps",
-                                           elem_id="timesteps")
-                    iterations = gr.Number(default_config.iterations, label="Iterations per step (0: plain SVD)", precision=0, minimum=0,
-                                           elem_id="iterations")
-                    lr = gr.Number(default_config.learning_rate, label="Learning rate")
-                    layers = gr.Textbox(",".join(default_config.feature_layers), label="Feature layers", elem_id="layers")
-                    sigma = gr.Number(default_config.heatmap_sigma, label="Heatmap sigma")
-                    hf_reinit = gr.Checkbox(default_config.high_frequency_reinit, label="High-frequency re-initialisation")
-                    cutoff = gr.Number(default_config.low_pass_cutoff, label="Low-pass cutoff")
-                    order = gr.Number(default_config.butterworth_order, label="Butterworth order", precision=0, minimum=1)
-                with gr.Accordion("Stable Video Diffusion", open=False):
-                    fps = gr.Number(_default(Settings, "fps"), label="Frames per second", precision=0, minimum=1)
-                    bucket = gr.Number(_default(Settings, "motion_bucket_id"), label="Motion bucket id", precision=0)
-                    noise_aug = gr.Number(_default(Settings, "noise_aug_strength"), label="Noise augmentation")
-                    min_cfg = gr.Number(_default(Settings, "min_guidance_scale"), label="Min guidance scale")
-                    max_cfg = gr.Number(_default(Settings, "max_guidance_scale"), label="Max guidance scale")
-                    chunk = gr.Number(_default(Settings, "decode_chunk_size"), label="Decode chunk size", precision=0, minimum=1)
+                model_box = gr.Dropdown(list(models), value=start_model, label="Model", elem_id="model")
+                controls = setting_controls(gr, start_model)
+                frames, width, height, image_fit = (controls[k] for k in ("num_frames", "width", "height", "image_fit"))
                 gr.Markdown(f"Device: `{device}`, dtype: `{str(dtype).replace('torch.', '')}` (set when the server starts).")
         generate = gr.Button("Generate", variant="primary", elem_id="generate")
         run_status = gr.Markdown("", elem_id="run-status")
@@ -450,31 +427,32 @@ def build_app(model: str | None = None, device: torch.device | str | None = None
         view_outputs = [state, canvas, box_pick, static, status]
         light = dict(concurrency_limit=None, show_progress="hidden")
 
-        def on_upload(session: Session, image, frames, w, h):
+        def on_upload(session: Session, image, frames, w, h, fit):
             if image is None:
                 return view(Session(), frames, "Upload an image to start.")
             try:
-                session.set_image(image, _size(w, "width"), _size(h, "height"))
+                session.set_image(image, _size(w, "width"), _size(h, "height"), fit)
             except UIError as err:
                 return view(session, frames, str(err), error=True)
             return view(session, frames, f"Image prepared at {session.prepared.size[0]}x{session.prepared.size[1]}: "
                                          "click two opposite corners of a box.")
 
-        upload.upload(on_upload, [state, upload, frames, width, height], view_outputs, **light)
-        upload.clear(on_upload, [state, upload, frames, width, height], view_outputs, **light)
+        size_inputs = [frames, width, height, image_fit]
+        upload.upload(on_upload, [state, upload, *size_inputs], view_outputs, **light)
+        upload.clear(on_upload, [state, upload, *size_inputs], view_outputs, **light)
 
-        def on_size(session: Session, frames, w, h):
+        def on_size(session: Session, frames, w, h, fit):
             try:
                 size = (_size(w, "width"), _size(h, "height"))
             except UIError as err:
                 return view(session, frames, str(err), error=True)
-            if session.prepared is not None and session.prepared.size == size:
+            if session.prepared is not None and session.prepared.size == size and session.fit.mode == fit:
                 return view(session, frames, None)
-            session.resize(*size)
-            return view(session, frames, f"Output size {size[0]}x{size[1]}; the boxes moved with the image.")
+            session.resize(*size, fit)
+            return view(session, frames, f"Output size {size[0]}x{size[1]} ({fit}); the boxes moved with the image.")
 
-        for box in (width, height):
-            box.change(on_size, [state, frames, width, height], view_outputs, **light)
+        for control in (width, height, image_fit):
+            control.change(on_size, [state, *size_inputs], view_outputs, **light)
         frames.change(edit(lambda s: None), [state, frames], view_outputs, **light)
 
         def on_click(session: Session, frames, evt: gr.SelectData):
@@ -515,13 +493,14 @@ def build_app(model: str | None = None, device: torch.device | str | None = None
 
         model_box.input(on_model, [model_box, frames], [frames], **light)
 
-        def on_files(session: Session, files, frames_value, w, h, request: gr.Request):
+        def on_files(session: Session, files, frames_value, w, h, fit, request: gr.Request):
             if not files:
                 return (*view(session, frames_value, None), gr.update(), gr.update(), gr.update(), gr.update())
             try:
-                count = _int(frames_value, "frames")
+                count = _setting("num_frames", frames_value) or default_num_frames(None)
                 scratch = app.session_dir(request.session_hash if request else None)
-                message, count = load_files(session, [str(f) for f in files], count, _size(w, "width"), _size(h, "height"), scratch)
+                message, count = load_files(session, [str(f) for f in files], count, _size(w, "width"), _size(h, "height"), scratch,
+                                            fit)
             except UIError as err:
                 return (*view(session, frames_value, str(err), error=True), gr.update(), gr.update(), gr.update(), gr.update())
             camera = session.drawing.camera
@@ -529,15 +508,10 @@ def build_app(model: str | None = None, device: torch.device | str | None = None
             return (*view(session, count, message), count, session.original,
                     camera.get("pan") if named else "none", camera.get("zoom", 1.0))
 
-        traj_files.upload(on_files, [state, traj_files, frames, width, height],
+        traj_files.upload(on_files, [state, traj_files, *size_inputs],
                           [*view_outputs, frames, upload, pan, zoom], **light)
 
-        setting_inputs = dict(model=model_box, frames=frames, width=width, height=height, steps=steps, seed=seed, offload=offload,
-                              gradient_checkpointing=checkpointing, optimize_timesteps=timesteps, iterations=iterations,
-                              learning_rate=lr, feature_layers=layers, heatmap_sigma=sigma, high_frequency_reinit=hf_reinit,
-                              low_pass_cutoff=cutoff, butterworth_order=order, fps=fps, motion_bucket_id=bucket,
-                              noise_aug_strength=noise_aug, min_guidance_scale=min_cfg, max_guidance_scale=max_cfg,
-                              decode_chunk_size=chunk)
+        setting_inputs = {"model": model_box, **controls}
         names = list(setting_inputs)
 
         def on_generate(session: Session, *values, request: gr.Request = None, progress=gr.Progress()):
@@ -555,7 +529,7 @@ def build_app(model: str | None = None, device: torch.device | str | None = None
                     logger.exception("generation failed")
                 return session, None, None, None, gr.update(value=f"**Error:** {_one_line(err)}", elem_classes=["error"])
             message = (f"Done in {time.perf_counter() - start:.1f} s: {paths['video'].name} "
-                       f"({settings['frames']} frames, {settings['width']}x{settings['height']}, {settings['model']}).")
+                       f"({settings['num_frames']} frames, {settings['width']}x{settings['height']}, {settings['model']}).")
             files = [str(paths[k]) for k in ("trajectory", "record", "input", "condition")]
             return session, str(paths["video"]), str(paths["overlay"]), files, gr.update(value=message, elem_classes=[])
 
@@ -578,11 +552,16 @@ def _cleared(session: Session) -> Session:
     return session
 
 
+def _setting(name: str, value):
+    """One setting's value from the page, checked as everywhere else."""
+    try:
+        return parse_value(name, setting_specs()[name][1], value)
+    except ValueError as err:
+        raise UIError(str(err)) from None
+
+
 def _size(value, name: str) -> int:
-    size = _int(value, name)
-    if size < 64 or size % 64:
-        raise UIError(f"{name} must be a positive multiple of 64, got {size}")
-    return size
+    return _setting(name, value)
 
 
 def _one_line(err: BaseException) -> str:

@@ -1,8 +1,8 @@
 """What the web app's user has drawn: boxes, their paths, the camera motion. Plain Python, no gradio.
 
-Coordinates are pixels of the *prepared* image: the uploaded image cropped to the output's aspect
-ratio (centred) and resized to the output size, exactly the image the pipeline receives. A
-:class:`Fit` maps between the uploaded image's pixels and the prepared image's.
+Coordinates are pixels of the *prepared* image: the uploaded image fitted to the output size as the
+``image_fit`` setting says (stretched, cropped or padded), exactly the image the pipeline receives. A
+:class:`~sgi2v.fitting.Fit` maps between the uploaded image's pixels and the prepared image's.
 
 Clicks on the image follow a small state machine: in ``box`` mode two clicks give two opposite
 corners of a new box; the new box becomes the selected one and the mode turns to ``path``, where each
@@ -13,19 +13,19 @@ turns into a trajectory object in the documented JSON format (:meth:`Drawing.to_
 
 from __future__ import annotations
 
-import copy
 import logging
 from dataclasses import dataclass, field
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from ..fitting import Fit
 from ..trajectory import CAMERA_DIRECTIONS, DEFAULT_PAN_AMOUNT, TrajectoryError, parse_trajectory
 from ..video import PALETTE, draw_condition
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["COLOR_NAMES", "MIN_BOX_SIZE", "Fit", "BoxDraft", "Drawing", "fit_image", "display_scale", "render"]
+__all__ = ["COLOR_NAMES", "MIN_BOX_SIZE", "BoxDraft", "Drawing", "fit_image", "display_scale", "render"]
 
 #: Names of :data:`sgi2v.video.PALETTE`'s colours, in order: box ``n`` is drawn in colour ``n % 8``.
 COLOR_NAMES = ["red", "blue", "yellow", "green", "pink", "purple", "orange", "teal"]
@@ -34,50 +34,10 @@ MIN_BOX_SIZE = 4.0
 PAN_CHOICES = ["none", *CAMERA_DIRECTIONS]
 
 
-@dataclass(frozen=True)
-class Fit:
-    """Centred crop of the uploaded image to the output's aspect ratio, then a resize to ``size``.
-
-    ``crop`` is ``(x0, y0, x1, y1)`` in the uploaded image's pixels, ``size`` is ``(width, height)`` of
-    the prepared image.
-    """
-
-    crop: tuple[float, float, float, float]
-    size: tuple[int, int]
-
-    @classmethod
-    def for_image(cls, image_size: tuple[int, int], width: int, height: int) -> "Fit":
-        """The largest centred crop of an ``image_size`` image with the aspect ratio ``width / height``."""
-        iw, ih = image_size
-        if iw * height > ih * width:  # too wide: crop the sides
-            cw, ch = ih * width / height, float(ih)
-        else:  # too tall: crop top and bottom
-            cw, ch = float(iw), iw * height / width
-        x0, y0 = (iw - cw) / 2, (ih - ch) / 2
-        return cls((x0, y0, x0 + cw, y0 + ch), (int(width), int(height)))
-
-    @property
-    def scale(self) -> tuple[float, float]:
-        """Prepared pixels per uploaded pixel, ``(sx, sy)``."""
-        x0, y0, x1, y1 = self.crop
-        return self.size[0] / (x1 - x0), self.size[1] / (y1 - y0)
-
-    def to_output(self, x: float, y: float) -> tuple[float, float]:
-        """A point in uploaded-image pixels -> prepared-image pixels."""
-        sx, sy = self.scale
-        return (x - self.crop[0]) * sx, (y - self.crop[1]) * sy
-
-    def to_original(self, x: float, y: float) -> tuple[float, float]:
-        """A point in prepared-image pixels -> uploaded-image pixels."""
-        sx, sy = self.scale
-        return x / sx + self.crop[0], y / sy + self.crop[1]
-
-
-def fit_image(image: Image.Image, width: int, height: int) -> tuple[Image.Image, Fit]:
-    """The image as the pipeline will get it (RGB, centred crop, bicubic resize) and its :class:`Fit`."""
-    fit = Fit.for_image(image.size, width, height)
-    prepared = image.convert("RGB").resize((int(width), int(height)), resample=Image.Resampling.BICUBIC, box=fit.crop)
-    return prepared, fit
+def fit_image(image: Image.Image, width: int, height: int, mode: str = "stretch") -> tuple[Image.Image, Fit]:
+    """The image as the pipeline will get it (the ``image_fit`` ``mode``) and its :class:`~sgi2v.fitting.Fit`."""
+    fit = Fit.make(mode, image.size, (int(width), int(height)))
+    return fit.image(image), fit
 
 
 @dataclass
@@ -131,9 +91,6 @@ class Drawing:
     mode: str = "box"  # "box": clicks draw a new box; "path": clicks extend the selected box's path
     camera: dict = field(default_factory=dict)
 
-    def copy(self) -> "Drawing":
-        return copy.deepcopy(self)
-
     # -- clicks -------------------------------------------------------------------------------------
     def click(self, x: float, y: float) -> str:
         """A click at ``(x, y)`` (prepared-image pixels, clamped to the image)."""
@@ -156,12 +113,6 @@ class Drawing:
         self.boxes.append(BoxDraft(box))
         self.selected, self.mode = len(self.boxes) - 1, "path"
         return f"{self.name(self.selected)} drawn: now click the points of its path (where its centre goes)."
-
-    def drag(self, x0: float, y0: float, x1: float, y1: float) -> str:
-        """A box dragged from ``(x0, y0)`` to ``(x1, y1)``: the same as two clicks in box mode."""
-        self.mode, self.pending = "box", None
-        self.click(x0, y0)
-        return self.click(x1, y1)
 
     def new_box(self) -> str:
         """The next two clicks draw a new box."""
@@ -255,6 +206,17 @@ class Drawing:
             data["camera"] = dict(self.camera)
         return data
 
+    def to_source_json(self, fit: Fit) -> dict:
+        """The drawing as a trajectory object in the uploaded image's pixels (what a trajectory file holds)."""
+        data = self.to_json()
+        for entry in data["boxes"]:
+            x0, y0 = fit.to_source(*entry["box"][:2])
+            x1, y1 = fit.to_source(*entry["box"][2:])
+            entry["box"] = [_round(v) for v in (x0, y0, x1, y1)]
+            if "path" in entry:
+                entry["path"] = [[_round(v) for v in fit.to_source(x, y)] for x, y in entry["path"]]
+        return data
+
     def trajectory(self, num_frames: int):
         """Per-frame boxes of the drawing (:class:`sgi2v.trajectory.Trajectory`); raises ``TrajectoryError``."""
         return parse_trajectory(self.to_json(), num_frames, (self.width, self.height), source="drawing")
@@ -264,7 +226,7 @@ class Drawing:
         """Move every coordinate from one prepared image to another (other output size, same upload)."""
 
         def move(x: float, y: float) -> list[float]:
-            return list(new.to_output(*old.to_original(x, y)))
+            return list(new.to_output(*old.to_source(x, y)))
 
         for draft in self.boxes:
             draft.box = move(*draft.box[:2]) + move(*draft.box[2:])

@@ -1,23 +1,21 @@
-"""Loading the pipeline: hub ids, local folders, the offline tiny model; devices and dtypes."""
+"""Loading the pipeline (hub ids, local folders, the offline tiny model) and choosing its device and dtype."""
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 
 import torch
+
+from .settings import DEFAULT_MODEL, DTYPE_ALIASES, XT_MODEL
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["ModelError", "DEFAULT_MODEL", "XT_MODEL", "resolve_device", "resolve_dtype", "load_pipeline"]
 
-DEFAULT_MODEL = "stabilityai/stable-video-diffusion-img2vid"
-XT_MODEL = "stabilityai/stable-video-diffusion-img2vid-xt"
 SVD_PIPELINES = {"StableVideoDiffusionPipeline", "SGI2VPipeline"}
-DTYPES = {"fp32": torch.float32, "float32": torch.float32, "fp16": torch.float16, "float16": torch.float16,
-          "bf16": torch.bfloat16, "bfloat16": torch.bfloat16}
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
 class ModelError(RuntimeError):
@@ -49,8 +47,9 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
     """``auto``: float16 on CUDA and MPS, float32 on the CPU."""
     if name == "auto":
         return torch.float16 if device.type in ("cuda", "mps") else torch.float32
+    name = DTYPE_ALIASES.get(name, name)
     if name not in DTYPES:
-        raise ModelError(f"unknown dtype {name!r} (use auto, fp32, fp16 or bf16)")
+        raise ModelError(f"unknown dtype {name!r} (use auto, float32, float16 or bfloat16)")
     return DTYPES[name]
 
 
@@ -95,7 +94,7 @@ def _from_pretrained(cls, model: str, dtype: torch.dtype):
         if missing:
             raise ModelError(f"{model!r} is an incomplete SVD model folder: missing {', '.join(missing)}")
         return _load(cls, str(path), dtype, model)
-    from huggingface_hub.utils import HFValidationError, validate_repo_id
+    from huggingface_hub.utils import HFValidationError, validate_repo_id  # both there since huggingface_hub 0.14
 
     try:
         validate_repo_id(model)
@@ -105,7 +104,7 @@ def _from_pretrained(cls, model: str, dtype: torch.dtype):
 
 
 def _load(cls, source: str, dtype: torch.dtype, name: str):
-    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
+    from huggingface_hub.utils import GatedRepoError, RepositoryNotFoundError  # there since 0.14; .errors only since 0.24
 
     attempts = [dict(variant="fp16"), {}] if dtype == torch.float16 else [{}]
     last = None

@@ -1,0 +1,321 @@
+"""One schema of settings: names on every surface, record -> manifest round trip, checkpointing tri-state, image fit."""
+
+import datetime
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from sgi2v.cli import build_parser, main
+from sgi2v.config import SGI2VConfig
+from sgi2v.fitting import Fit
+from sgi2v.generation import prepare_inputs
+from sgi2v.schema import flag
+from sgi2v.settings import GenerationSettings, resolve_settings, setting_specs, settings_table
+
+ROOT = Path(__file__).resolve().parent.parent
+FAST = ["--model", "tiny-random", "--height", "64", "--width", "128", "--num-frames", "4", "--num-inference-steps", "3",
+        "--optimize-timesteps", "2", "--iterations", "1", "--device", "cpu"]
+
+
+@pytest.fixture
+def inputs(tmp_path):
+    image = tmp_path / "in.png"
+    Image.fromarray((np.random.RandomState(0).rand(50, 100, 3) * 255).astype(np.uint8)).save(image)
+    traj = tmp_path / "traj.json"
+    traj.write_text(json.dumps({"boxes": [{"box": [10, 10, 40, 30], "path": [[25, 20], [55, 25]]}]}))
+    return image, traj
+
+
+# -- one name everywhere ----------------------------------------------------------------------------
+
+def _help(command: str) -> str:
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command").choices[command]
+    return sub.format_help()
+
+
+@pytest.mark.parametrize("command", ["generate", "batch"])
+def test_every_setting_is_an_option_named_after_it(command):
+    text = _help(command)
+    for name, (_, spec) in setting_specs().items():
+        assert flag(name) in text, name
+        for alias in spec.aliases:
+            assert flag(alias) in text, alias
+
+
+def test_docs_hold_the_generated_settings_table_and_the_manifest_docs_name_every_setting():
+    table = (ROOT / "docs" / "settings.md").read_text()
+    assert settings_table() in table, "docs/settings.md is out of date: paste sgi2v.settings.settings_table()"
+    batch_docs = (ROOT / "docs" / "batch.md").read_text()
+    assert "settings.md" in batch_docs
+    for name in setting_specs():
+        assert f"`{name}`" in table
+
+
+def test_the_form_has_one_control_per_setting_named_after_it(tmp_path):
+    pytest.importorskip("gradio")
+    from sgi2v.ui.app import build_app, form_settings
+
+    demo = build_app(model="tiny-random", device="cpu", dtype="float32", root=tmp_path)
+    ids = {getattr(block, "elem_id", None) for block in demo.blocks.values()}
+    assert set(form_settings()) <= ids
+    assert {"device", "dtype", "threads"} & set(form_settings()) == set()  # the server decides those
+
+
+def test_aliases_and_names_give_the_same_settings():
+    a = resolve_settings({"steps": 25, "frames": 6, "lr": 0.1, "hf_reinit": False, "cutoff": 0.3}, model="tiny-random")
+    b = resolve_settings({"num_inference_steps": "25", "num_frames": "6", "learning_rate": "0.1", "high_frequency_reinit": "false",
+                          "low_pass_cutoff": "0.3"}, model="tiny-random")
+    assert a == b
+    assert a[1].optimize_timesteps == SGI2VConfig().scaled_to_steps(25).optimize_timesteps  # window moved with the steps
+    with pytest.raises(ValueError, match="'steps' and 'num_inference_steps' are the same setting"):
+        resolve_settings({"steps": 25, "num_inference_steps": 25})
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"seed": -1}, r"seed: expected an integer from 0 to 9\.22337e\+18, got -1"),
+    ({"height": 100}, "height: expected an integer from 64 to 4096, a multiple of 64, got 100"),
+    ({"optimize_timesteps": "30-x"}, "optimize_timesteps: expected timesteps like 30-45"),
+    ({"optimize_timesteps": [60]}, r"optimize_timesteps: \[60\] exceed num_inference_steps=50"),
+    ({"feature_layers": "up_block.2.attentions.1"}, "feature_layers: 'up_block.2.attentions.1' is not a spatial transformer"),
+    ({"feature_layers": "up_blocks.0.attentions.0"}, "is not a spatial transformer of the SVD UNet"),
+    ({"image_fit": "zoom"}, "image_fit: expected one of stretch, crop, pad"),
+    ({"gradient_checkpointing": "maybe"}, "gradient_checkpointing: expected one of auto, on, off"),
+    ({"dtype": "fp8"}, "dtype: expected one of auto, float32, float16, bfloat16"),
+    ({"device": "tpu"}, "device: expected one of auto, cpu, cuda, mps"),
+    ({"learning_rate": float("nan")}, "learning_rate: expected a number"),
+    ({"stepz": 3}, "unknown setting 'stepz'"),
+])
+def test_bad_values_are_named(values, message):
+    with pytest.raises(ValueError, match=message):
+        resolve_settings(values, model="stabilityai/stable-video-diffusion-img2vid", source="m.jsonl: line 3")
+    with pytest.raises(ValueError, match="^m.jsonl: line 3: "):
+        resolve_settings(values, model="stabilityai/stable-video-diffusion-img2vid", source="m.jsonl: line 3")
+
+
+def test_bad_settings_are_reported_before_torch_is_imported(inputs, tmp_path):
+    """A typo in a setting is reported without loading torch or diffusers (so at once)."""
+    image, traj = inputs
+    code = ("import sys; from sgi2v.cli import main; "
+            f"rc = main(['generate', {str(image)!r}, '--traj', {str(traj)!r}, '-o', {str(tmp_path / 'o.mp4')!r}, "
+            "'--feature-layers', 'up_blocks.9.attentions.1,bogus']); "
+            "print(rc, 'torch' in sys.modules, 'diffusers' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.stdout.split() == ["2", "False", "False"], result
+    assert result.stderr.strip().splitlines() == [
+        "sgi2v: error: feature_layers: 'up_blocks.9.attentions.1' is not a spatial transformer of the SVD UNet (these are "
+        + ", ".join(__import__("sgi2v.settings").settings.SVD_FEATURE_LAYERS) + ")"]
+
+
+# -- the record is a request ------------------------------------------------------------------------
+
+def test_record_settings_pasted_into_a_manifest_line_give_the_same_frames(inputs, tmp_path, capsys):
+    image, traj = inputs
+    out = tmp_path / "one" / "v.mp4"
+    assert main(["generate", str(image), "--traj", str(traj), "-o", str(out), *FAST, "--seed", "11", "--image-fit", "pad",
+                 "--learning-rate", "0.3", "--no-high-frequency-reinit", "--fps", "5"]) == 0
+    record = json.loads(out.with_suffix(".json").read_text())
+    line = {"id": "again", "image": str(image), "traj": str(traj), **record["settings"], **record["config"]}
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text(json.dumps(line) + "\n")
+    capsys.readouterr()
+    assert main(["batch", str(manifest), "-o", str(tmp_path / "batch"), "--model", "tiny-random"]) == 0, capsys.readouterr()
+    again = json.loads((tmp_path / "batch" / "again.json").read_text())
+    assert again["frames_sha256"] == record["frames_sha256"]
+    assert again["settings"] == record["settings"] and again["config"] == record["config"]
+    assert record["settings"]["image_fit"] == "pad" and record["inputs"]["fit"]["mode"] == "pad"
+
+
+def test_a_manifest_line_cannot_change_what_the_run_loaded(inputs, tmp_path, capsys):
+    image, traj = inputs
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text(json.dumps({"id": "x", "image": str(image), "traj": str(traj), "dtype": "float16"}) + "\n")
+    assert main(["batch", str(manifest), "-o", str(tmp_path / "out"), *FAST]) == 1
+    failure = json.loads((tmp_path / "out" / "failures.jsonl").read_text())
+    assert "dtype: this run uses float32 (set on the command line), the line asks for float16" in failure["error"]
+
+
+# -- gradient checkpointing: auto, on, off ----------------------------------------------------------
+
+def test_should_checkpoint_follows_free_memory(monkeypatch):
+    from sgi2v import memory
+
+    need = memory.estimated_activation_bytes(14, (72, 128), torch.float16, checkpointing=False) * 1.2
+    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda device=None: 0)
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda device=None: 0)
+    cuda = torch.device("cuda", 0)
+    for free, expected in ((need * 0.9, True), (need * 1.1, False)):
+        monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None, free=free: (int(free), 80 << 30))
+        assert memory.should_checkpoint(cuda, 14, (72, 128), torch.float16) is expected
+    # Memory cached by torch counts as free.
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (int(need * 0.5), 80 << 30))
+    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda device=None: int(need))
+    assert memory.should_checkpoint(cuda, 14, (72, 128), torch.float16) is False
+    assert memory.should_checkpoint(torch.device("cpu"), 14, (72, 128), torch.float32) is False
+
+
+def test_checkpointing_setting_maps_to_the_pipeline_argument():
+    assert GenerationSettings().gradient_checkpointing == "auto"
+    assert [GenerationSettings(gradient_checkpointing=v).checkpointing for v in ("auto", "on", "off", True, False)] == \
+        [None, True, False, True, False]
+
+
+@pytest.fixture
+def spy(monkeypatch):
+    """Records the ``gradient_checkpointing`` argument of every pipeline call."""
+    from sgi2v.pipeline import SGI2VPipeline
+
+    seen = []
+    original = SGI2VPipeline.__call__
+
+    def call(self, *args, **kwargs):
+        seen.append(kwargs.get("gradient_checkpointing", "absent"))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(SGI2VPipeline, "__call__", call)
+    return seen
+
+
+def test_auto_checkpointing_reaches_the_pipeline_from_every_road(inputs, tmp_path, spy, capsys):
+    image, traj = inputs
+    assert main(["generate", str(image), "--traj", str(traj), "-o", str(tmp_path / "g.mp4"), *FAST]) == 0
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text(json.dumps({"id": "b", "image": str(image), "traj": str(traj)}) + "\n")
+    assert main(["batch", str(manifest), "-o", str(tmp_path / "batch"), *FAST]) == 0
+    assert main(["generate", str(image), "--traj", str(traj), "-o", str(tmp_path / "on.mp4"), *FAST,
+                 "--gradient-checkpointing", "on"]) == 0
+
+    pytest.importorskip("gradio")
+    from sgi2v.ui.app import AppConfig, PipelineCache, Session, generate_video
+
+    app = AppConfig(models=("tiny-random",), device=torch.device("cpu"), dtype=torch.float32, root=tmp_path)
+    session = Session()
+    session.set_image(Image.open(image), 128, 64)
+    for x, y in [(10, 10), (50, 40), (80, 30)]:
+        session.drawing.click(x, y)
+    values = {"model": "tiny-random", "num_frames": 4, "width": 128, "height": 64, "num_inference_steps": 3,
+              "optimize_timesteps": "2", "iterations": 1}
+    generate_video(session, values, app, PipelineCache(), tmp_path / "ui")
+    assert spy == [None, None, True, None]  # None: the pipeline decides from free memory
+
+
+# -- image fit --------------------------------------------------------------------------------------
+
+def test_fit_geometry():
+    crop = Fit.make("crop", (200, 100), (64, 64))
+    assert crop.crop == (50.0, 0.0, 150.0, 100.0) and crop.placed == (0, 0, 64, 64)
+    pad = Fit.make("pad", (200, 100), (64, 64))
+    assert pad.placed == (0, 16, 64, 48) and pad.crop == (0.0, 0.0, 200.0, 100.0)
+    for fit in (crop, pad, Fit.make("stretch", (200, 100), (64, 64))):
+        assert fit.to_source(*fit.to_output(77.0, 33.0)) == pytest.approx((77.0, 33.0))
+        np.testing.assert_allclose(fit.boxes(np.array([77.0, 33.0, 120.0, 90.0])),
+                                   [*fit.to_output(77.0, 33.0), *fit.to_output(120.0, 90.0)])
+
+
+@pytest.mark.parametrize("mode", ["stretch", "crop", "pad"])
+def test_fit_moves_the_boxes_with_the_pixels(mode, tmp_path):
+    """A white square in a dark image, with a box drawn exactly on it: after fitting, the box is still on the square."""
+    array = np.zeros((100, 300, 3), dtype=np.uint8)
+    array[30:70, 130:190] = 255
+    Image.fromarray(array).save(tmp_path / "sq.png")
+    settings = GenerationSettings(width=128, height=128, num_frames=2, image_fit=mode)
+    prepared = prepare_inputs(tmp_path / "sq.png", {"boxes": [{"box": [130, 30, 190, 70], "static": True}]}, settings)
+    x0, y0, x1, y1 = prepared.boxes[0, 0]
+    pixels = np.asarray(prepared.image.convert("L"), dtype=np.float64)
+    inside = pixels[int(np.ceil(y0)) + 1:int(y1) - 1, int(np.ceil(x0)) + 1:int(x1) - 1]
+    assert inside.size and inside.min() > 200  # the square fills the box
+    ring = np.concatenate([pixels[max(0, int(y0) - 3), int(x0):int(x1)], pixels[min(127, int(y1) + 3), int(x0):int(x1)]])
+    assert ring.max() < 60  # and ends at its edges
+    assert prepared.inputs["fit"]["mode"] == mode
+
+
+def test_crop_refuses_a_box_that_is_cut_away(tmp_path):
+    Image.new("RGB", (300, 100)).save(tmp_path / "wide.png")
+    settings = GenerationSettings(width=128, height=128, num_frames=2, image_fit="crop")
+    with pytest.raises(ValueError, match=r"^traj\.json: boxes\[0\] at frame 0 must lie inside the 128x128 image.*image_fit crop"):
+        prepare_inputs(tmp_path / "wide.png", {"boxes": [{"box": [0, 10, 40, 50], "static": True}]}, settings, source="traj.json")
+
+
+# -- every bundled example from the web app ---------------------------------------------------------
+
+SIZES = [(1024, 576), (512, 512), (256, 128)]
+
+
+def _example_session(name: str, width: int, height: int, fit: str = "stretch"):
+    from sgi2v.cli import example_files
+    from sgi2v.trajectory import load_image
+    from sgi2v.ui.app import Session, load_files
+
+    image, traj = example_files(name)
+    session = Session()
+    session.set_image(load_image(image), width, height, fit)
+    load_files(session, [str(traj)], 14, width, height, Path(os.devnull).parent, fit)
+    return session
+
+
+@pytest.mark.parametrize("name", ["astronaut", "cat", "coffee", "rocket"])
+def test_every_bundled_example_prepares_from_the_web_app_at_every_size(name, tmp_path, monkeypatch):
+    """The web app's whole road (load the example, draw, prepare, check, write) at the app's default size and
+    at the three sizes; the pipeline is replaced by one that returns grey frames (the tiny model at 1024x576
+    takes minutes on 2 cores, so the real one runs at the smallest size below)."""
+    pytest.importorskip("gradio")
+    from sgi2v.generation import Generation
+    from sgi2v.ui import app as ui
+
+    def fake_generate(prepared, settings, config, pipe, **kwargs):
+        assert prepared.image.size == (settings.width, settings.height)
+        frames = np.full((settings.num_frames, settings.height, settings.width, 3), 128, np.uint8)
+        return Generation(frames, {"frames_sha256": "-", "settings": settings.to_dict(), "boxes": prepared.boxes.tolist()})
+
+    monkeypatch.setattr(ui, "generate", fake_generate)
+    app = ui.AppConfig(models=("tiny-random",), device=torch.device("cpu"), dtype=torch.float32, root=tmp_path)
+    default = (GenerationSettings().width, GenerationSettings().height)
+    for width, height in [default, *SIZES]:
+        session = _example_session(name, width, height)
+        values = {"model": "tiny-random", "width": width, "height": height, "num_frames": 14}
+        paths = ui.generate_video(session, values, app, ui.PipelineCache(loader=lambda *a, **k: object()), tmp_path / f"{width}")
+        record = json.loads(paths["record"].read_text())
+        np.testing.assert_allclose(record["boxes"], session.drawing.trajectory(14).boxes, atol=0.05)
+
+
+@pytest.mark.parametrize("name", ["astronaut", "cat", "coffee", "rocket"])
+def test_every_bundled_example_generates_from_the_web_app(name, tmp_path):
+    pytest.importorskip("gradio")
+    from sgi2v.ui.app import AppConfig, PipelineCache, generate_video
+    from sgi2v.video import read_video
+
+    app = AppConfig(models=("tiny-random",), device=torch.device("cpu"), dtype=torch.float32, root=tmp_path)
+    session = _example_session(name, 256, 128)
+    values = {"model": "tiny-random", "width": 256, "height": 128, "num_frames": 14, "num_inference_steps": 2,
+              "optimize_timesteps": "2", "iterations": 1}
+    paths = generate_video(session, values, app, PipelineCache(), tmp_path)
+    assert read_video(paths["video"]).shape == (14, 128, 256, 3)
+
+
+# -- batch under torchrun ---------------------------------------------------------------------------
+
+def test_the_collective_timeout_reaches_the_process_group(tmp_path, monkeypatch, capsys):
+    import accelerate
+
+    seen = {}
+    real = accelerate.PartialState
+
+    def spy(*args, **kwargs):
+        seen.update(kwargs)
+        return real(cpu=kwargs.get("cpu", False))
+
+    monkeypatch.setattr(accelerate, "PartialState", spy)
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text(json.dumps({"id": "x", "image": "missing.png", "traj": "t.json"}) + "\n")
+    main(["batch", str(manifest), "-o", str(tmp_path / "out"), *FAST, "--collective-timeout", "3"])
+    assert seen["timeout"] == datetime.timedelta(hours=3)
+    monkeypatch.setattr(accelerate, "PartialState", real)
+    assert main(["batch", str(manifest), "-o", str(tmp_path / "out"), "--collective-timeout", "0"]) == 2
+    assert "--collective-timeout must be a positive number of hours" in capsys.readouterr().err
