@@ -31,6 +31,7 @@ from PIL import Image
 from .boxes import validate_boxes
 from .config import SGI2VConfig
 from .fitting import Fit
+from .images import load_image, to_rgb
 from .settings import GenerationSettings, available_cores
 from .video import draw_condition, draw_overlay, frames_sha256, to_uint8, write_gif, write_mp4
 
@@ -68,11 +69,9 @@ class Generation:
 
 # -- 1. inputs --------------------------------------------------------------------------------------
 
-def _load_image(image, source: str | None) -> tuple[Image.Image, dict]:
-    from .trajectory import load_image
-
+def _load_image(image) -> tuple[Image.Image, dict]:
     if isinstance(image, Image.Image):
-        pixels = image.convert("RGB")
+        pixels = to_rgb(image)
         return pixels, {"image": None, "image_sha256": hashlib.sha256(pixels.tobytes()).hexdigest(), "image_size": list(pixels.size)}
     pixels = load_image(image)
     return pixels, {"image": str(Path(image).resolve()), "image_sha256": file_sha256(image), "image_size": list(pixels.size)}
@@ -109,7 +108,7 @@ def prepare_inputs(image: str | os.PathLike | Image.Image, trajectory: str | os.
     """
     from .trajectory import load_trajectory, parse_trajectory
 
-    pixels, inputs = _load_image(image, source)
+    pixels, inputs = _load_image(image)
     if isinstance(trajectory, dict):
         source = source or "trajectory"
         parsed = parse_trajectory(trajectory, settings.num_frames, pixels.size, source=source)
@@ -132,16 +131,15 @@ def prepare_reference(directory: str | os.PathLike, settings: GenerationSettings
     folder = Path(directory)
     if settings.image_fit == "stretch":
         image, boxes = load_reference_dir(folder, settings.width, settings.height, settings.num_frames)
-        fit = Fit.make("stretch", Image.open(folder / "img.png").size, (settings.width, settings.height))
+        with Image.open(folder / "img.png") as original:
+            fit = Fit.make("stretch", original.size, (settings.width, settings.height))
         try:
             boxes = validate_boxes(boxes, settings.num_frames, settings.height, settings.width)
         except ValueError as err:
             raise ValueError(f"{folder / 'traj.npy'}: {err}") from None
     else:
-        from .trajectory import load_image, load_reference_dir as load
-
         original = load_image(folder / "img.png")
-        _, file_boxes = load(folder, original.size[0], original.size[1], settings.num_frames)
+        _, file_boxes = load_reference_dir(folder, original.size[0], original.size[1], settings.num_frames)  # file pixels
         image, boxes, fit = _fitted(original, file_boxes, None, settings, str(folder / "traj.npy"))
     folder = folder.resolve()
     inputs = {"reference_dir": str(folder), "image": str(folder / "img.png"), "image_sha256": file_sha256(folder / "img.png"),
@@ -180,8 +178,6 @@ def prepare_replay(record: dict, source: str, settings: GenerationSettings) -> P
         raise ValueError(f"{source}: its input image {image_path} no longer exists")
     if file_sha256(image_path) != inputs.get("image_sha256"):
         raise ValueError(f"{source}: its input image {image_path} has changed since the run (SHA-256 differs)")
-    from .trajectory import load_image
-
     original = load_image(image_path)
     boxes = np.asarray(record["boxes"], dtype=np.float64)
     try:

@@ -38,7 +38,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
+
+from .images import load_image
 
 __all__ = ["Trajectory", "TrajectoryError", "parse_trajectory", "load_trajectory", "load_reference_dir", "load_image"]
 
@@ -284,22 +286,6 @@ def load_trajectory(path: str | os.PathLike, num_frames: int, image_size: tuple[
     except json.JSONDecodeError as err:
         raise TrajectoryError(f"{path}: malformed JSON at line {err.lineno}, column {err.colno}: {err.msg}") from None
     return parse_trajectory(data, num_frames, image_size, source=str(path))
-
-
-def load_image(path: str | os.PathLike) -> Image.Image:
-    """Open an image as RGB, with a clear error for a missing file or a file that is not an image."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: image not found")
-    if path.is_dir():
-        raise ValueError(f"{path}: is a folder, not an image")
-    try:
-        with Image.open(path) as image:
-            return image.convert("RGB")
-    except UnidentifiedImageError:
-        raise ValueError(f"{path}: not an image file (or a format Pillow cannot read)") from None
-    except OSError as err:
-        raise ValueError(f"{path}: cannot read the image: {err}") from None
 
 
 def load_reference_dir(directory: str | os.PathLike, width: int, height: int, num_frames: int) -> tuple[Image.Image, np.ndarray]:

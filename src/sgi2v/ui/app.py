@@ -31,7 +31,8 @@ from ..loading import DEFAULT_MODEL, XT_MODEL, load_pipeline, resolve_device, re
 from ..schema import parse_value
 from ..settings import GenerationSettings, default_num_frames, resolve_settings, setting_specs
 from ..testing import TINY_MODEL_ID
-from ..trajectory import DEFAULT_PAN_AMOUNT, TrajectoryError, load_image, load_reference_dir
+from ..images import load_image, to_rgb
+from ..trajectory import DEFAULT_PAN_AMOUNT, TrajectoryError, load_reference_dir
 from .state import PAN_CHOICES, Drawing, display_scale, fit_image, render
 
 __all__ = ["PipelineCache", "Session", "UIError", "generate_video", "build_app", "launch"]
@@ -93,7 +94,7 @@ class Session:
 
     def set_image(self, image: Image.Image, width: int, height: int, image_fit: str = "stretch") -> None:
         """A new upload: prepare it for the output size; the drawing starts empty."""
-        self.original = image.convert("RGB")
+        self.original = to_rgb(image)
         self.prepared, self.fit = fit_image(self.original, width, height, image_fit)
         self.drawing = Drawing(width=int(width), height=int(height))
 
