@@ -73,7 +73,7 @@ def worker(args) -> dict:
     from diffusers import StableVideoDiffusionPipeline
 
     from sgi2v import SGI2VConfig, SGI2VPipeline
-    from sgi2v.models import resolve_device, resolve_dtype
+    from sgi2v.loading import resolve_device, resolve_dtype
 
     device = resolve_device(args.device)
     dtype = resolve_dtype(args.dtype, device)

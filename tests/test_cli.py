@@ -228,3 +228,55 @@ def test_hub_errors_are_explained(kind, message, monkeypatch):
     monkeypatch.setattr(SGI2VPipeline, "from_pretrained", classmethod(lambda cls, *a, **k: fake_from_pretrained()))
     with pytest.raises(ModelError, match=message):
         load_pipeline("owner/model", dtype=__import__("torch").float32)
+
+
+# -- outputs are checked before the model loads ----------------------------------------------------
+
+def test_outputs_are_checked_first_and_overwrite_replaces_the_whole_set(inputs, tmp_path, capsys):
+    image, traj, out = inputs
+    video = out / "v.mp4"
+    assert main(["generate", str(image), "--traj", str(traj), "-o", str(video), "--gif", *FAST]) == 0
+    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    capsys.readouterr()
+    assert main(["generate", str(image), "--traj", str(traj), "-o", str(video), *FAST]) == 2  # refused, nothing touched
+    assert "v.mp4: exists; pass --overwrite to replace the whole set of outputs" in capsys.readouterr().err
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
+    # A temporary file left by a killed run (its process is gone) is cleaned by the next run.
+    stale = out / ".v.mp4.tmp999999999"
+    stale.write_bytes(b"half a video")
+    assert main(["generate", str(image), "--traj", str(traj), "-o", str(video), *FAST, "--overwrite"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["v.condition.png", "v.json", "v.mp4", "v.overlay.mp4"]  # old GIF gone
+
+
+@pytest.mark.parametrize("output, message", [
+    ("folder", "is a folder; give the output video as a file name ending in .mp4"),
+    ("file-parent", "is not a folder"),
+    ("unwritable", "cannot write the outputs there"),
+    ("suffix", "the output video must end in .mp4"),
+])
+def test_bad_outputs_are_refused_before_the_model_loads(output, message, inputs, tmp_path, capsys, monkeypatch):
+    import sgi2v.loading
+
+    image, traj, out = inputs
+    monkeypatch.setattr(sgi2v.loading, "load_pipeline", lambda *a, **k: pytest.fail("the model was loaded"))
+    target = {"folder": out / "x.mp4", "file-parent": tmp_path / "plain.txt" / "v.mp4", "unwritable": Path("/sys/sgi2v/v.mp4"),
+              "suffix": out / "v.avi"}[output]
+    (out / "x.mp4").mkdir()
+    (tmp_path / "plain.txt").write_text("a file")
+    if output == "unwritable" and os.access("/sys", os.W_OK) and Path("/sys").stat().st_uid != 0:
+        pytest.skip("no unwritable folder here")
+    assert main(["generate", str(image), "--traj", str(traj), "-o", str(target), *FAST]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+
+
+def test_a_negative_seed_is_refused_by_every_road(inputs, tmp_path, capsys):
+    image, traj, out = inputs
+    assert main(["generate", str(image), "--traj", str(traj), "-o", str(out / "v.mp4"), *FAST, "--seed", "-1"]) == 2
+    cli = capsys.readouterr().err.strip()
+    assert cli == "sgi2v: error: seed: expected an integer from 0 to 9.22337e+18, got -1"
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text(json.dumps({"id": "s", "image": str(image), "traj": str(traj), "seed": -1}) + "\n")
+    assert main(["batch", str(manifest), "-o", str(tmp_path / "b"), *FAST]) == 1
+    failure = json.loads((tmp_path / "b" / "failures.jsonl").read_text())
+    assert failure["error"].endswith(cli.removeprefix("sgi2v: error: "))
