@@ -93,6 +93,15 @@ def test_resized():
     assert t.size == (400, 50)
 
 
+@pytest.mark.parametrize("size, out", [((1000, 562), (512, 320)), ((275, 331), (768, 768)), ((653, 681), (768, 768))])
+def test_resized_keeps_boxes_on_the_edge_inside(size, out):
+    """x * (w / W) can land just past w; the camera box touches the edges."""
+    t = parse_trajectory({"boxes": [{"box": [0, 0, *size], "static": True}], "camera": {"pan": "left"}}, 3, size)
+    resized = t.resized(*out)
+    assert resized.boxes[..., 2].max() == out[0] and resized.boxes[..., 3].max() == out[1]
+    validate_boxes(resized.boxes, 3, out[1], out[0], names=list(t.labels))
+
+
 @pytest.mark.parametrize(
     "data, message",
     [

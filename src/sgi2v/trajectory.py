@@ -90,9 +90,14 @@ class Trajectory:
         return self.boxes.shape[1]
 
     def resized(self, width: int, height: int) -> "Trajectory":
-        """The same trajectory in pixels of a ``width`` x ``height`` image."""
-        scale = np.array([width / self.size[0], height / self.size[1]] * 2)
-        return Trajectory(self.boxes * scale, (width, height), self.labels)
+        """The same trajectory in pixels of a ``width`` x ``height`` image.
+
+        Computed as ``x * width / size[0]`` (not ``x * (width / size[0])``), so a box on the image's
+        edge stays exactly on the new image's edge.
+        """
+        new_size = np.array([width, height] * 2, dtype=np.float64)
+        old_size = np.array([self.size[0], self.size[1]] * 2, dtype=np.float64)
+        return Trajectory(self.boxes * new_size / old_size, (width, height), self.labels)
 
     def centers(self) -> np.ndarray:
         """Box centres ``(N, F, 2)``."""
