@@ -12,28 +12,39 @@ JSON format (all coordinates in pixels of the input image, x to the right, y dow
       "camera": {"pan": "left", "amount": 0.25, "zoom": 1.2}
     }
 
-* ``path``: positions of the box centre, the first at frame 0 and the last at the last frame, spread
-  evenly in time and joined linearly (or by a Catmull-Rom spline with ``"interpolation": "spline"``).
-  The box keeps its size and moves by ``path[f] - path[0]``.
+* ``path``: positions of the box centre (at least 2), the first at frame 0 and the last at the last
+  frame, spread evenly in time and joined linearly (or by a Catmull-Rom spline with
+  ``"interpolation": "spline"``). The box keeps its size and moves by ``path[f] - path[0]``.
 * ``keyframes``: centre positions at chosen frames (frame numbers as keys); frame 0 defaults to the
   box centre; the box holds still after the last keyframe.
 * ``static: true``: the box's content stays where it is.
 * ``scale``: the box's size over time, relative to the drawn box: a number (the factor reached at the
-  last frame, growing linearly from 1) or a list of factors spread evenly in time, like ``path``.
+  last frame, growing linearly from 1) or a list of factors spread evenly in time, like ``path``;
+  factors lie in ``MIN_SCALE .. MAX_SCALE`` (0.05 .. 20).
 * ``camera``: camera motion expressed as one more, large box. ``pan`` is the camera's direction
   (``"left"``, ``"right"``, ``"up"``, ``"down"``, with ``amount`` as a fraction of the image, default
   0.25; or ``[dx, dy]`` fractions) - the scene moves the other way; ``zoom`` is the factor by which the
-  scene grows by the last frame (> 1 zooms in, < 1 zooms out).
+  scene grows by the last frame (> 1 zooms in, < 1 zooms out; ``MIN_ZOOM .. MAX_ZOOM``, 0.1 .. 10).
+
+Limits: the frame-0 box lies inside the image; every box corner, path or keyframe point, and every
+box at every frame lies within one image size beyond each edge (x in ``-W .. 2W``, y in ``-H .. 2H``
+for a ``W`` x ``H`` image); at most :data:`MAX_BOXES` boxes, :data:`MAX_POINTS` points in a ``path``,
+``keyframes`` or ``scale`` list, and :data:`MAX_TRAJECTORY_BYTES` per file.
 
 The authors' folder format (``img.png`` and ``traj.npy`` of shape ``(N, 2 + F, 2)``: the top-left and
-bottom-right corners, then the centre per frame) is read by :func:`load_reference_dir`.
+bottom-right corners, then the centre per frame) is read by :func:`read_reference_dir` and converted by
+:func:`reference_boxes`; :func:`load_reference_dir` does both.
+
+Only numpy, Pillow and the standard library: input is checked before the heavy imports.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
+import reprlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,10 +53,24 @@ from PIL import Image
 
 from .images import load_image
 
-__all__ = ["Trajectory", "TrajectoryError", "parse_trajectory", "load_trajectory", "load_reference_dir", "load_image"]
+__all__ = [
+    "MAX_BOXES", "MAX_POINTS", "MAX_SCALE", "MAX_TRAJECTORY_BYTES", "MAX_ZOOM", "MIN_SCALE", "MIN_ZOOM",
+    "Trajectory", "TrajectoryError", "parse_trajectory", "load_trajectory", "read_json_text",
+    "read_reference_dir", "reference_boxes", "load_reference_dir", "load_image",
+]
 
 CAMERA_DIRECTIONS = {"left": (-1.0, 0.0), "right": (1.0, 0.0), "up": (0.0, -1.0), "down": (0.0, 1.0)}
 DEFAULT_PAN_AMOUNT = 0.25
+MAX_TRAJECTORY_BYTES = 5 << 20  # a trajectory file (JSON or traj.npy); larger ones are refused unread
+MAX_BOXES = 256  # boxes in one trajectory (the camera comes on top)
+MAX_POINTS = 1024  # points in a path, keyframes or scale list
+MIN_SCALE, MAX_SCALE = 0.05, 20.0  # a box's size factor (scale)
+MIN_ZOOM, MAX_ZOOM = 0.1, 10.0  # the camera's zoom factor
+_NPY_MAGIC = b"\x93NUMPY"
+
+_brief_repr = reprlib.Repr()
+_brief_repr.maxlevel, _brief_repr.maxlist, _brief_repr.maxtuple, _brief_repr.maxdict = 3, 8, 8, 4
+_brief_repr.maxstring, _brief_repr.maxother, _brief_repr.maxlong = 40, 40, 40
 
 
 class TrajectoryError(ValueError):
@@ -65,9 +90,14 @@ class Trajectory:
         return self.boxes.shape[1]
 
     def resized(self, width: int, height: int) -> "Trajectory":
-        """The same trajectory in pixels of a ``width`` x ``height`` image."""
-        scale = np.array([width / self.size[0], height / self.size[1]] * 2)
-        return Trajectory(self.boxes * scale, (width, height), self.labels)
+        """The same trajectory in pixels of a ``width`` x ``height`` image.
+
+        Computed as ``x * width / size[0]`` (not ``x * (width / size[0])``), so a box on the image's
+        edge stays exactly on the new image's edge.
+        """
+        new_size = np.array([width, height] * 2, dtype=np.float64)
+        old_size = np.array([self.size[0], self.size[1]] * 2, dtype=np.float64)
+        return Trajectory(self.boxes * new_size / old_size, (width, height), self.labels)
 
     def centers(self) -> np.ndarray:
         """Box centres ``(N, F, 2)``."""
@@ -78,16 +108,62 @@ def _fail(where: str, message: str):
     raise TrajectoryError(f"{where}: {message}")
 
 
+def _brief(value) -> str:
+    """``repr`` cut short (long lists, deep nesting, long strings), on one line."""
+    return _brief_repr.repr(value)
+
+
+def _key(name) -> str:
+    """A field name as written in a message: as is when short and printable, else a cut-short repr."""
+    return name if isinstance(name, str) and name.isprintable() and len(name) <= 40 else _brief(name)
+
+
+def _rounded(values: np.ndarray) -> list[float]:
+    """Coordinates for a message, to 0.01 (Python's round: no overflow for huge values)."""
+    return [round(float(v), 2) for v in values]
+
+
+def _g(value: float) -> str:
+    return f"{value:g}"
+
+
+def _area(size: tuple[int, int], name: str = "") -> str:
+    """``'100x50 image (x in -100..200, y in -50..100)'``: the image (and its file ``name``) and the area coordinates may reach."""
+    width, height = size
+    image = f"{_g(width)}x{_g(height)} image" + (f" {name}" if name else "")
+    return f"{image} (x in {_g(-width)}..{_g(2 * width)}, y in {_g(-height)}..{_g(2 * height)})"
+
+
+def _far_outside(points: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Points ``(..., 2)`` -> bool ``(...)``: beyond one image size from any edge."""
+    width, height = size
+    x, y = points[..., 0], points[..., 1]
+    return (x < -width) | (x > 2 * width) | (y < -height) | (y > 2 * height)
+
+
 def _number(value, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        _fail(where, f"expected a finite number, got {value!r}")
-    return float(value)
+    try:
+        number = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
+    except OverflowError:  # an integer beyond float's range
+        number = math.inf
+    if not math.isfinite(number):
+        _fail(where, f"expected a finite number, got {_brief(value)}")
+    return number
 
 
-def _point(value, where: str) -> np.ndarray:
+def _point(value, where: str, size: tuple[int, int] | None = None) -> np.ndarray:
+    """``[x, y]`` -> float64 ``(2,)``; with ``size``, refused when far outside that image."""
     if not isinstance(value, (list, tuple)) or len(value) != 2:
-        _fail(where, f"expected a point [x, y], got {value!r}")
-    return np.array([_number(v, f"{where}[{i}]") for i, v in enumerate(value)])
+        _fail(where, f"expected a point [x, y], got {_brief(value)}")
+    point = np.array([_number(v, f"{where}[{i}]") for i, v in enumerate(value)])
+    if size is not None and _far_outside(point, size):
+        _fail(where, f"the point {point.tolist()} is far outside the {_area(size)}")
+    return point
+
+
+def _count(items, where: str, what: str, limit: int) -> None:
+    if len(items) > limit:
+        _fail(where, f"{len(items)} {what} given; at most {limit} are accepted")
 
 
 def _interpolate(times: np.ndarray, values: np.ndarray, num_frames: int, kind: str) -> np.ndarray:
@@ -117,52 +193,62 @@ def _even_times(count: int, num_frames: int) -> np.ndarray:
     return np.linspace(0.0, num_frames - 1, count) if count > 1 else np.zeros(1)
 
 
-def _box_entry(entry, where: str, num_frames: int) -> tuple[np.ndarray, str]:
+def _box_entry(entry, where: str, num_frames: int, size: tuple[int, int]) -> tuple[np.ndarray, str]:
+    """One ``boxes`` entry -> its boxes ``(num_frames, 4)`` in image pixels and its label."""
     if not isinstance(entry, dict):
-        _fail(where, f"expected an object with 'box' and 'path', 'keyframes' or 'static', got {entry!r}")
+        _fail(where, f"expected an object with 'box' and 'path', 'keyframes' or 'static', got {_brief(entry)}")
     allowed = {"box", "path", "keyframes", "static", "interpolation", "scale", "label"}
     unknown = sorted(set(entry) - allowed)
     if unknown:
-        _fail(f"{where}.{unknown[0]}", f"unknown field (allowed: {', '.join(sorted(allowed))})")
+        _fail(f"{where}.{_key(unknown[0])}", f"unknown field (allowed: {', '.join(sorted(allowed))})")
     if "box" not in entry:
         _fail(f"{where}.box", "missing: give the box as [x0, y0, x1, y1]")
     raw = entry["box"]
     if not isinstance(raw, (list, tuple)) or len(raw) != 4:
-        _fail(f"{where}.box", f"expected [x0, y0, x1, y1], got {raw!r}")
+        _fail(f"{where}.box", f"expected [x0, y0, x1, y1], got {_brief(raw)}")
     box = np.array([_number(v, f"{where}.box[{i}]") for i, v in enumerate(raw)])
+    if _far_outside(box.reshape(2, 2), size).any():
+        _fail(f"{where}.box", f"the box {box.tolist()} is far outside the {_area(size)}")
     if box[2] <= box[0] or box[3] <= box[1]:
-        _fail(f"{where}.box", f"needs x1 > x0 and y1 > y0, got {raw!r}")
+        _fail(f"{where}.box", f"needs x1 > x0 and y1 > y0, got {_brief(raw)}")
     kinds = [k for k in ("path", "keyframes", "static") if k in entry]
     if len(kinds) != 1:
         _fail(where, f"give exactly one of 'path', 'keyframes' or 'static', got {kinds or 'none'}")
     interpolation = entry.get("interpolation", "linear")
     if interpolation not in ("linear", "spline"):
-        _fail(f"{where}.interpolation", f"expected 'linear' or 'spline', got {interpolation!r}")
+        _fail(f"{where}.interpolation", f"expected 'linear' or 'spline', got {_brief(interpolation)}")
     center = (box[:2] + box[2:]) / 2
 
     if "static" in entry:
         if entry["static"] is not True:
-            _fail(f"{where}.static", f"expected true, got {entry['static']!r}")
+            _fail(f"{where}.static", f"expected true, got {_brief(entry['static'])}")
         path = np.repeat(center[None], num_frames, axis=0)
     elif "path" in entry:
         points = entry["path"]
         if not isinstance(points, (list, tuple)) or len(points) == 0:
-            _fail(f"{where}.path", f"expected a list of [x, y] points, got {points!r}")
-        values = np.stack([_point(p, f"{where}.path[{i}]") for i, p in enumerate(points)])
+            _fail(f"{where}.path", f"expected a list of [x, y] points, got {_brief(points)}")
+        _count(points, f"{where}.path", "points", MAX_POINTS)
+        values = np.stack([_point(p, f"{where}.path[{i}]", size) for i, p in enumerate(points)])
+        if len(values) == 1:
+            _fail(f"{where}.path", "give at least 2 points (the first at frame 0, the last at the last frame); "
+                                   "for a box that stays put use \"static\": true")
         path = _interpolate(_even_times(len(values), num_frames), values, num_frames, interpolation)
     else:
         keys = entry["keyframes"]
         if not isinstance(keys, dict) or not keys:
-            _fail(f"{where}.keyframes", f"expected an object {{frame: [x, y]}}, got {keys!r}")
+            _fail(f"{where}.keyframes", f"expected an object {{frame: [x, y]}}, got {_brief(keys)}")
+        _count(keys, f"{where}.keyframes", "keyframes", MAX_POINTS)
         frames = {}
         for k, p in keys.items():
             try:
                 frame = int(k)
             except (TypeError, ValueError):
-                _fail(f"{where}.keyframes", f"frame {k!r} is not an integer")
+                _fail(f"{where}.keyframes", f"frame {_brief(k)} is not an integer")
             if not 0 <= frame < num_frames:
-                _fail(f"{where}.keyframes.{k}", f"frame {frame} is outside 0..{num_frames - 1}")
-            frames[frame] = _point(p, f"{where}.keyframes.{k}")
+                _fail(f"{where}.keyframes.{_key(k)}", f"frame {frame} is outside 0..{num_frames - 1}")
+            if frame in frames:
+                _fail(f"{where}.keyframes.{_key(k)}", f"frame {frame} is given twice")
+            frames[frame] = _point(p, f"{where}.keyframes.{_key(k)}", size)
         frames.setdefault(0, center)
         times = np.array(sorted(frames), dtype=np.float64)
         path = _interpolate(times, np.stack([frames[int(t)] for t in times]), num_frames, interpolation)
@@ -171,17 +257,20 @@ def _box_entry(entry, where: str, num_frames: int) -> tuple[np.ndarray, str]:
     if isinstance(scale, (list, tuple)):
         if not scale:
             _fail(f"{where}.scale", "expected a number or a non-empty list of numbers")
-        factors = np.array([_number(s, f"{where}.scale[{i}]") for i, s in enumerate(scale)])[:, None]
+        _count(scale, f"{where}.scale", "factors", MAX_POINTS)
+        factors = np.array([_factor(s, f"{where}.scale[{i}]") for i, s in enumerate(scale)])[:, None]
         factors = _interpolate(_even_times(len(factors), num_frames), factors, num_frames, interpolation)[:, 0]
     else:
-        final = _number(scale, f"{where}.scale")
+        final = _factor(scale, f"{where}.scale")
         factors = np.linspace(1.0, final, num_frames)
-    if (factors <= 0).any():
-        _fail(f"{where}.scale", f"factors must be > 0, got {scale!r}")
+    if (factors <= 0).any():  # a spline through small factors can dip below 0
+        f = int(np.argmax(factors <= 0))
+        _fail(f"{where}.scale", f"factors must be > 0, but the spline through {_brief(scale)} reaches "
+                                f"{factors[f]:.3g} at frame {f} (use \"interpolation\": \"linear\")")
 
     label = entry.get("label", "")
     if not isinstance(label, str):
-        _fail(f"{where}.label", f"expected a string, got {label!r}")
+        _fail(f"{where}.label", f"expected a string, got {_brief(label)}")
     if "scale" not in entry:
         # No zoom: translate the box exactly as the authors' tool does (box + path[f] - path[0]).
         offsets = path - path[0]
@@ -191,17 +280,26 @@ def _box_entry(entry, where: str, num_frames: int) -> tuple[np.ndarray, str]:
     return np.concatenate([centers - half, centers + half], axis=1), label
 
 
+def _factor(value, where: str) -> float:
+    factor = _number(value, where)
+    if factor <= 0:
+        _fail(where, f"factors must be > 0, got {_brief(value)}")
+    if not MIN_SCALE <= factor <= MAX_SCALE:
+        _fail(where, f"the factor {_g(factor)} is outside {_g(MIN_SCALE)}..{_g(MAX_SCALE)}")
+    return factor
+
+
 def _camera_box(camera, where: str, num_frames: int, size: tuple[int, int]) -> np.ndarray:
     if not isinstance(camera, dict):
-        _fail(where, f"expected an object like {{\"pan\": \"left\", \"zoom\": 1.2}}, got {camera!r}")
+        _fail(where, f"expected an object like {{\"pan\": \"left\", \"zoom\": 1.2}}, got {_brief(camera)}")
     unknown = sorted(set(camera) - {"pan", "amount", "zoom"})
     if unknown:
-        _fail(f"{where}.{unknown[0]}", "unknown field (allowed: amount, pan, zoom)")
+        _fail(f"{where}.{_key(unknown[0])}", "unknown field (allowed: amount, pan, zoom)")
     width, height = size
     pan = camera.get("pan", [0.0, 0.0])
     if isinstance(pan, str):
         if pan not in CAMERA_DIRECTIONS:
-            _fail(f"{where}.pan", f"expected one of {sorted(CAMERA_DIRECTIONS)} or [dx, dy], got {pan!r}")
+            _fail(f"{where}.pan", f"expected one of {sorted(CAMERA_DIRECTIONS)} or [dx, dy], got {_brief(pan)}")
         amount = _number(camera.get("amount", DEFAULT_PAN_AMOUNT), f"{where}.amount")
         if not 0 < amount < 1:
             _fail(f"{where}.amount", f"expected a fraction of the image in (0, 1), got {amount}")
@@ -213,8 +311,8 @@ def _camera_box(camera, where: str, num_frames: int, size: tuple[int, int]) -> n
         if (np.abs(pan) >= 1).any():
             _fail(f"{where}.pan", f"fractions of the image must lie in (-1, 1), got {pan.tolist()}")
     zoom = _number(camera.get("zoom", 1.0), f"{where}.zoom")
-    if zoom <= 0:
-        _fail(f"{where}.zoom", f"expected a factor > 0, got {zoom}")
+    if not MIN_ZOOM <= zoom <= MAX_ZOOM:
+        _fail(f"{where}.zoom", f"expected a factor within {_g(MIN_ZOOM)}..{_g(MAX_ZOOM)}, got {_g(zoom)}")
     shift = -pan * np.array([width, height])  # the scene moves against the camera, by the last frame
     span = np.array([width, height]) - np.abs(shift)
     size0 = span / max(zoom, 1.0)  # so the box stays inside the image from first to last frame
@@ -222,6 +320,24 @@ def _camera_box(camera, where: str, num_frames: int, size: tuple[int, int]) -> n
     centers = np.array([width, height]) / 2 - shift / 2 + shift * progress
     half = size0 / 2 * (1 + (zoom - 1) * progress)
     return np.concatenate([centers - half, centers + half], axis=1)
+
+
+def _check_placement(boxes: np.ndarray, where: str, box_field: str, movers: str, size: tuple[int, int]) -> None:
+    """Boxes ``(F, 4)`` of one entry: the frame-0 box inside the image, every box within one image size of it."""
+    width, height = size
+    first = boxes[0]
+    if first[0] < 0 or first[1] < 0 or first[2] > width or first[3] > height:
+        _fail(box_field, f"the frame-0 box {_rounded(first)} is not inside the {width}x{height} image")
+    far = _far_outside(boxes.reshape(-1, 2, 2), size).any(axis=1)  # (F,)
+    if far.any():
+        f = int(np.argmax(far))
+        _fail(where, f"at frame {f} {movers} the box to {_rounded(boxes[f])}, far outside the {_area(size)}")
+
+
+def _movers(entry: dict) -> str:
+    """What moves a box entry, for messages: ``'its path takes'``, ``'its keyframes and scale take'``, ..."""
+    fields = [k for k in ("path", "keyframes", "scale") if k in entry] or ["box"]
+    return "its " + " and ".join(fields) + (" takes" if len(fields) == 1 else " take")
 
 
 def parse_trajectory(data, num_frames: int, image_size: tuple[int, int], source: str = "trajectory") -> Trajectory:
@@ -232,6 +348,9 @@ def parse_trajectory(data, num_frames: int, image_size: tuple[int, int], source:
         num_frames: frames of the video to make.
         image_size: ``(width, height)`` of the input image.
         source: name used in error messages (a file name).
+
+    Raises:
+        TrajectoryError: one line, ``"{source}: {field}: {problem}"``, naming the offending value.
     """
     if num_frames < 2:
         raise TrajectoryError(f"{source}: num_frames must be at least 2, got {num_frames}")
@@ -239,80 +358,185 @@ def parse_trajectory(data, num_frames: int, image_size: tuple[int, int], source:
         raise TrajectoryError(f"{source}: expected a JSON object with a 'boxes' list, got {type(data).__name__}")
     unknown = sorted(set(data) - {"boxes", "camera", "num_frames"})
     if unknown:
-        raise TrajectoryError(f"{source}: {unknown[0]}: unknown field (allowed: boxes, camera, num_frames)")
+        raise TrajectoryError(f"{source}: {_key(unknown[0])}: unknown field (allowed: boxes, camera, num_frames)")
     if "num_frames" in data and data["num_frames"] != num_frames:
-        raise TrajectoryError(f"{source}: num_frames: the file is for {data['num_frames']!r} frames but {num_frames} are generated")
+        raise TrajectoryError(
+            f"{source}: num_frames: the file is for {_brief(data['num_frames'])} frames but {num_frames} are generated")
     entries = data.get("boxes", [])
     if not isinstance(entries, list):
         raise TrajectoryError(f"{source}: boxes: expected a list, got {type(entries).__name__}")
     if not entries and "camera" not in data:
         raise TrajectoryError(f"{source}: boxes: give at least one box (or a camera motion)")
+    if len(entries) > MAX_BOXES:
+        raise TrajectoryError(f"{source}: boxes: {len(entries)} boxes given; at most {MAX_BOXES} are accepted")
+    size = (image_size[0], image_size[1])
     boxes, labels = [], []
-    for i, entry in enumerate(entries):
-        try:
-            box, label = _box_entry(entry, f"boxes[{i}]", num_frames)
-        except TrajectoryError as err:
-            raise TrajectoryError(f"{source}: {err}") from None
-        boxes.append(box)
-        labels.append(label or f"box {i}")
-    if "camera" in data:
-        try:
-            boxes.append(_camera_box(data["camera"], "camera", num_frames, image_size))
-        except TrajectoryError as err:
-            raise TrajectoryError(f"{source}: {err}") from None
-        labels.append("camera")
+    try:
+        for i, entry in enumerate(entries):
+            box, label = _box_entry(entry, f"boxes[{i}]", num_frames, size)
+            _check_placement(box, f"boxes[{i}]", f"boxes[{i}].box", _movers(entry), size)
+            boxes.append(box)
+            labels.append(label or f"box {i}")
+        if "camera" in data:
+            camera = _camera_box(data["camera"], "camera", num_frames, size)
+            _check_placement(camera, "camera", "camera", "its pan and zoom take", size)
+            boxes.append(camera)
+            labels.append("camera")
+    except TrajectoryError as err:
+        raise TrajectoryError(f"{source}: {err}") from None
     result = np.stack(boxes)  # (N, F, 4)
-    width, height = image_size
-    first = result[:, 0]
-    outside = (first[:, 0] < 0) | (first[:, 1] < 0) | (first[:, 2] > width) | (first[:, 3] > height)
-    if outside.any():
-        n = int(np.argwhere(outside)[0, 0])
-        where = "camera" if labels[n] == "camera" else f"boxes[{n}].box"
-        raise TrajectoryError(f"{source}: {where}: the frame-0 box {np.round(first[n], 2).tolist()} is not inside the {width}x{height} image")
-    return Trajectory(result, (int(width), int(height)), tuple(labels))
+    return Trajectory(result, (int(size[0]), int(size[1])), tuple(labels))
+
+
+def read_json_text(text: str, source: str, error: type[ValueError] = ValueError) -> object:
+    """Decode JSON text, with one-line messages naming ``source`` for every way it can fail.
+
+    Raises ``error`` (a ``ValueError`` subclass, e.g. :class:`TrajectoryError`) with
+    ``"{source}: malformed JSON at line L, column C: {problem}"``, or ``"{source}: malformed JSON:
+    nested too deeply"`` where Python's parser would run out of recursion depth.
+    """
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise error(f"{source}: malformed JSON at line {err.lineno}, column {err.colno}: {err.msg}") from None
+    except RecursionError:
+        raise error(f"{source}: malformed JSON: nested too deeply") from None
+    except ValueError as err:  # e.g. an integer with more digits than Python converts
+        raise error(f"{source}: malformed JSON: {str(err).split(';')[0]}") from None
+
+
+def _read_limited(path: Path, what: str) -> bytes:
+    """The bytes of a file of at most MAX_TRAJECTORY_BYTES; a larger one is refused unread."""
+    limit = MAX_TRAJECTORY_BYTES
+
+    def too_large(size: int) -> TrajectoryError:
+        megabytes = math.ceil(size / 2**20 * 10) / 10  # rounded up: never shows the limit itself
+        return TrajectoryError(f"{path}: the {what} is {megabytes:.1f} MB; at most {limit / 2**20:g} MB are accepted")
+
+    try:
+        if path.is_dir():
+            raise TrajectoryError(f"{path}: is a folder, not a {what}")
+        size = path.stat().st_size
+        if size > limit:
+            raise too_large(size)
+        with open(path, "rb") as fp:
+            data = fp.read(limit + 1)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: {what} not found") from None
+    except OSError as err:
+        raise TrajectoryError(f"{path}: cannot read the {what}: {err}") from None
+    if len(data) > limit:  # grew since, or not a regular file
+        raise too_large(len(data))
+    return data
 
 
 def load_trajectory(path: str | os.PathLike, num_frames: int, image_size: tuple[int, int]) -> Trajectory:
-    """Read and parse a trajectory JSON file."""
+    """Read and parse a trajectory JSON file (at most :data:`MAX_TRAJECTORY_BYTES`).
+
+    Raises:
+        TrajectoryError: not found, too large, not UTF-8, malformed JSON, or not a valid trajectory.
+    """
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise TrajectoryError(f"{path}: trajectory file not found") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise TrajectoryError(f"{path}: cannot read the trajectory file: {err}") from None
+        data = _read_limited(path, "trajectory file")
+    except FileNotFoundError as err:
+        raise TrajectoryError(str(err)) from None
     try:
-        data = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise TrajectoryError(f"{path}: malformed JSON at line {err.lineno}, column {err.colno}: {err.msg}") from None
-    return parse_trajectory(data, num_frames, image_size, source=str(path))
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise TrajectoryError(f"{path}: cannot read the trajectory file: {err}") from None
+    return parse_trajectory(read_json_text(text, str(path), TrajectoryError), num_frames, image_size, source=str(path))
 
 
-def load_reference_dir(directory: str | os.PathLike, width: int, height: int, num_frames: int) -> tuple[Image.Image, np.ndarray]:
-    """Read the authors' folder format and convert it exactly as their tool does.
+def read_reference_dir(directory: str | os.PathLike, num_frames: int) -> tuple[Image.Image, np.ndarray]:
+    """Read and check the authors' folder format: ``img.png`` and ``traj.npy``.
 
-    Returns the image resized to ``width`` x ``height`` (PIL bicubic, as theirs) and the boxes
-    ``(N, F, 4)`` ``(x0, y0, x1, y1)`` in output pixels, computed in float32 like theirs: coordinates
-    rescaled from the image's size, each box translated by ``center[f] - center[0]``.
+    Returns:
+        The image as it is in the file (RGB, see :func:`load_image`) and the array ``(N, 2 + F, 2)`` as
+        stored (integers or floats): per box the top-left and bottom-right corners of its frame-0 box,
+        then its centre at each of the ``F = num_frames`` frames, in the image's pixels.
+
+    Raises:
+        FileNotFoundError: the folder, ``img.png`` or ``traj.npy`` is missing.
+        TrajectoryError: ``traj.npy`` is not a readable ``.npy`` array of real numbers of that shape,
+            or a box is flipped, its frame-0 box is not inside the image, or its path goes further than
+            one image size beyond the image's edges (checked in the file's pixels).
     """
     directory = Path(directory)
     if not directory.is_dir():
         raise FileNotFoundError(f"{directory}: reference folder not found")
-    image = load_image(directory / "img.png")
+    image_path = directory / "img.png"
+    image = load_image(image_path)
     traj_path = directory / "traj.npy"
-    if not traj_path.exists():
-        raise FileNotFoundError(f"{traj_path}: trajectory file not found")
-    try:
-        raw = np.load(traj_path, allow_pickle=False)
-    except (ValueError, OSError) as err:
-        raise TrajectoryError(f"{traj_path}: not a readable .npy array: {err}") from None
-    if raw.ndim != 3 or raw.shape[2] != 2 or raw.shape[1] < 3 or raw.shape[0] < 1 or not np.issubdtype(raw.dtype, np.number):
-        raise TrajectoryError(f"{traj_path}: expected a numeric array of shape (N, 2 + F, 2), got {raw.shape} {raw.dtype}")
+    raw = _read_npy(traj_path)
+    where = str(traj_path)
+    if raw.ndim != 3 or raw.shape[2] != 2 or raw.shape[1] < 3 or raw.shape[0] < 1:
+        raise TrajectoryError(f"{where}: expected a numeric array of shape (N, 2 + F, 2), got {raw.shape} {raw.dtype}")
+    if raw.dtype.kind not in "iuf":
+        raise TrajectoryError(f"{where}: expected real numbers (integers or floats), got {raw.dtype} values")
+    if raw.shape[0] > MAX_BOXES:
+        raise TrajectoryError(f"{where}: {raw.shape[0]} boxes given; at most {MAX_BOXES} are accepted")
     if raw.shape[1] - 2 != num_frames:
-        raise TrajectoryError(f"{traj_path}: has {raw.shape[1] - 2} frames per path but {num_frames} frames are generated")
+        raise TrajectoryError(f"{where}: has {raw.shape[1] - 2} frames per path but {num_frames} frames are generated")
     if not np.isfinite(raw).all():
-        raise TrajectoryError(f"{traj_path}: contains NaN or infinite coordinates")
-    original_width, original_height = image.size
+        raise TrajectoryError(f"{where}: contains NaN or infinite coordinates")
+    _check_reference(raw.astype(np.float64), where, image.size, image_path.name)
+    return image, raw
+
+
+def _read_npy(path: Path) -> np.ndarray:
+    data = _read_limited(path, "trajectory file")
+    if not data:
+        raise TrajectoryError(f"{path}: not a readable .npy array: the file is empty")
+    if not data.startswith(_NPY_MAGIC):
+        raise TrajectoryError(f"{path}: not a readable .npy array: it does not start with the .npy signature")
+    try:
+        return np.load(io.BytesIO(data), allow_pickle=False)
+    except (EOFError, ValueError, OSError) as err:
+        raise TrajectoryError(f"{path}: not a readable .npy array: {' '.join(str(err).split())}") from None
+
+
+def _check_reference(raw: np.ndarray, where: str, size: tuple[int, int], image_name: str) -> None:
+    """The authors' array ``(N, 2 + F, 2)`` float64 against the ``size`` of their image, in its pixels."""
+    width, height = size
+    corners = raw[:, :2].reshape(-1, 4)  # (N, 4): x0, y0, x1, y1
+    flipped = (corners[:, 2] <= corners[:, 0]) | (corners[:, 3] <= corners[:, 1])
+    if flipped.any():
+        n = int(np.argmax(flipped))
+        raise TrajectoryError(f"{where}: box {n}: needs x1 > x0 and y1 > y0, got {_rounded(corners[n])}")
+    outside = (corners[:, 0] < 0) | (corners[:, 1] < 0) | (corners[:, 2] > width) | (corners[:, 3] > height)
+    if outside.any():
+        n = int(np.argmax(outside))
+        raise TrajectoryError(f"{where}: box {n}: the frame-0 box {_rounded(corners[n])} is not inside "
+                              f"the {width}x{height} image {image_name}")
+    centers = raw[:, 2:]  # (N, F, 2)
+    far = _far_outside(centers, size)
+    if far.any():
+        n, f = (int(v) for v in np.argwhere(far)[0])
+        raise TrajectoryError(f"{where}: box {n}: the centre at frame {f} {_rounded(centers[n, f])} is far "
+                              f"outside the {_area(size, image_name)}")
+    delta = centers - centers[:, :1]
+    boxes = np.concatenate([corners[:, None, :2] + delta, corners[:, None, 2:] + delta], axis=-1)  # (N, F, 4)
+    far = _far_outside(boxes.reshape(*boxes.shape[:2], 2, 2), size).any(axis=-1)
+    if far.any():
+        n, f = (int(v) for v in np.argwhere(far)[0])
+        raise TrajectoryError(f"{where}: box {n}: at frame {f} its path takes the box to {_rounded(boxes[n, f])}, "
+                              f"far outside the {_area(size, image_name)}")
+
+
+def reference_boxes(raw: np.ndarray, image_size: tuple[int, int], width: int, height: int) -> np.ndarray:
+    """Convert the authors' array exactly as their tool does.
+
+    Args:
+        raw: ``(N, 2 + F, 2)`` as returned by :func:`read_reference_dir`, in pixels of an image of
+            ``image_size = (width, height)``.
+        width, height: the output size.
+
+    Returns:
+        The boxes ``(N, F, 4)`` ``(x0, y0, x1, y1)`` in output pixels, computed in float32 like theirs:
+        coordinates rescaled from ``image_size``, each box translated by ``center[f] - center[0]``.
+    """
+    original_width, original_height = image_size
     ret = raw.astype(np.float32)
     ret[:, :, 0] = ret[:, :, 0] * width / original_width
     ret[:, :, 1] = ret[:, :, 1] * height / original_height
@@ -323,4 +547,15 @@ def load_reference_dir(directory: str | os.PathLike, width: int, height: int, nu
         [corners[:, None, 0] + delta[..., 0], corners[:, None, 1] + delta[..., 1],
          corners[:, None, 2] + delta[..., 0], corners[:, None, 3] + delta[..., 1]], axis=-1
     )  # (N, F, 4) float32
-    return image.resize((width, height)), boxes
+    return boxes
+
+
+def load_reference_dir(directory: str | os.PathLike, width: int, height: int, num_frames: int) -> tuple[Image.Image, np.ndarray]:
+    """Read the authors' folder format and convert it exactly as their tool does.
+
+    Returns the image resized to ``width`` x ``height`` (PIL bicubic, as theirs) and the boxes
+    ``(N, F, 4)`` ``(x0, y0, x1, y1)`` in output pixels (float32): :func:`read_reference_dir`, then
+    :func:`reference_boxes`.
+    """
+    image, raw = read_reference_dir(directory, num_frames)
+    return image.resize((width, height)), reference_boxes(raw, image.size, width, height)
