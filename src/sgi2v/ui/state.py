@@ -64,7 +64,7 @@ class BoxDraft:
         entry: dict = {"box": [_round(v) for v in self.box]}
         if self.label:
             entry["label"] = self.label
-        if self.static:
+        if self.static or not self.points:  # no path clicked yet: the box stays put
             entry["static"] = True
         else:
             entry["path"] = [[_round(v) for v in self.center]] + [[_round(x), _round(y)] for x, y in self.points]
