@@ -372,8 +372,12 @@ def test_browser_draw_and_generate(server, tmp_path):
             page.get_by_text("SG-I2V method").click()  # one optimised step, one iteration: quick on a CPU
             for field, value in (("#optimize_timesteps textarea, #optimize_timesteps input", "2"), ("#iterations input", "1")):
                 box = page.locator(field).first
-                box.fill(value)
-                box.press("Tab")  # leave the field, so the page has taken the value before Generate
+                sync_api.expect(box).to_be_editable(timeout=30_000)  # the section has opened
+                for _ in range(3):  # a busy page may re-render the field while it opens: type again
+                    box.fill(value)
+                    box.press("Tab")  # leave the field, so the page has taken the value before Generate
+                    if box.input_value() == value:
+                        break
                 sync_api.expect(box).to_have_value(value)
 
             # A generation that fails on the device shows the error; the next one works.
