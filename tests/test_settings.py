@@ -319,3 +319,119 @@ def test_the_collective_timeout_reaches_the_process_group(tmp_path, monkeypatch,
     monkeypatch.setattr(accelerate, "PartialState", real)
     assert main(["batch", str(manifest), "-o", str(tmp_path / "out"), "--collective-timeout", "0"]) == 2
     assert "--collective-timeout must be a positive number of hours" in capsys.readouterr().err
+
+
+# -- bad input: the same answer from every road, before anything heavy -----------------------------
+
+def _trajectory_case(kind: str, folder: Path) -> tuple[str, Path, str]:
+    """(image, trajectory file, expected message after the file name) of one bad input."""
+    image = folder / "in.png"
+    Image.new("RGB", (100, 50), (90, 120, 150)).save(image)
+    traj = folder / "t.json"
+    box = {"box": [10, 10, 40, 30]}
+    data = {
+        "scale": {"boxes": [{**box, "path": [[25, 20], [55, 25]], "scale": 1e4}]},
+        "far point": {"boxes": [{**box, "path": [[25, 20], [1e308, 10]]}]},
+        "one point": {"boxes": [{**box, "path": [[25, 20]]}]},
+        "camera": {"boxes": [], "camera": {"zoom": 1e6}},
+    }.get(kind)
+    if data is not None:
+        traj.write_text(json.dumps(data))
+    elif kind == "nested":
+        traj.write_text("[" * 100_000 + "]" * 100_000)
+    elif kind == "huge file":
+        traj.write_text(json.dumps({"boxes": [{**box, "path": [[25, 20], [26, 20]]}], "pad": "x" * (6 << 20)}))
+    elif kind == "bomb":
+        Image.new("1", (11000, 9000)).save(image)  # 99 megapixels, a small file
+        traj.write_text(json.dumps({"boxes": [{**box, "static": True}]}))
+    message = {
+        "scale": "boxes[0].scale: the factor 10000 is outside 0.05..20",
+        "far point": "boxes[0].path[1]: the point [1e+308, 10.0] is far outside the 100x50 image",
+        "one point": "boxes[0].path: give at least 2 points",
+        "camera": "camera.zoom: expected a factor within 0.1..10, got 1e+06",
+        "nested": "nested too deeply",
+        "huge file": "at most 5 MB are accepted",
+        "bomb": "(99.0 megapixels); at most 89.5 megapixels are accepted",
+    }[kind]
+    return str(image), traj, message
+
+
+TRAJECTORY_CASES = ["scale", "far point", "one point", "camera", "nested", "huge file", "bomb"]
+
+
+@pytest.mark.parametrize("kind", TRAJECTORY_CASES)
+def test_bad_input_gets_the_same_message_from_cli_batch_and_web_app(kind, tmp_path, capsys, monkeypatch):
+    import sgi2v.loading
+
+    image, traj, message = _trajectory_case(kind, tmp_path)
+    monkeypatch.setattr(sgi2v.loading, "load_pipeline", lambda *a, **k: pytest.fail("the model was loaded"))
+    out = tmp_path / "out"
+    assert main(["generate", image, "--traj", str(traj), "-o", str(out / "v.mp4"), *FAST]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+    assert not out.exists()  # nothing written
+
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text(json.dumps({"id": "x", "image": image, "traj": str(traj)}) + "\n")
+    assert main(["batch", str(manifest), "-o", str(tmp_path / "b"), *FAST]) == 1
+    failure = json.loads((tmp_path / "b" / "failures.jsonl").read_text())
+    assert failure["error"] == err[0].removeprefix("sgi2v: error: ")
+
+    pytest.importorskip("gradio")
+    from sgi2v.images import load_image
+    from sgi2v.ui.app import Session, UIError, load_files
+
+    session = Session()
+    if kind == "bomb":
+        with pytest.raises(ValueError, match=__import__("re").escape(message)):
+            load_image(image)  # the web app reads its uploads with the same function (ui.app's on_upload)
+        return
+    session.set_image(load_image(image), 128, 64)
+    with pytest.raises(UIError) as raised:
+        load_files(session, [str(traj)], 4, 128, 64, tmp_path)
+    assert message in str(raised.value) and str(raised.value).startswith("t.json: ")
+
+
+@pytest.mark.parametrize("kind, message", [
+    ("empty", "traj.npy: not a readable .npy array: the file is empty"),
+    ("complex", "traj.npy: expected real numbers (integers or floats), got complex128 values"),
+    ("outside", "traj.npy: box 0: the frame-0 box [50.0, 10.0, 70.0, 20.0] is not inside the 64x32 image img.png"),
+])
+def test_bad_reference_folders_are_named_in_the_files_pixels(kind, message, tmp_path, capsys):
+    folder = tmp_path / "ref"
+    folder.mkdir()
+    Image.new("RGB", (64, 32)).save(folder / "img.png")
+    if kind == "empty":
+        (folder / "traj.npy").write_bytes(b"")
+    else:
+        raw = np.array([[[50, 10], [70, 20], [60, 15], [62, 15], [64, 15], [66, 15]]], dtype=np.float64)
+        np.save(folder / "traj.npy", raw.astype(np.complex128) if kind == "complex" else raw)
+    assert main(["generate", "--reference-dir", str(folder), "-o", str(tmp_path / "o.mp4"), *FAST]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+
+
+def test_a_sixteen_bit_png_is_not_washed_out(tmp_path):
+    ramp = (np.linspace(0, 65535, 64 * 128).reshape(64, 128)).astype(np.uint16)
+    Image.fromarray(ramp).save(tmp_path / "deep.png")
+    assert Image.open(tmp_path / "deep.png").mode.startswith("I")
+    settings = GenerationSettings(width=128, height=64, num_frames=2)
+    prepared = prepare_inputs(tmp_path / "deep.png", {"boxes": [{"box": [10, 10, 40, 30], "static": True}]}, settings)
+    pixels = np.asarray(prepared.image)
+    np.testing.assert_array_equal(pixels[..., 0], np.round(ramp / 257).astype(np.uint8))  # same size: no resampling blur
+
+
+REFERENCE = ROOT.parent / "shared" / "data" / "reference-examples"
+
+
+@pytest.mark.skipif(not REFERENCE.is_dir(), reason=f"no reference examples at {REFERENCE}")
+def test_prepared_reference_folders_are_the_authors_conversion_exactly():
+    from sgi2v.generation import prepare_reference
+    from sgi2v.trajectory import load_reference_dir
+
+    for folder in sorted(p for p in REFERENCE.iterdir() if p.is_dir()):
+        settings = GenerationSettings(width=512, height=320, num_frames=14)
+        prepared = prepare_reference(folder, settings)
+        image, boxes = load_reference_dir(folder, 512, 320, 14)
+        assert prepared.image.tobytes() == image.tobytes()
+        np.testing.assert_array_equal(prepared.boxes, boxes.astype(np.float64))

@@ -106,7 +106,7 @@ def prepare_inputs(image: str | os.PathLike | Image.Image, trajectory: str | os.
 
     Raises ``ValueError`` (or ``FileNotFoundError``) whose message starts with the file or source.
     """
-    from .trajectory import load_trajectory, parse_trajectory
+    from .trajectory import parse_trajectory, read_trajectory_file
 
     pixels, inputs = _load_image(image)
     if isinstance(trajectory, dict):
@@ -115,9 +115,10 @@ def prepare_inputs(image: str | os.PathLike | Image.Image, trajectory: str | os.
         inputs["trajectory"] = trajectory
     else:
         source = str(trajectory)
-        parsed = load_trajectory(trajectory, settings.num_frames, pixels.size)
+        data = read_trajectory_file(trajectory)
+        parsed = parse_trajectory(data, settings.num_frames, pixels.size, source=source)
         inputs["trajectory_file"] = str(Path(trajectory).resolve())
-        inputs["trajectory"] = json.loads(Path(trajectory).read_text(encoding="utf-8"))
+        inputs["trajectory"] = data
     prepared, boxes, fit = _fitted(pixels, parsed.boxes, parsed.labels, settings, source, _box_names(parsed.labels))
     inputs["fit"] = fit.to_dict()
     return PreparedInputs(prepared, boxes, tuple(parsed.labels), inputs)
@@ -126,21 +127,21 @@ def prepare_inputs(image: str | os.PathLike | Image.Image, trajectory: str | os.
 def prepare_reference(directory: str | os.PathLike, settings: GenerationSettings) -> PreparedInputs:
     """The authors' folder format (``img.png``, ``traj.npy``), converted exactly as their tool does for
     ``image_fit`` ``stretch`` (float32 arithmetic), fitted like any other input otherwise."""
-    from .trajectory import load_reference_dir
+    from .trajectory import read_reference_dir, reference_boxes
 
     folder = Path(directory)
-    if settings.image_fit == "stretch":
-        image, boxes = load_reference_dir(folder, settings.width, settings.height, settings.num_frames)
-        with Image.open(folder / "img.png") as original:
-            fit = Fit.make("stretch", original.size, (settings.width, settings.height))
+    original, raw = read_reference_dir(folder, settings.num_frames)
+    source = str(folder / "traj.npy")
+    if settings.image_fit == "stretch":  # the authors' float32 conversion, unchanged
+        fit = Fit.make("stretch", original.size, (settings.width, settings.height))
+        image, boxes = fit.image(original), reference_boxes(raw, original.size, settings.width, settings.height)
         try:
             boxes = validate_boxes(boxes, settings.num_frames, settings.height, settings.width)
         except ValueError as err:
-            raise ValueError(f"{folder / 'traj.npy'}: {err}") from None
+            raise ValueError(f"{source}: {err}") from None
     else:
-        original = load_image(folder / "img.png")
-        _, file_boxes = load_reference_dir(folder, original.size[0], original.size[1], settings.num_frames)  # file pixels
-        image, boxes, fit = _fitted(original, file_boxes, None, settings, str(folder / "traj.npy"))
+        file_boxes = reference_boxes(raw, original.size, *original.size)  # in the file's pixels
+        image, boxes, fit = _fitted(original, file_boxes, None, settings, source)
     folder = folder.resolve()
     inputs = {"reference_dir": str(folder), "image": str(folder / "img.png"), "image_sha256": file_sha256(folder / "img.png"),
               "image_size": list(fit.source), "traj_npy_sha256": file_sha256(folder / "traj.npy"), "fit": fit.to_dict()}

@@ -56,7 +56,7 @@ from .images import load_image
 __all__ = [
     "MAX_BOXES", "MAX_POINTS", "MAX_SCALE", "MAX_TRAJECTORY_BYTES", "MAX_ZOOM", "MIN_SCALE", "MIN_ZOOM",
     "Trajectory", "TrajectoryError", "parse_trajectory", "load_trajectory", "read_json_text",
-    "read_reference_dir", "reference_boxes", "load_reference_dir", "load_image",
+    "read_reference_dir", "reference_boxes", "load_reference_dir", "read_trajectory_file", "load_image",
 ]
 
 CAMERA_DIRECTIONS = {"left": (-1.0, 0.0), "right": (1.0, 0.0), "up": (0.0, -1.0), "down": (0.0, 1.0)}
@@ -430,11 +430,11 @@ def _read_limited(path: Path, what: str) -> bytes:
     return data
 
 
-def load_trajectory(path: str | os.PathLike, num_frames: int, image_size: tuple[int, int]) -> Trajectory:
-    """Read and parse a trajectory JSON file (at most :data:`MAX_TRAJECTORY_BYTES`).
+def read_trajectory_file(path: str | os.PathLike) -> object:
+    """The decoded JSON of a trajectory file (at most :data:`MAX_TRAJECTORY_BYTES`), not yet checked.
 
     Raises:
-        TrajectoryError: not found, too large, not UTF-8, malformed JSON, or not a valid trajectory.
+        TrajectoryError: not found, too large, not UTF-8 or malformed JSON.
     """
     path = Path(path)
     try:
@@ -445,7 +445,12 @@ def load_trajectory(path: str | os.PathLike, num_frames: int, image_size: tuple[
         text = data.decode("utf-8")
     except UnicodeDecodeError as err:
         raise TrajectoryError(f"{path}: cannot read the trajectory file: {err}") from None
-    return parse_trajectory(read_json_text(text, str(path), TrajectoryError), num_frames, image_size, source=str(path))
+    return read_json_text(text, str(path), TrajectoryError)
+
+
+def load_trajectory(path: str | os.PathLike, num_frames: int, image_size: tuple[int, int]) -> Trajectory:
+    """Read and parse a trajectory JSON file (see :func:`read_trajectory_file`); raises ``TrajectoryError``."""
+    return parse_trajectory(read_trajectory_file(path), num_frames, image_size, source=str(path))
 
 
 def read_reference_dir(directory: str | os.PathLike, num_frames: int) -> tuple[Image.Image, np.ndarray]:

@@ -32,7 +32,7 @@ from ..schema import parse_value
 from ..settings import GenerationSettings, default_num_frames, resolve_settings, setting_specs
 from ..testing import TINY_MODEL_ID
 from ..images import load_image, to_rgb
-from ..trajectory import DEFAULT_PAN_AMOUNT, TrajectoryError, load_reference_dir
+from ..trajectory import DEFAULT_PAN_AMOUNT, TrajectoryError, load_reference_dir, read_trajectory_file
 from .state import PAN_CHOICES, Drawing, display_scale, fit_image, render
 
 __all__ = ["PipelineCache", "Session", "UIError", "generate_video", "build_app", "launch"]
@@ -41,7 +41,6 @@ logger = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 TRAJECTORY_SUFFIXES = (".json", ".npy", *IMAGE_SUFFIXES)
-MAX_TRAJECTORY_BYTES = 5 << 20
 
 
 class UIError(ValueError):
@@ -262,12 +261,10 @@ def load_files(session: Session, files: list[str], frames: int, width: int, heig
     if session.original is None:
         raise UIError("Upload the image first: a trajectory file's coordinates are in its pixels.")
     path = by_suffix[".json"][0]
-    if path.stat().st_size > MAX_TRAJECTORY_BYTES:
-        raise UIError(f"{path.name}: too large for a trajectory file")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as err:
-        raise UIError(f"{path.name}: not valid JSON: {err}") from None
+        data = read_trajectory_file(path)  # size limit, encoding and JSON checked as everywhere
+    except TrajectoryError as err:
+        raise UIError(str(err).replace(str(path), path.name)) from None
     if isinstance(data, dict) and isinstance(data.get("num_frames"), int) and data["num_frames"] >= 2:
         frames = data["num_frames"]
     try:
@@ -409,8 +406,8 @@ def build_app(model: str | None = None, device: torch.device | str | None = None
                     pan_amount = gr.Slider(0.05, 0.75, value=DEFAULT_PAN_AMOUNT, step=0.05, label="Pan amount (fraction of the image)")
                     zoom = gr.Slider(0.5, 2.0, value=1.0, step=0.05, label="Camera zoom by the last frame (>1 in, <1 out)")
             with gr.Column(scale=2):
-                upload = gr.Image(label="Image (fitted to the output size as 'Image fit' says)", type="pil", sources=["upload", "clipboard"],
-                                  elem_id="upload", height=220)
+                upload = gr.Image(label="Image (fitted to the output size as 'Image fit' says)", type="filepath", image_mode=None,
+                                  sources=["upload", "clipboard"], elem_id="upload", height=220)
                 traj_files = gr.File(label="Load a trajectory .json, or img.png + traj.npy", file_count="multiple",
                                      file_types=list(TRAJECTORY_SUFFIXES), elem_id="traj-files", height=120)
                 model_box = gr.Dropdown(list(models), value=start_model, label="Model", elem_id="model")
@@ -432,9 +429,11 @@ def build_app(model: str | None = None, device: torch.device | str | None = None
             if image is None:
                 return view(Session(), frames, "Upload an image to start.")
             try:
-                session.set_image(image, _size(w, "width"), _size(h, "height"), fit)
-            except UIError as err:
-                return view(session, frames, str(err), error=True)
+                # The file as uploaded, read as every surface reads images (any mode, EXIF, size limit).
+                pixels = load_image(image) if isinstance(image, (str, os.PathLike)) else image
+                session.set_image(pixels, _size(w, "width"), _size(h, "height"), fit)
+            except (UIError, ValueError) as err:
+                return view(session, frames, _one_line(err).replace(str(Path(str(image)).parent) + os.sep, ""), error=True)
             return view(session, frames, f"Image prepared at {session.prepared.size[0]}x{session.prepared.size[1]}: "
                                          "click two opposite corners of a box.")
 
