@@ -280,3 +280,24 @@ def test_a_negative_seed_is_refused_by_every_road(inputs, tmp_path, capsys):
     assert main(["batch", str(manifest), "-o", str(tmp_path / "b"), *FAST]) == 1
     failure = json.loads((tmp_path / "b" / "failures.jsonl").read_text())
     assert failure["error"].endswith(cli.removeprefix("sgi2v: error: "))
+
+
+def test_replay_uses_the_recorded_thread_count(inputs, capsys):
+    """On the CPU the frames depend on torch's thread count; a replay in a process set up otherwise still matches."""
+    import torch
+
+    image, traj, out = inputs
+    made = {}
+    for threads in (1, 2):
+        assert main(["generate", str(image), "--traj", str(traj), "-o", str(out / f"t{threads}.mp4"), *FAST,
+                     "--threads", str(threads)]) == 0
+        record = json.loads((out / f"t{threads}.json").read_text())
+        assert record["settings"]["threads"] == threads
+        made[threads] = record["frames_sha256"]
+    assert made[1] != made[2]  # so the test below can fail
+    torch.set_num_threads(1)
+    capsys.readouterr()
+    assert main(["generate", "--replay", str(out / "t2.json")]) == 0
+    assert f"replay reproduced frames_sha256 {made[2]}" in capsys.readouterr().out
+    assert main(["generate", "--replay", str(out / "t1.json"), "--num-inference-steps", "5"]) == 2
+    assert "--num-inference-steps cannot change it" in capsys.readouterr().err

@@ -303,15 +303,25 @@ def generate(prepared: PreparedInputs, settings: GenerationSettings, config: SGI
     """Run the pipeline on prepared inputs; returns the uint8 frames ``(F, H, W, 3)`` and the run record.
 
     The seed drives a CPU generator, so the same seed gives the same initial noise on every device.
-    torch uses ``settings.threads`` CPU threads (default: every core this process may use), which
-    the frames depend on when running on the CPU; the record holds the number. ``extra`` is merged
+    torch uses ``settings.threads`` CPU threads during the call (default: every core this process
+    may use), which the frames depend on when running on the CPU; the record holds the number. ``extra`` is merged
     into the record (e.g. the batch's part).
     """
     import torch
 
     timer = Timer()
     threads = settings.threads or available_cores()
+    before = torch.get_num_threads()
     torch.set_num_threads(threads)
+    try:
+        return _generate(prepared, settings, config, pipe, model, callback_on_step_end, extra, threads, timer)
+    finally:
+        torch.set_num_threads(before)  # the caller's process is left as it was
+
+
+def _generate(prepared, settings, config, pipe, model, callback_on_step_end, extra, threads, timer) -> Generation:
+    import torch
+
     device = getattr(pipe, "_execution_device", None) or pipe.device
     used = settings.replace(device=str(device), dtype=str(pipe.unet.dtype).replace("torch.", ""), threads=threads)
     generator = torch.Generator("cpu").manual_seed(settings.seed)
