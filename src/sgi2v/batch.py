@@ -316,9 +316,9 @@ def _merge_failures(out_dir: Path, manifest: Path, ids: set[str], failures: list
         path.unlink(missing_ok=True)
         return None
     out_dir.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    temporary.write_text("".join(json.dumps(f) + "\n" for f in merged), encoding="utf-8")
-    os.replace(temporary, path)
+    from .generation import write_text_atomic
+
+    write_text_atomic(path, "".join(json.dumps(f) + "\n" for f in merged))
     return path
 
 
@@ -338,6 +338,7 @@ def run(args: argparse.Namespace) -> int:
     import uuid
 
     from .cli import UsageError, setting_values
+    from .generation import write_text_atomic
     from .settings import resolve_settings
 
     start = time.perf_counter()
@@ -414,10 +415,7 @@ def run(args: argparse.Namespace) -> int:
     # them (no collective while others may still be generating, so no timeout can abort the job).
     if world > 1:
         out_dir.mkdir(parents=True, exist_ok=True)
-        result = _result_path(out_dir, token, rank)
-        temporary = result.with_name(result.name + ".tmp")
-        temporary.write_text(json.dumps({"done": done, "failures": failures}), encoding="utf-8")
-        os.replace(temporary, result)
+        write_text_atomic(_result_path(out_dir, token, rank), json.dumps({"done": done, "failures": failures}))
     missing: list[int] = []
     if rank == 0 and world > 1:
         results, missing = _collect(out_dir, token, world, timeout.total_seconds())

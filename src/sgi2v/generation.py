@@ -37,7 +37,7 @@ from .video import draw_condition, draw_overlay, frames_sha256, to_uint8, write_
 
 __all__ = [
     "RECORD_VERSION", "PreparedInputs", "Generation", "prepare_inputs", "prepare_reference", "read_record", "prepare_replay",
-    "output_paths", "check_outputs", "generate", "write_outputs", "file_sha256", "remove_stale_temporaries", "Timer",
+    "output_paths", "check_outputs", "generate", "write_outputs", "file_sha256", "remove_stale_temporaries", "write_text_atomic", "Timer",
 ]
 
 RECORD_VERSION = 2
@@ -233,6 +233,16 @@ def check_outputs(paths: dict[str, Path], overwrite: bool = False) -> None:
 
 def _temporary(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp{os.getpid()}")
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write a text file under a temporary name and rename it: readers see the old file or the whole new one."""
+    temporary = _temporary(path)
+    try:
+        temporary.write_text(text, encoding="utf-8")
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
 
 
 def remove_stale_temporaries(paths: dict[str, Path]) -> list[Path]:

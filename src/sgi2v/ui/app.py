@@ -489,7 +489,7 @@ def build_app(model: str | None = None, device: torch.device | str | None = None
             control.input(on_camera, [state, frames, pan, pan_amount, zoom], view_outputs, **light)
 
         def on_model(name, current):
-            return 25 if name == XT_MODEL else 14 if name == DEFAULT_MODEL else current
+            return default_num_frames(name) if name in (DEFAULT_MODEL, XT_MODEL) else current
 
         model_box.input(on_model, [model_box, frames], [frames], **light)
 
