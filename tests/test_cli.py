@@ -301,3 +301,20 @@ def test_replay_uses_the_recorded_thread_count(inputs, capsys):
     assert f"replay reproduced frames_sha256 {made[2]}" in capsys.readouterr().out
     assert main(["generate", "--replay", str(out / "t1.json"), "--num-inference-steps", "5"]) == 2
     assert "--num-inference-steps cannot change it" in capsys.readouterr().err
+
+
+def test_a_version_1_record_still_replays(inputs, capsys):
+    """Records written before the settings schema kept device, dtype and offload outside ``settings`` and a
+    boolean gradient_checkpointing; they replay unchanged."""
+    image, traj, out = inputs
+    assert main(["generate", str(image), "--traj", str(traj), "-o", str(out / "v.mp4"), *FAST]) == 0
+    record = json.loads((out / "v.json").read_text())
+    settings = record["settings"]
+    old = dict(record, sgi2v_record=1, device=settings.pop("device"), dtype=settings.pop("dtype"), offload=settings.pop("offload"))
+    for key in ("image_fit", "threads"):
+        settings.pop(key)
+    settings["gradient_checkpointing"] = False
+    (out / "old.json").write_text(json.dumps(old))
+    capsys.readouterr()
+    assert main(["generate", "--replay", str(out / "old.json")]) == 0
+    assert f"replay reproduced frames_sha256 {record['frames_sha256']}" in capsys.readouterr().out

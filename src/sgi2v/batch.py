@@ -17,7 +17,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .settings import DEFAULT_MODEL, XT_MODEL
 
 __all__ = ["Entry", "ManifestError", "read_manifest", "derive_seed", "sample_request", "is_complete", "add_arguments", "run"]
 
@@ -281,7 +280,7 @@ def _settings_differ(args: argparse.Namespace, out_dir: Path, entry: Entry, mode
     try:
         settings, config, _ = sample_request(args, entry.data, "", model)
         record = json.loads((out_dir / f"{entry.id}.json").read_text())
-        have = record_settings(record, "")
+        have = record_settings(record)
     except Exception:  # a bad line would fail anyway, and an old record is kept as it is
         return None
     wanted = {**settings.to_dict(), **json.loads(json.dumps(config.to_dict()))}
@@ -337,7 +336,7 @@ def run(args: argparse.Namespace) -> int:
     import datetime
     import uuid
 
-    from .cli import UsageError, setting_values
+    from .cli import UsageError, model_name, setting_values
     from .generation import write_text_atomic
     from .settings import resolve_settings
 
@@ -345,7 +344,7 @@ def run(args: argparse.Namespace) -> int:
     launched_rank = int(os.environ.get("RANK", "0"))
     manifest = Path(args.manifest).expanduser().resolve()
     out_dir = Path(args.output).expanduser().resolve()
-    model = args.model or (XT_MODEL if args.xt else DEFAULT_MODEL)
+    model = model_name(args)
     try:
         if out_dir.exists() and not out_dir.is_dir():
             raise UsageError(f"{args.output}: exists and is not a folder")

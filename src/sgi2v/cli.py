@@ -153,7 +153,7 @@ def _request(args):
                              f"(only --model, {', '.join(flag(n) for n in REPLAY_OVERRIDES)} may be given)")
         record = read_record(args.replay)
         model = args.model or record["model"]
-        recorded = record_settings(record, args.replay)
+        recorded = record_settings(record)
         settings, config = resolve_settings({**recorded, **given}, model=model, source=args.replay)
         prepared = prepare_replay(record, args.replay, settings)
         out = args.output or str(Path(args.replay).with_suffix("")) + ".replay.mp4"

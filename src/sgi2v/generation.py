@@ -33,10 +33,12 @@ from .config import SGI2VConfig
 from .fitting import Fit
 from .images import load_image, to_rgb
 from .settings import GenerationSettings, available_cores
+from .trajectory import parse_trajectory, read_reference_dir, read_trajectory_file, reference_boxes
 from .video import draw_condition, draw_overlay, frames_sha256, to_uint8, write_gif, write_mp4
 
 __all__ = [
-    "RECORD_VERSION", "PreparedInputs", "Generation", "prepare_inputs", "prepare_reference", "read_record", "prepare_replay",
+    "RECORD_VERSION", "PreparedInputs", "Generation", "prepare_inputs", "prepare_reference", "read_record", "record_settings",
+    "prepare_replay",
     "output_paths", "check_outputs", "generate", "write_outputs", "file_sha256", "remove_stale_temporaries", "write_text_atomic", "Timer",
 ]
 
@@ -77,7 +79,7 @@ def _load_image(image) -> tuple[Image.Image, dict]:
     return pixels, {"image": str(Path(image).resolve()), "image_sha256": file_sha256(image), "image_size": list(pixels.size)}
 
 
-def _fitted(image: Image.Image, boxes: np.ndarray, labels, settings: GenerationSettings, source: str,
+def _fitted(image: Image.Image, boxes: np.ndarray, settings: GenerationSettings, source: str,
             names: list[str] | None = None) -> tuple[Image.Image, np.ndarray, Fit]:
     fit = Fit.make(settings.image_fit, image.size, (settings.width, settings.height))
     boxes = fit.boxes(boxes)
@@ -91,7 +93,9 @@ def _fitted(image: Image.Image, boxes: np.ndarray, labels, settings: GenerationS
 
 
 def _box_names(labels) -> list[str]:
-    return ["camera" if label == "camera" else f"boxes[{i}]" for i, label in enumerate(labels)]
+    """How messages call the boxes of a parsed trajectory: ``boxes[i]``, and ``camera`` for the camera's (the last)."""
+    last = len(labels) - 1
+    return ["camera" if label == "camera" and i == last else f"boxes[{i}]" for i, label in enumerate(labels)]
 
 
 def prepare_inputs(image: str | os.PathLike | Image.Image, trajectory: str | os.PathLike | dict, settings: GenerationSettings,
@@ -106,8 +110,6 @@ def prepare_inputs(image: str | os.PathLike | Image.Image, trajectory: str | os.
 
     Raises ``ValueError`` (or ``FileNotFoundError``) whose message starts with the file or source.
     """
-    from .trajectory import parse_trajectory, read_trajectory_file
-
     pixels, inputs = _load_image(image)
     if isinstance(trajectory, dict):
         source = source or "trajectory"
@@ -119,7 +121,7 @@ def prepare_inputs(image: str | os.PathLike | Image.Image, trajectory: str | os.
         parsed = parse_trajectory(data, settings.num_frames, pixels.size, source=source)
         inputs["trajectory_file"] = str(Path(trajectory).resolve())
         inputs["trajectory"] = data
-    prepared, boxes, fit = _fitted(pixels, parsed.boxes, parsed.labels, settings, source, _box_names(parsed.labels))
+    prepared, boxes, fit = _fitted(pixels, parsed.boxes, settings, source, _box_names(parsed.labels))
     inputs["fit"] = fit.to_dict()
     return PreparedInputs(prepared, boxes, tuple(parsed.labels), inputs)
 
@@ -127,8 +129,6 @@ def prepare_inputs(image: str | os.PathLike | Image.Image, trajectory: str | os.
 def prepare_reference(directory: str | os.PathLike, settings: GenerationSettings) -> PreparedInputs:
     """The authors' folder format (``img.png``, ``traj.npy``), converted exactly as their tool does for
     ``image_fit`` ``stretch`` (float32 arithmetic), fitted like any other input otherwise."""
-    from .trajectory import read_reference_dir, reference_boxes
-
     folder = Path(directory)
     original, raw = read_reference_dir(folder, settings.num_frames)
     source = str(folder / "traj.npy")
@@ -141,7 +141,7 @@ def prepare_reference(directory: str | os.PathLike, settings: GenerationSettings
             raise ValueError(f"{source}: {err}") from None
     else:
         file_boxes = reference_boxes(raw, original.size, *original.size)  # in the file's pixels
-        image, boxes, fit = _fitted(original, file_boxes, None, settings, source)
+        image, boxes, fit = _fitted(original, file_boxes, settings, source)
     folder = folder.resolve()
     inputs = {"reference_dir": str(folder), "image": str(folder / "img.png"), "image_sha256": file_sha256(folder / "img.png"),
               "image_size": list(fit.source), "traj_npy_sha256": file_sha256(folder / "traj.npy"), "fit": fit.to_dict()}
@@ -163,7 +163,7 @@ def read_record(path: str | os.PathLike) -> dict:
     return record
 
 
-def record_settings(record: dict, source: str) -> dict:
+def record_settings(record: dict) -> dict:
     """The flat settings of a record (both layouts: version 1 kept device, dtype, offload outside ``settings``)."""
     values = dict(record["settings"])
     if record.get("sgi2v_record", 1) < 2:
