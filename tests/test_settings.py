@@ -435,3 +435,18 @@ def test_prepared_reference_folders_are_the_authors_conversion_exactly():
         image, boxes = load_reference_dir(folder, 512, 320, 14)
         assert prepared.image.tobytes() == image.tobytes()
         np.testing.assert_array_equal(prepared.boxes, boxes.astype(np.float64))
+
+
+@pytest.mark.parametrize("mode, region", [("crop", (0, 0, 128, 128)), ("pad", (0, 32, 128, 96))])
+def test_the_camera_moves_the_picture_shown(mode, region, tmp_path):
+    """With crop or pad the camera box is laid out on the visible picture, as stretch lays it out on the whole image."""
+    Image.new("RGB", (300, 150)).save(tmp_path / "wide.png")
+    camera = {"pan": "left", "amount": 0.2, "zoom": 1.2}
+    fitted = prepare_inputs(tmp_path / "wide.png", {"camera": camera},
+                            GenerationSettings(width=128, height=128, num_frames=3, image_fit=mode)).boxes[0]
+    x0, y0, x1, y1 = region
+    from sgi2v.trajectory import parse_trajectory
+
+    expected = parse_trajectory({"camera": camera}, 3, (x1 - x0, y1 - y0)).boxes[0] + [x0, y0, x0, y0]
+    np.testing.assert_allclose(fitted, expected)
+    assert (fitted[0, :2] >= [x0, y0]).all() and (fitted[0, 2:] <= [x1, y1]).all()

@@ -80,9 +80,15 @@ def _load_image(image) -> tuple[Image.Image, dict]:
 
 
 def _fitted(image: Image.Image, boxes: np.ndarray, settings: GenerationSettings, source: str,
-            names: list[str] | None = None) -> tuple[Image.Image, np.ndarray, Fit]:
+            names: list[str] | None = None, camera: dict | None = None) -> tuple[Image.Image, np.ndarray, Fit]:
     fit = Fit.make(settings.image_fit, image.size, (settings.width, settings.height))
     boxes = fit.boxes(boxes)
+    if camera is not None and fit.mode != "stretch":
+        # The camera moves the picture the video shows: its box is laid out on the visible part of the image
+        # (all of the output after a crop, the picture between the bars after a pad), not on the whole source.
+        x0, y0, x1, y1 = fit.placed
+        shown = parse_trajectory({"camera": camera}, settings.num_frames, (x1 - x0, y1 - y0), source=source).boxes[0]
+        boxes[-1] = shown + np.array([x0, y0, x0, y0], dtype=np.float64)
     try:
         boxes = validate_boxes(boxes, settings.num_frames, settings.height, settings.width, names=names)
     except ValueError as err:
@@ -112,16 +118,14 @@ def prepare_inputs(image: str | os.PathLike | Image.Image, trajectory: str | os.
     """
     pixels, inputs = _load_image(image)
     if isinstance(trajectory, dict):
-        source = source or "trajectory"
-        parsed = parse_trajectory(trajectory, settings.num_frames, pixels.size, source=source)
-        inputs["trajectory"] = trajectory
+        source, trajectory_data = source or "trajectory", trajectory
     else:
-        source = str(trajectory)
-        data = read_trajectory_file(trajectory)
-        parsed = parse_trajectory(data, settings.num_frames, pixels.size, source=source)
+        source, trajectory_data = str(trajectory), read_trajectory_file(trajectory)
         inputs["trajectory_file"] = str(Path(trajectory).resolve())
-        inputs["trajectory"] = data
-    prepared, boxes, fit = _fitted(pixels, parsed.boxes, settings, source, _box_names(parsed.labels))
+    parsed = parse_trajectory(trajectory_data, settings.num_frames, pixels.size, source=source)
+    inputs["trajectory"] = trajectory_data
+    camera = trajectory_data.get("camera") if isinstance(trajectory_data, dict) else None
+    prepared, boxes, fit = _fitted(pixels, parsed.boxes, settings, source, _box_names(parsed.labels), camera)
     inputs["fit"] = fit.to_dict()
     return PreparedInputs(prepared, boxes, tuple(parsed.labels), inputs)
 
