@@ -263,14 +263,20 @@ def _example_session(name: str, width: int, height: int, fit: str = "stretch"):
 @pytest.mark.parametrize("name", ["astronaut", "cat", "coffee", "rocket"])
 def test_every_bundled_example_prepares_from_the_web_app_at_every_size(name, tmp_path, monkeypatch):
     """The web app's whole road (load the example, draw, prepare, check, write) at the app's default size and
-    at the three sizes; the pipeline is replaced by one that returns grey frames (the tiny model at 1024x576
-    takes minutes on 2 cores, so the real one runs at the smallest size below)."""
+    at the three sizes, up to the pipeline's own input check; the denoising is replaced by grey frames (the
+    tiny model at 1024x576 takes minutes on 2 cores: the real one runs at 256x128 below, and at every size
+    in the slow test)."""
     pytest.importorskip("gradio")
     from sgi2v.generation import Generation
+    from sgi2v.testing import tiny_pipeline
     from sgi2v.ui import app as ui
+
+    tiny = tiny_pipeline(num_frames=14)
 
     def fake_generate(prepared, settings, config, pipe, **kwargs):
         assert prepared.image.size == (settings.width, settings.height)
+        tiny.check_sgi2v_inputs(prepared.image, prepared.boxes, config, settings.height, settings.width, settings.num_frames,
+                                settings.num_inference_steps)
         frames = np.full((settings.num_frames, settings.height, settings.width, 3), 128, np.uint8)
         return Generation(frames, {"frames_sha256": "-", "settings": settings.to_dict(), "boxes": prepared.boxes.tolist()})
 
@@ -285,18 +291,30 @@ def test_every_bundled_example_prepares_from_the_web_app_at_every_size(name, tmp
         np.testing.assert_allclose(record["boxes"], session.drawing.trajectory(14).boxes, atol=0.05)
 
 
-@pytest.mark.parametrize("name", ["astronaut", "cat", "coffee", "rocket"])
-def test_every_bundled_example_generates_from_the_web_app(name, tmp_path):
+def _generate_example(name: str, width: int, height: int, tmp_path: Path) -> None:
     pytest.importorskip("gradio")
     from sgi2v.ui.app import AppConfig, PipelineCache, generate_video
     from sgi2v.video import read_video
 
     app = AppConfig(models=("tiny-random",), device=torch.device("cpu"), dtype=torch.float32, root=tmp_path)
-    session = _example_session(name, 256, 128)
-    values = {"model": "tiny-random", "width": 256, "height": 128, "num_frames": 14, "num_inference_steps": 2,
+    session = _example_session(name, width, height)
+    values = {"model": "tiny-random", "width": width, "height": height, "num_frames": 14, "num_inference_steps": 2,
               "optimize_timesteps": "2", "iterations": 1}
-    paths = generate_video(session, values, app, PipelineCache(), tmp_path)
-    assert read_video(paths["video"]).shape == (14, 128, 256, 3)
+    paths = generate_video(session, values, app, PipelineCache(), tmp_path / f"{width}x{height}")
+    assert read_video(paths["video"]).shape == (14, height, width, 3)
+
+
+@pytest.mark.parametrize("name", ["astronaut", "cat", "coffee", "rocket"])
+def test_every_bundled_example_generates_from_the_web_app(name, tmp_path):
+    _generate_example(name, 256, 128, tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["astronaut", "cat", "coffee", "rocket"])
+def test_every_bundled_example_generates_from_the_web_app_at_every_size(name, tmp_path):
+    """The tiny model for real at 1024x576 (the app's default) and 512x512: minutes each on 2 CPU cores."""
+    for width, height in SIZES[:2]:
+        _generate_example(name, width, height, tmp_path)
 
 
 # -- batch under torchrun ---------------------------------------------------------------------------
