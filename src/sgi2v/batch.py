@@ -17,7 +17,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-
 __all__ = ["Entry", "ManifestError", "read_manifest", "derive_seed", "sample_request", "is_complete", "add_arguments", "run"]
 
 logger = logging.getLogger("sgi2v")

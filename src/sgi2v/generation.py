@@ -325,21 +325,10 @@ def generate(prepared: PreparedInputs, settings: GenerationSettings, config: SGI
 
     timer = Timer()
     threads = settings.threads or available_cores()
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        return _generate(prepared, settings, config, pipe, model, callback_on_step_end, extra, threads, timer)
-    finally:
-        torch.set_num_threads(before)  # the caller's process is left as it was
-
-
-def _generate(prepared, settings, config, pipe, model, callback_on_step_end, extra, threads, timer) -> Generation:
-    import torch
-
     device = getattr(pipe, "_execution_device", None) or pipe.device
     used = settings.replace(device=str(device), dtype=str(pipe.unet.dtype).replace("torch.", ""), threads=threads)
     generator = torch.Generator("cpu").manual_seed(settings.seed)
-    with timer("generate"):
+    with timer("generate"), _torch_threads(threads):
         out = pipe(
             prepared.image, prepared.boxes, config=config, height=settings.height, width=settings.width,
             num_frames=settings.num_frames, num_inference_steps=settings.num_inference_steps,
@@ -366,6 +355,19 @@ def _generate(prepared, settings, config, pipe, model, callback_on_step_end, ext
         **(extra or {}),
     }
     return Generation(frames, record)
+
+
+@contextlib.contextmanager
+def _torch_threads(threads: int):
+    """torch's intra-op thread count set for the block; the caller's process is left as it was."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def file_sha256(path: str | os.PathLike) -> str:
