@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -36,3 +38,16 @@ def boxes():
 
 def generator(seed=0):
     return torch.Generator("cpu").manual_seed(seed)
+
+
+@pytest.fixture
+def inputs(tmp_path):
+    """A 100 x 50 image file, a trajectory file (a moving box and a static one) and an empty output folder."""
+    image = tmp_path / "in.png"
+    Image.fromarray((np.random.RandomState(0).rand(50, 100, 3) * 255).astype(np.uint8)).save(image)
+    traj = tmp_path / "traj.json"
+    traj.write_text(json.dumps({"boxes": [{"box": [10, 10, 40, 30], "path": [[25, 20], [55, 25]]},
+                                          {"box": [60, 5, 90, 40], "static": True}]}))
+    out = tmp_path / "out"
+    out.mkdir()
+    return image, traj, out

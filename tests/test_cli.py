@@ -15,18 +15,6 @@ FAST = ["--model", "tiny-random", "--height", "64", "--width", "128", "--frames"
         "--optimize-timesteps", "2", "--iterations", "2", "--device", "cpu"]
 
 
-@pytest.fixture
-def inputs(tmp_path):
-    image = tmp_path / "in.png"
-    Image.fromarray((np.random.RandomState(0).rand(50, 100, 3) * 255).astype(np.uint8)).save(image)
-    traj = tmp_path / "traj.json"
-    traj.write_text(json.dumps({"boxes": [{"box": [10, 10, 40, 30], "path": [[25, 20], [55, 25]]},
-                                          {"box": [60, 5, 90, 40], "static": True}]}))
-    out = tmp_path / "out"
-    out.mkdir()
-    return image, traj, out
-
-
 def test_generate_writes_everything_and_replay_reproduces(inputs, capsys):
     image, traj, out = inputs
     video = out / "v.mp4"

@@ -24,15 +24,6 @@ FAST = ["--model", "tiny-random", "--height", "64", "--width", "128", "--num-fra
         "--optimize-timesteps", "2", "--iterations", "1", "--device", "cpu"]
 
 
-@pytest.fixture
-def inputs(tmp_path):
-    image = tmp_path / "in.png"
-    Image.fromarray((np.random.RandomState(0).rand(50, 100, 3) * 255).astype(np.uint8)).save(image)
-    traj = tmp_path / "traj.json"
-    traj.write_text(json.dumps({"boxes": [{"box": [10, 10, 40, 30], "path": [[25, 20], [55, 25]]}]}))
-    return image, traj
-
-
 # -- one name everywhere ----------------------------------------------------------------------------
 
 def _help(command: str) -> str:
@@ -102,7 +93,7 @@ def test_bad_values_are_named(values, message):
 
 def test_bad_settings_are_reported_before_torch_is_imported(inputs, tmp_path):
     """A typo in a setting is reported without loading torch or diffusers (so at once)."""
-    image, traj = inputs
+    image, traj, _ = inputs
     code = ("import sys; from sgi2v.cli import main; "
             f"rc = main(['generate', {str(image)!r}, '--traj', {str(traj)!r}, '-o', {str(tmp_path / 'o.mp4')!r}, "
             "'--feature-layers', 'up_blocks.9.attentions.1,bogus']); "
@@ -117,7 +108,7 @@ def test_bad_settings_are_reported_before_torch_is_imported(inputs, tmp_path):
 # -- the record is a request ------------------------------------------------------------------------
 
 def test_record_settings_pasted_into_a_manifest_line_give_the_same_frames(inputs, tmp_path, capsys):
-    image, traj = inputs
+    image, traj, _ = inputs
     out = tmp_path / "one" / "v.mp4"
     assert main(["generate", str(image), "--traj", str(traj), "-o", str(out), *FAST, "--seed", "11", "--image-fit", "pad",
                  "--learning-rate", "0.3", "--no-high-frequency-reinit", "--fps", "5"]) == 0
@@ -134,7 +125,7 @@ def test_record_settings_pasted_into_a_manifest_line_give_the_same_frames(inputs
 
 
 def test_a_manifest_line_cannot_change_what_the_run_loaded(inputs, tmp_path, capsys):
-    image, traj = inputs
+    image, traj, _ = inputs
     manifest = tmp_path / "m.jsonl"
     manifest.write_text(json.dumps({"id": "x", "image": str(image), "traj": str(traj), "dtype": "float16"}) + "\n")
     assert main(["batch", str(manifest), "-o", str(tmp_path / "out"), *FAST]) == 1
@@ -184,7 +175,7 @@ def spy(monkeypatch):
 
 
 def test_auto_checkpointing_reaches_the_pipeline_from_every_road(inputs, tmp_path, spy, capsys):
-    image, traj = inputs
+    image, traj, _ = inputs
     assert main(["generate", str(image), "--traj", str(traj), "-o", str(tmp_path / "g.mp4"), *FAST]) == 0
     manifest = tmp_path / "m.jsonl"
     manifest.write_text(json.dumps({"id": "b", "image": str(image), "traj": str(traj)}) + "\n")
