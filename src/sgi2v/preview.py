@@ -22,11 +22,17 @@ each pixel. Vectorised numpy indexing, no torch: about 0.1 s for 14 frames at 10
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 
 from .boxes import validate_boxes
 
-__all__ = ["render_preview", "preview_prepared", "camera_index"]
+__all__ = ["PREVIEW_PRESET", "render_preview", "preview_prepared", "camera_index", "write_preview"]
+
+#: x264 preset of preview videos: they are remade after every edit, so encoding time counts more than size.
+PREVIEW_PRESET = "veryfast"
 
 
 def _covered(target: np.ndarray, size: int) -> tuple[int, int]:
@@ -105,3 +111,12 @@ def preview_prepared(prepared) -> np.ndarray:
     ``prepare_reference``, ``prepare_replay``): uint8 ``(F, H, W, 3)`` at the output size, F the number of frames."""
     image = np.asarray(prepared.image.convert("RGB"), dtype=np.uint8)
     return render_preview(image, prepared.boxes, camera=camera_index(prepared))
+
+
+def write_preview(path: str | os.PathLike, frames: np.ndarray, fps: float) -> None:
+    """Write preview frames uint8 ``(F, H, W, 3)`` as an MP4 at ``fps`` frames per second, under a temporary name
+    renamed at the end (readers see the old file or the whole new one; a failed write leaves nothing)."""
+    from .generation import write_atomic
+    from .video import write_mp4
+
+    write_atomic(Path(path), lambda temporary: write_mp4(temporary, frames, fps, preset=PREVIEW_PRESET))
