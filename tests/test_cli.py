@@ -187,7 +187,10 @@ def test_bundled_examples_parse_and_demo_runs(tmp_path, capsys):
     assert "camera" in labels
     assert main(["demo", "-o", str(tmp_path / "d.mp4")]) == 0
     assert read_video(tmp_path / "d.mp4").shape == (14, 128, 256, 3)
-    assert "RANDOM" in capsys.readouterr().out
+    assert read_video(tmp_path / "d.preview.mp4").shape == (14, 128, 256, 3)  # the motion preview beside it
+    out = capsys.readouterr().out
+    assert "RANDOM" in out
+    assert f"{tmp_path / 'd.mp4'} is the tiny random model's video" in out and f"{tmp_path / 'd.preview.mp4'} is the preview" in out
 
 
 @pytest.mark.parametrize("kind, message", [
