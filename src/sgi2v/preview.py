@@ -95,7 +95,8 @@ def render_preview(image: np.ndarray, boxes: np.ndarray, *, camera: int | None =
             if y1 > y0 and x1 > x0:
                 rows = _source_pixels(now[[1, 3]], start[[1, 3]], y0, y1, height)  # (h,)
                 cols = _source_pixels(now[[0, 2]], start[[0, 2]], x0, x1, width)  # (w,)
-                frames[f, y0:y1, x0:x1] = image[rows[:, None], cols[None, :]]  # (h, w, 3)
+                block = image[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]  # the indices ascend: gather from this crop
+                frames[f, y0:y1, x0:x1] = block.take(rows - rows[0], axis=0).take(cols - cols[0], axis=1)  # (h, w, 3)
     return frames
 
 
