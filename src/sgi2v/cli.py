@@ -44,6 +44,15 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--xt", action="store_true", help="use SVD-XT (25 frames)")
 
 
+def add_input_options(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
+    """``IMAGE`` and the trajectory's options ``--traj`` and ``--reference-dir``; returns the trajectory's group."""
+    parser.add_argument("image", nargs="?", help="the first frame (any size; resized to --width x --height)")
+    src = parser.add_argument_group("trajectory (one of)")
+    src.add_argument("--traj", help="trajectory JSON file (see README: boxes with path, keyframes, static, scale; camera)")
+    src.add_argument("--reference-dir", help="folder in the authors' format: img.png and traj.npy")
+    return src
+
+
 def add_setting_options(parser: argparse.ArgumentParser, names: tuple[str, ...] | None = None) -> None:
     """One option per setting of :class:`GenerationSettings` and :class:`SGI2VConfig` (or per setting in
     ``names``), derived from their fields: ``--name-in-kebab-case`` plus the older short names. Values are
@@ -79,10 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen = sub.add_parser("generate", help="make a video from an image and a trajectory",
                          description="Make a video from an image and box trajectories. Writes OUT.mp4, OUT.overlay.mp4, "
                                      "OUT.condition.png and OUT.json (the run record) side by side.")
-    gen.add_argument("image", nargs="?", help="the first frame (any size; resized to --width x --height)")
-    src = gen.add_argument_group("trajectory (one of)")
-    src.add_argument("--traj", help="trajectory JSON file (see README: boxes with path, keyframes, static, scale; camera)")
-    src.add_argument("--reference-dir", help="folder in the authors' format: img.png and traj.npy")
+    src = add_input_options(gen)
     src.add_argument("--replay", help="a run record OUT.json: redo that run and check frames_sha256")
     gen.add_argument("-o", "--output", help="output video, .mp4 (default with --replay: RECORD.replay.mp4)")
     gen.add_argument("--gif", action="store_true", help="also write OUT.gif")
@@ -100,14 +106,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--example", default=DEMO_EXAMPLE, help=f"bundled example name (default {DEMO_EXAMPLE}): {', '.join(list_examples())}")
     demo.add_argument("--device", default="cpu", help="device (default cpu)")
 
-    preview = sub.add_parser("preview", help="the motion a trajectory asks for, without a model (seconds on a CPU)",
+    preview = sub.add_parser("preview", help="the motion a trajectory asks for, drawn from the first frame without a model",
                              description="Animates the first frame as the trajectory asks: each box's content moved and scaled "
                                          "along its path, the camera as a pan or zoom of the whole picture, static boxes pinned. "
                                          "Needs no model and no GPU; writes one video.")
-    preview.add_argument("image", nargs="?", help="the first frame (any size; fitted to --width x --height)")
-    src = preview.add_argument_group("trajectory (one of)")
-    src.add_argument("--traj", help="trajectory JSON file (as for generate)")
-    src.add_argument("--reference-dir", help="folder in the authors' format: img.png and traj.npy")
+    add_input_options(preview)
     preview.add_argument("-o", "--output", help="output video, .mp4")
     preview.add_argument("--overwrite", action="store_true", help="replace an existing output")
     preview.add_argument("--xt", action="store_true", help="as many frames as SVD-XT makes (25) unless --num-frames says")
