@@ -99,8 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="run a bundled example end to end with the tiny offline model",
                           description="Runs a bundled example with the tiny random-weight model: checks the whole tool offline "
-                                      "in well under a minute on a CPU. The video is noise: the weights are random; the preview written "
-                                      "beside it shows the motion the trajectory asks for.")
+                                      "in well under a minute on a CPU. The video is noise: the weights are random; the preview "
+                                      "written beside it shows the motion the trajectory asks for.")
     demo.add_argument("-o", "--output", default="sgi2v-demo/demo.mp4", help="output video (default sgi2v-demo/demo.mp4); "
                       "its motion preview goes beside it, as OUT.preview.mp4")
     demo.add_argument("--example", default=DEMO_EXAMPLE, help=f"bundled example name (default {DEMO_EXAMPLE}): {', '.join(list_examples())}")
