@@ -306,3 +306,31 @@ def test_benchmark_prepare_refuses_an_odd_size_before_writing_anything(tmp_path,
     err = capsys.readouterr().err.strip()
     assert code == 2 and err.splitlines() == [err.splitlines()[0]] and "width: must be even" in err and "127" in err
     assert not (tmp_path / "bench").exists()
+
+
+# --- fid() and fvd() on arrays and folders -----------------------------------------------------------
+
+
+def test_fid_and_fvd_functions_take_arrays_or_folders_and_agree_with_the_features(tmp_path):
+    from sgi2v.evaluation import InceptionFeatures, fid, fid_from_features, fvd, fvd_from_features
+
+    videos = [moving_patch_video(known_path(4, start=(40.0 + 5 * i, 30.0)), 64, 96, patch=30, seed=i) for i in range(3)]
+    others = [np.ascontiguousarray(255 - v[:, ::-1]) for v in videos]
+    inception = InceptionFeatures.random_weights(device="cpu", size=75)  # RANDOM weights: plumbing only
+    i3d = I3DFeatures.random_weights(device="cpu", size=36)
+    same = fid(videos, [v.copy() for v in videos], inception)
+    assert same.value == pytest.approx(0.0, abs=1e-6) and same.generated_samples == same.reference_samples == 12
+    expected = fid_from_features(inception(np.concatenate(videos)), inception(np.concatenate(others)))
+    assert fid(videos, others, inception).value == pytest.approx(expected, rel=1e-9)
+    folder = tmp_path / "gen"
+    folder.mkdir()
+    for i, video in enumerate(videos):
+        (folder / f"v{i}").mkdir()
+        for f, frame in enumerate(video):
+            Image.fromarray(frame).save(folder / f"v{i}" / f"{f:02d}.png")  # lossless: the same frames as the arrays
+    from_folder = fvd(folder, others, i3d, resize="stretch")
+    expected = fvd_from_features(np.stack([i3d(v) for v in videos]), np.stack([i3d(v) for v in others]))
+    assert from_folder.value == pytest.approx(expected, rel=1e-9) and from_folder.protocol["resize"] == "stretch"
+    assert "random-weight I3D" in from_folder.protocol["warning"]
+    with pytest.raises(EvaluationError, match="resize frames by 'stretch', but resize='center-crop' was asked"):
+        fvd(videos, others, i3d, resize="center-crop")
