@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from sgi2v.cli import main
-from sgi2v.evaluation import (COTRACKER_VARIANTS, EvaluationError, I3D, I3DFeatures, LucasKanadeTracker, Tracks, WeightsError,
+from sgi2v.evaluation import (COTRACKER_VARIANTS, EvaluationError, I3D, I3DFeatures, Tracks, WeightsError,
                               cotracker_variant, evaluate, objmc_distances, objmc_pooled, write_report)
 from sgi2v.video import draw_overlay, read_video, write_gif, write_mp4
 

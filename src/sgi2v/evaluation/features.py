@@ -121,7 +121,7 @@ class InceptionFeatures:
             path = _check_file(weights, "FID Inception-v3", f"expected {FID_WEIGHTS_FILE}, see docs/evaluation.md")
             _model = InceptionV3FID()
             _load_into(_model, load_state_dict_file(path, "FID Inception-v3"), path, "FID Inception-v3")
-            self.real_weights, self.source, self.sha256 = True, str(path), file_sha256(path)
+            self.real_weights, self.source, self.sha256 = True, str(path.resolve()), file_sha256(path)
         else:
             self.real_weights, self.source, self.sha256 = False, "random weights (plumbing test only; not a real FID)", None
         self.model = _model.to(self.device, self.dtype).eval()
@@ -185,7 +185,7 @@ class I3DFeatures:
             else:
                 _model = I3D()
                 _load_into(_model, load_state_dict_file(path, "FVD I3D"), path, "FVD I3D")
-            self.real_weights, self.source, self.sha256 = True, str(path), file_sha256(path)
+            self.real_weights, self.source, self.sha256 = True, str(path.resolve()), file_sha256(path)
         else:
             self.real_weights, self.source, self.sha256 = False, "random weights (plumbing test only; not a real FVD)", None
         self.model = _model.to(self.device, self.dtype).eval() if not self.torchscript else _model.to(self.device).eval()

@@ -64,6 +64,9 @@ def as_tracks(result, num_objects: int, num_frames: int, name: str = "tracker") 
 
 
 class Tracker(Protocol):
+    """What ObjMC needs of a tracker. A tracker may also have ``describe() -> dict`` (its settings and
+    checkpoint); reports record it under ``protocols.objmc.tracker``."""
+
     name: str
 
     def track(self, video: np.ndarray, queries: np.ndarray) -> Tracks:
@@ -241,7 +244,7 @@ class CoTrackerTracker:
 
         state = _cotracker_state_dict(path)
         self.variant = cotracker_variant(state, path)
-        self.checkpoint, self.sha256 = path, file_sha256(path)
+        self.checkpoint, self.sha256 = path.resolve(), file_sha256(path)
         predictor = CoTrackerOnlinePredictor if self.variant.online else CoTrackerPredictor
         model = predictor(checkpoint=None, v2=self.variant.v2, window_len=self.variant.window)
         try:
