@@ -15,12 +15,16 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence, Union
+from typing import TYPE_CHECKING, Sequence, Union
 
 import numpy as np
 
 from .common import EvaluationError, WeightsError
 from .motion import ObjMCResult
+
+if TYPE_CHECKING:
+    from .features import I3DFeatures, InceptionFeatures
+    from .tracking import Tracker
 
 __all__ = ["evaluate", "fid", "fvd", "EvaluationResult", "FrechetResult", "VideoSource"]
 
@@ -152,7 +156,8 @@ def _fvd_warning(extractor) -> str | None:
     return None
 
 
-def fid(generated: VideoSource, reference: VideoSource, weights, *, device=None, batch_size: int = 32) -> FrechetResult:
+def fid(generated: VideoSource, reference: VideoSource, weights: str | os.PathLike | InceptionFeatures, *, device=None,
+        batch_size: int = 32) -> FrechetResult:
     """FID between all frames of the generated and all frames of the reference videos.
 
     Args:
@@ -173,7 +178,8 @@ def fid(generated: VideoSource, reference: VideoSource, weights, *, device=None,
     return FrechetResult(fid_from_features(a, b), len(a), len(b), extractor.protocol())
 
 
-def fvd(generated: VideoSource, reference: VideoSource, weights, *, resize: str = "stretch", device=None) -> FrechetResult:
+def fvd(generated: VideoSource, reference: VideoSource, weights: str | os.PathLike | I3DFeatures, *, resize: str = "stretch",
+        device=None) -> FrechetResult:
     """FVD between the generated and the reference videos (one I3D clip per video).
 
     Args:
@@ -200,8 +206,9 @@ def fvd(generated: VideoSource, reference: VideoSource, weights, *, resize: str 
 
 
 def evaluate(generated: str | os.PathLike, reference: str | os.PathLike | None = None,
-             trajectories: str | os.PathLike | None = None, *, fid_weights=None, fvd_weights=None,
-             fvd_resize: str = "stretch", tracker="lucas-kanade", cotracker_checkpoint: str | os.PathLike | None = None,
+             trajectories: str | os.PathLike | None = None, *, fid_weights: str | os.PathLike | InceptionFeatures | None = None,
+             fvd_weights: str | os.PathLike | I3DFeatures | None = None, fvd_resize: str = "stretch",
+             tracker: str | Tracker = "lucas-kanade", cotracker_checkpoint: str | os.PathLike | None = None,
              device="auto", batch_size: int = 32, name: str = "SG-I2V", skip_fid: bool = False, skip_fvd: bool = False,
              pictures: bool = True) -> EvaluationResult:
     """ObjMC, FID and FVD of the generated videos in a folder (the layouts are in ``docs/evaluation.md``).

@@ -7,12 +7,16 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
 
 from .common import EvaluationError
 from .data import FRAME_SUFFIXES
+
+if TYPE_CHECKING:
+    from .tracking import Tracker
 
 __all__ = ["prepare_benchmark", "BenchmarkResult", "mask_objects", "object_boxes", "read_mask"]
 
@@ -90,7 +94,7 @@ class BenchmarkResult:
 
 def prepare_benchmark(root: str | os.PathLike, output: str | os.PathLike, *, frames: int = 14, stride: int = 1,
                       width: int = 1024, height: int = 576, max_objects: int = 5, min_area: float = 0.005,
-                      max_videos: int | None = None, tracker="lucas-kanade", cotracker_checkpoint: str | os.PathLike | None = None,
+                      max_videos: int | None = None, tracker: str | Tracker = "lucas-kanade", cotracker_checkpoint: str | os.PathLike | None = None,
                       device="auto", frames_subdir: str = "imgs", masks_subdir: str = "panomasks", fps: float = 7) -> BenchmarkResult:
     """Build an evaluation benchmark from real videos with first-frame object masks (the VIPSeg layout).
 
