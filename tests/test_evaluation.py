@@ -53,8 +53,8 @@ def test_patch_moved_along_known_path_is_tracked_within_half_a_pixel():
     video = moving_patch_video(path)
     error = objmc(video, path[None])
     assert error < 0.5
-    tracks, valid = LucasKanadeTracker().track(video, path[None, 0])
-    assert valid.all() and np.abs(tracks[0] - path).max() < 0.5
+    tracks = LucasKanadeTracker().track(video, path[None, 0])
+    assert not tracks.failed.any() and tracks.occluded is None and np.abs(tracks.points[0] - path).max() < 0.5
 
 
 def test_motion_offset_from_the_targets_gives_the_offset_back():
@@ -89,6 +89,7 @@ def test_pooled_objmc_is_the_mean_over_all_points_of_all_videos():
     assert result.num_points == (4, 6)
     assert result.pooled == pytest.approx((0 + 1 + 2 + 3 + 2 * (0 + 2 + 4)) / 10)
     assert result.per_video_mean == pytest.approx(1.75)
+    assert result.failed_fraction == 0 and result.occluded_fraction is None  # a (points, valid) pair: occlusion unknown
 
 
 def test_query_points_box_centre_and_mask_point_farthest_from_the_edge():
@@ -241,7 +242,7 @@ def test_evaluate_end_to_end_writes_the_report(tmp_path, capsys):
     per = {v["id"]: v["objmc"] for v in report["videos"]}
     assert per["a"] < 0.6 and per["b"] == pytest.approx(5.0 * (F - 1) / F, abs=0.5)
     assert report["metrics"]["objmc"]["value"] == pytest.approx((per["a"] + per["b"]) / 2)
-    assert report["metrics"]["fid"] == {"value": None, "skipped": "no --fid-weights given"}
+    assert report["metrics"]["fid"] == {"value": None, "skipped": "no FID weight file given"}
     table = (out / "report.md").read_text()
     assert "| Method | FID ↓ | FVD ↓ | ObjMC ↓ |" in table and "| SG-I2V | n/a | n/a |" in table and "not computed" in table
     assert sorted(p.name for p in (out / "paths").iterdir()) == ["a.png", "b.png"]
@@ -319,27 +320,23 @@ def test_benchmark_prepare_on_a_vipseg_like_folder(tmp_path):
     assert json.loads((tmp_path / "self" / "report.json").read_text())["metrics"]["objmc"]["value"] < 1.0
 
 
-def test_evaluate_fid_fvd_path_with_random_weight_networks_is_marked_as_such(tmp_path, monkeypatch):
-    """The command's FID/FVD path with RANDOM-weight networks swapped in: the report must say so."""
-    from sgi2v.evaluation import report as report_module
+def test_evaluate_fid_fvd_path_with_random_weight_networks_is_marked_as_such(tmp_path):
+    """evaluate()'s FID/FVD path with RANDOM-weight networks given as extractors: the report must say so."""
+    from sgi2v.evaluation import evaluate, write_report
 
-    def random_extractor(kind, args, device):
-        if kind == "fid":
-            return InceptionFeatures.random_weights(device="cpu", size=75)
-        return I3DFeatures.random_weights(device="cpu", size=64)
-
-    monkeypatch.setattr(report_module, "_extractor", random_extractor)
     gen, ref = tmp_path / "gen", tmp_path / "ref"
     ref.mkdir()
     for i, key in enumerate(("a", "b")):
         video = make_generated(gen, key, known_path(start=(40.0 + 6 * i, 36.0)), seed=i)
         write_mp4(ref / f"{key}.mp4", video, fps=7)
-    for name in ("fid.pth", "fvd.pt"):
-        (tmp_path / name).write_bytes(b"placeholder")  # must exist; the networks above replace the loading
-    assert main(["evaluate", "--generated", str(gen), "--reference", str(ref), "--fid-weights", str(tmp_path / "fid.pth"),
-                 "--fvd-weights", str(tmp_path / "fvd.pt"), "-o", str(tmp_path / "out"), "--no-pictures"]) == 0
+    result = evaluate(gen, ref, fid_weights=InceptionFeatures.random_weights(device="cpu", size=75),
+                      fvd_weights=I3DFeatures.random_weights(device="cpu", size=64), device="cpu", pictures=False)
+    write_report(result, tmp_path / "out")
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     for key, samples in (("fid", 2 * F), ("fvd", 2)):
         metric = report["metrics"][key]
-        assert metric["random_weights"] is True and metric["samples"] == samples and metric["value"] >= 0
+        assert metric["random_weights"] is True and metric["samples"] == {"generated": samples, "reference": samples}
+        assert metric["value"] >= 0 and report["protocols"][key]["weights_sha256"] is None
+    assert result.fid.value == report["metrics"]["fid"]["value"] and result.fid.generated_samples == 2 * F
+    assert any("random-weight I3D" in w for w in report["warnings"])
     assert "(random weights)" in (tmp_path / "out" / "report.md").read_text()

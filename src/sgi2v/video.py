@@ -24,21 +24,49 @@ def frames_sha256(frames: np.ndarray) -> str:
     return hashlib.sha256(frames.tobytes()).hexdigest()
 
 
+def _check_frames(path, frames: np.ndarray) -> np.ndarray:
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3 or min(frames.shape[:3]) < 1:
+        raise ValueError(f"{path}: expected frames (F, H, W, 3) with at least one frame, got shape {frames.shape}")
+    return np.ascontiguousarray(frames, dtype=np.uint8)
+
+
 def write_mp4(path: str | os.PathLike, frames: np.ndarray, fps: float, preset: str = "medium") -> None:
-    """H.264 (yuv420p, high quality) MP4 of uint8 frames ``(F, H, W, 3)``; x264's ``preset`` trades file size
-    for encoding time (``"veryfast"`` takes about half the time of ``"medium"``, for a slightly larger file)."""
+    """H.264 (yuv420p, CRF 17) MP4 of uint8 frames ``(F, H, W, 3)`` at ``fps`` frames per second.
+
+    x264's ``preset`` trades file size for encoding time (``"veryfast"`` takes about half the time of
+    ``"medium"``, for a slightly larger file).
+
+    yuv420p stores colour at half resolution, so H.264 needs an even width and height: odd sizes
+    are refused with a ``ValueError`` naming the file and the size, before anything is written
+    (frames are never padded or cropped, so a video read back has the size that was written). If
+    the encoder fails, the partly written file is removed: no empty or truncated MP4 is left.
+    """
     import imageio_ffmpeg
 
-    frames = np.ascontiguousarray(frames, dtype=np.uint8)
+    frames = _check_frames(path, frames)
     height, width = frames.shape[1:3]
+    if width % 2 or height % 2:
+        raise ValueError(f"{path}: H.264 MP4 needs an even width and height, got {width}x{height}; "
+                         f"use an even size (e.g. {width + width % 2}x{height + height % 2}) or write a GIF")
     writer = imageio_ffmpeg.write_frames(
         str(path), (width, height), fps=fps, codec="libx264", pix_fmt_out="yuv420p", quality=None,
         output_params=["-crf", "17", "-preset", preset, "-f", "mp4"], macro_block_size=1,
     )
-    writer.send(None)
-    for frame in frames:
-        writer.send(frame)
-    writer.close()
+    try:
+        writer.send(None)
+        for frame in frames:
+            writer.send(frame)
+        writer.close()
+    except BaseException:
+        writer.close()
+        if os.path.exists(path):
+            os.remove(path)
+        raise
+    if not os.path.isfile(path) or os.path.getsize(path) == 0:
+        if os.path.exists(path):
+            os.remove(path)
+        raise ValueError(f"{path}: the H.264 encoder wrote no video ({width}x{height}, {len(frames)} frames)")
 
 
 def read_video(path: str | os.PathLike) -> np.ndarray:
@@ -53,6 +81,8 @@ def read_video(path: str | os.PathLike) -> np.ndarray:
 
 
 def write_gif(path: str | os.PathLike, frames: np.ndarray, fps: float) -> None:
+    """Looping GIF of uint8 frames ``(F, H, W, 3)``; any size, odd ones included (GIF has no chroma subsampling)."""
+    frames = _check_frames(path, frames)
     images = [Image.fromarray(f) for f in frames]
     images[0].save(path, format="GIF", save_all=True, append_images=images[1:], loop=0, duration=round(1000 / fps))
 

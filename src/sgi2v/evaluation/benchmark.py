@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
@@ -13,7 +15,10 @@ from PIL import Image
 from .common import EvaluationError
 from .data import FRAME_SUFFIXES
 
-__all__ = ["prepare_benchmark", "mask_objects", "object_boxes", "read_mask"]
+if TYPE_CHECKING:
+    from .tracking import Tracker
+
+__all__ = ["prepare_benchmark", "BenchmarkResult", "mask_objects", "object_boxes", "read_mask"]
 
 logger = logging.getLogger(__name__)
 
@@ -68,38 +73,92 @@ def _first_mask(folder: Path, first_frame: Path) -> Path:
     return masks[0]
 
 
-def prepare_benchmark(args) -> list[dict]:
-    """Write the benchmark the command line describes; returns the manifest entries."""
+@dataclass(frozen=True)
+class BenchmarkResult:
+    """What :func:`prepare_benchmark` wrote.
+
+    Attributes:
+        output: the benchmark folder.
+        manifest: ``output/manifest.jsonl``.
+        entries: the manifest's lines: ``{"id", "image", "traj"}``, paths relative to ``output``.
+        skipped: per skipped video, ``(video folder, reason)``.
+        protocol: how the benchmark was made (also written to ``output/benchmark.json``).
+    """
+
+    output: Path
+    manifest: Path
+    entries: list[dict]
+    skipped: list[tuple[str, str]]
+    protocol: dict
+
+
+def prepare_benchmark(root: str | os.PathLike, output: str | os.PathLike, *, frames: int = 14, stride: int = 1,
+                      width: int = 1024, height: int = 576, max_objects: int = 5, min_area: float = 0.005,
+                      max_videos: int | None = None, tracker: str | Tracker = "lucas-kanade", cotracker_checkpoint: str | os.PathLike | None = None,
+                      device="auto", frames_subdir: str = "imgs", masks_subdir: str = "panomasks", fps: float = 7) -> BenchmarkResult:
+    """Build an evaluation benchmark from real videos with first-frame object masks (the VIPSeg layout).
+
+    Args:
+        root: dataset folder with ``<frames_subdir>/<video>/<frame>.jpg`` and ``<masks_subdir>/<video>/<frame>.png``.
+        output: benchmark folder: ``images/<id>.png``, ``trajectories/<id>.json``, ``reference/<id>.mp4``,
+            ``manifest.jsonl`` and ``benchmark.json`` (this protocol).
+        frames: frames per clip (14 for SVD, 25 for SVD-XT); stride: take every ``stride``-th real frame.
+        width, height: output size in pixels; both even (the reference clips are H.264 MP4).
+        max_objects: largest objects kept per video; min_area: smallest object kept, as a fraction of the frame.
+        max_videos: stop after this many video folders (in name order).
+        tracker: ``lucas-kanade``, ``cotracker`` (with ``cotracker_checkpoint``) or a tracker object; it
+            follows each object's query point through the real clip.
+        device: ``auto`` or a torch device, for CoTracker.
+        fps: frame rate written into the reference MP4s.
+
+    Bad options or folders raise :class:`~sgi2v.evaluation.EvaluationError` before any file is written.
+    """
     from tqdm import tqdm
 
     from ..video import write_mp4
-    from .tracking import make_tracker, mask_query_point
+    from .tracking import as_tracks, make_tracker, mask_query_point
 
-    root = Path(args.root)
-    frames_root, masks_root = root / args.frames_subdir, root / args.masks_subdir
+    root, out = Path(root), Path(output)
+    frames_root, masks_root = root / frames_subdir, root / masks_subdir
     for folder, what in ((frames_root, "frames"), (masks_root, "masks")):
         if not folder.is_dir():
             raise EvaluationError(f"{folder}: {what} folder not found (expected ROOT/{folder.name}/<video>/...)")
-    for name in ("frames", "stride", "width", "height", "max_objects"):
-        if getattr(args, name) < (2 if name == "frames" else 1):
-            raise EvaluationError(f"--{name.replace('_', '-')} is too small: {getattr(args, name)}")
-    videos = sorted(p for p in frames_root.iterdir() if p.is_dir())
-    if args.max_videos is not None:
-        videos = videos[: args.max_videos]
+    for option, value, least in (("frames", frames, 2), ("stride", stride, 1), ("width", width, 2), ("height", height, 2),
+                                 ("max_objects", max_objects, 1)):
+        if not isinstance(value, int) or value < least:
+            raise EvaluationError(f"{option.replace('_', '-')}: must be a whole number of at least {least}, got {value!r}")
+    for option, value in (("width", width), ("height", height)):
+        if value % 2:
+            raise EvaluationError(f"{option}: must be even (the reference clips are H.264 MP4), got {value}")
+    if not 0 <= min_area < 1:
+        raise EvaluationError(f"min-area: must be a fraction of the frame in [0, 1), got {min_area}")
+    if max_videos is not None and max_videos < 1:
+        raise EvaluationError(f"max-videos: must be at least 1, got {max_videos}")
+    if out.exists() and not out.is_dir():
+        raise EvaluationError(f"{out}: exists and is not a folder")
+    videos = sorted(p for p in frames_root.iterdir() if p.is_dir())[:max_videos]
     if not videos:
         raise EvaluationError(f"{frames_root}: no video folders")
-    device = None if args.device == "auto" else args.device
-    tracker = make_tracker(args.tracker, args.cotracker_checkpoint, device=device)
-    out = Path(args.output)
+    if isinstance(tracker, str):
+        tracker = make_tracker(tracker, cotracker_checkpoint, device=None if device in (None, "auto") else device)
+    describe = getattr(tracker, "describe", None)
+    protocol = {"sgi2v_benchmark": 1, "root": str(root.resolve()), "frames": frames, "stride": stride, "size": [width, height],
+                "max_objects": max_objects, "min_area": min_area, "fps": fps,
+                "frame_resize": "bicubic to the output size (aspect ratio not kept)", "mask_resize": "nearest",
+                "objects": "first mask's ids other than 0 and 255, at least min-area large, the max-objects largest",
+                "query_point": "the mask's interior point farthest from its edge",
+                "box": "the mask's bounding-box size, centred on the query point; its centre follows the track",
+                "tracker": describe() if describe else {"name": getattr(tracker, "name", type(tracker).__name__)}}
     for sub in ("images", "trajectories", "reference"):
         (out / sub).mkdir(parents=True, exist_ok=True)
-    entries = []
-    size = (args.width, args.height)
+    entries, skipped = [], []
+    size = (width, height)
     for folder in tqdm(videos, desc="benchmark", unit="video", disable=None):
         key = folder.name
-        files = _frames_of(folder)[:: args.stride][: args.frames]
-        if len(files) < args.frames:
-            logger.warning("%s: skipped: %d frames, %d needed (stride %d)", folder, len(files), args.frames, args.stride)
+        files = _frames_of(folder)[::stride][:frames]
+        if len(files) < frames:
+            skipped.append((str(folder), f"{len(files)} frames, {frames} needed (stride {stride})"))
+            logger.warning("%s: skipped: %s", *skipped[-1])
             continue
         mask_folder = masks_root / key
         if not mask_folder.is_dir():
@@ -111,32 +170,34 @@ def prepare_benchmark(args) -> list[dict]:
             raise EvaluationError(f"{mask_path}: mask is {ids.shape[1]}x{ids.shape[0]} but frame {files[0].name} is "
                                   f"{first.width}x{first.height}")
         ids = np.asarray(Image.fromarray(ids.astype(np.int32)).resize(size, Image.NEAREST)).astype(np.int64)
-        masks = mask_objects(ids, args.min_area, args.max_objects)
+        masks = mask_objects(ids, min_area, max_objects)
         if not masks:
-            logger.warning("%s: skipped: no object larger than --min-area in %s", folder, mask_path.name)
+            skipped.append((str(folder), f"no object larger than min-area in {mask_path.name}"))
+            logger.warning("%s: skipped: %s", *skipped[-1])
             continue
         video = np.stack([np.asarray(Image.open(p).convert("RGB").resize(size, Image.BICUBIC)) for p in files])
         queries = np.stack([mask_query_point(m) for m in masks])
-        tracks, valid = tracker.track(video, queries)
-        tracks = np.clip(tracks, 0, [args.width - 1, args.height - 1])
-        boxes = object_boxes(masks, queries, args.width, args.height)
-        offsets = tracks - tracks[:, :1]
+        tracks = as_tracks(tracker.track(video, queries), len(queries), frames, name=str(folder))
+        points = np.clip(tracks.points, 0, [width - 1, height - 1])
+        boxes = object_boxes(masks, queries, width, height)
+        offsets = points - points[:, :1]
         centres = (boxes[:, None, :2] + boxes[:, None, 2:]) / 2 + offsets  # (N, F, 2): box centre follows the track
-        trajectory = {"num_frames": args.frames, "boxes": [
+        trajectory = {"num_frames": frames, "boxes": [
             {"label": f"object {n}", "box": np.round(boxes[n], 3).tolist(), "path": np.round(centres[n], 3).tolist()}
             for n in range(len(boxes))]}
-        if (~valid).any():
-            logger.info("%s: the tracker lost %d of %d positions; they hold the last reliable position", key,
-                        int((~valid).sum()), valid.size)
+        if tracks.failed.any():
+            logger.info("%s: tracking failed at %d of %d positions", key, int(tracks.failed.sum()), tracks.failed.size)
         _write_atomic(out / "images" / f"{key}.png", lambda p: Image.fromarray(video[0]).save(p, format="PNG"))
         _write_atomic(out / "trajectories" / f"{key}.json", lambda p: p.write_text(json.dumps(trajectory, indent=1) + "\n"))
-        _write_atomic(out / "reference" / f"{key}.mp4", lambda p: write_mp4(p, video, fps=7))
+        _write_atomic(out / "reference" / f"{key}.mp4", lambda p: write_mp4(p, video, fps=fps))
         entries.append({"id": key, "image": f"images/{key}.png", "traj": f"trajectories/{key}.json"})
     if not entries:
         raise EvaluationError(f"{root}: no usable video (see the warnings above)")
+    protocol["skipped"] = [{"video": v, "reason": r} for v, r in skipped]
+    _write_atomic(out / "benchmark.json", lambda p: p.write_text(json.dumps(protocol, indent=1) + "\n"))
     _write_atomic(out / "manifest.jsonl", lambda p: p.write_text("".join(json.dumps(e) + "\n" for e in entries)))
-    print(f"wrote {len(entries)} videos ({args.frames} frames, {args.width}x{args.height}) and {out / 'manifest.jsonl'}")
-    return entries
+    logger.info("wrote %d videos (%d frames, %dx%d) and %s", len(entries), frames, width, height, out / "manifest.jsonl")
+    return BenchmarkResult(out, out / "manifest.jsonl", entries, skipped, protocol)
 
 
 def _write_atomic(path: Path, write) -> None:

@@ -10,7 +10,10 @@ Folders (ids match by file name):
 
 Writes OUT/report.json, OUT/report.md (the paper's table: FID, FVD, ObjMC) and OUT/paths/<id>.png
 (target and tracked paths over frames). FID and FVD are skipped, and the report says so, unless
-their weight files are given. See docs/evaluation.md.
+their weight files are given. report.json records each metric's protocol (tracker and its variant,
+preprocessing, the SHA-256 of every weight file). See docs/evaluation.md.
+
+The same evaluation from Python: sgi2v.evaluation.evaluate(...) and sgi2v.evaluation.write_report(...).
 """
 
 from __future__ import annotations
@@ -29,9 +32,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name", default="SG-I2V", help="method name in the table's row (default SG-I2V)")
     parser.add_argument("--tracker", default="lucas-kanade", choices=["lucas-kanade", "cotracker"],
                         help="point tracker for ObjMC (default lucas-kanade: OpenCV, no weights)")
-    parser.add_argument("--cotracker-checkpoint", help="local CoTracker checkpoint (.pth) for --tracker cotracker")
+    parser.add_argument("--cotracker-checkpoint", help="local CoTracker checkpoint for --tracker cotracker: scaled_offline.pth, "
+                        "scaled_online.pth, cotracker2.pth or cotracker2v1.pth (the kind is read from the file)")
     parser.add_argument("--fid-weights", help="FID Inception-v3 weights, pt_inception-2015-12-05-6726825d.pth (without: no FID)")
     parser.add_argument("--fvd-weights", help="I3D Kinetics-400 weights: state dict or i3d_torchscript.pt (without: no FVD)")
+    parser.add_argument("--fvd-resize", default="stretch", choices=["stretch", "center-crop"],
+                        help="how frames become 224x224 for FVD: stretch (default; the TensorFlow reference's and StyleGAN-V's) "
+                             "or center-crop (short side to 224, then the centre)")
     parser.add_argument("--skip-fid", action="store_true", help="do not compute FID")
     parser.add_argument("--skip-fvd", action="store_true", help="do not compute FVD")
     parser.add_argument("--no-pictures", action="store_true", help="do not draw paths/<id>.png")
@@ -40,7 +47,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .report import evaluate_folders
+    from .api import evaluate
+    from .report import check_output, write_report
 
-    evaluate_folders(args)
+    check_output(args.output)
+    result = evaluate(args.generated, args.reference, args.trajectories, fid_weights=args.fid_weights,
+                      fvd_weights=args.fvd_weights, fvd_resize=args.fvd_resize, tracker=args.tracker,
+                      cotracker_checkpoint=args.cotracker_checkpoint, device=args.device, batch_size=args.batch_size,
+                      name=args.name, skip_fid=args.skip_fid, skip_fvd=args.skip_fvd, pictures=not args.no_pictures)
+    path = write_report(result, args.output)
+    cells = {key: "n/a" if r is None else f"{r.value:.2f}" for key, r in (("fid", result.fid), ("fvd", result.fvd))}
+    print(f"{result.name}: FID {cells['fid']}, FVD {cells['fvd']}, ObjMC {result.objmc.pooled:.2f} px "
+          f"({len(result.ids)} videos) -> {path.parent / 'report.md'}")
     return 0

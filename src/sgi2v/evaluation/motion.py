@@ -15,8 +15,29 @@ from typing import Sequence
 import numpy as np
 
 from .common import EvaluationError, validate_points, validate_video
+from .tracking import Tracks, as_tracks
 
-__all__ = ["ObjMCResult", "objmc", "objmc_distances", "objmc_pooled"]
+__all__ = ["VideoObjMC", "ObjMCResult", "objmc", "objmc_distances", "objmc_pooled"]
+
+
+@dataclass(frozen=True)
+class VideoObjMC:
+    """ObjMC measurements of one video.
+
+    Attributes:
+        distances: ``(N, F)`` Euclidean distances in pixels between tracked and target points.
+        targets: ``(N, F, 2)`` target points (x, y) in pixels.
+        tracks: what the tracker found: points ``(N, F, 2)``, failures and occlusion ``(N, F)``.
+    """
+
+    distances: np.ndarray
+    targets: np.ndarray
+    tracks: Tracks
+
+    @property
+    def value(self) -> float:
+        """ObjMC of this video: the mean of ``distances``, in pixels."""
+        return float(self.distances.mean())
 
 
 @dataclass(frozen=True)
@@ -30,36 +51,52 @@ class ObjMCResult:
         per_video_mean: the mean of the per-video ObjMC values (each video weighs the same), for reference.
         per_video: ObjMC of each video.
         num_points: how many (object, frame) distances each video contributed.
-        lost_fraction: fraction of (object, frame) positions the tracker flagged as unreliable.
+        failed_fraction: fraction of (object, frame) positions where tracking failed (the tracker's
+            check failed, or the point left the frame).
+        occluded_fraction: fraction of positions the tracker saw as occluded; ``None`` when the
+            tracker does not estimate occlusion (Lucas-Kanade).
     """
 
     pooled: float
     per_video_mean: float
     per_video: tuple[float, ...]
     num_points: tuple[int, ...]
-    lost_fraction: float
+    failed_fraction: float
+    occluded_fraction: float | None
+
+    @classmethod
+    def pool(cls, videos: Sequence[VideoObjMC]) -> "ObjMCResult":
+        """Pool per-video measurements: the one place where ObjMC over many videos is computed."""
+        if not len(videos):
+            raise EvaluationError("ObjMC: no videos")
+        counts = [int(v.distances.size) for v in videos]
+        total = sum(float(v.distances.sum()) for v in videos)
+        failed = sum(int(v.tracks.failed.sum()) for v in videos)
+        known = all(v.tracks.occluded is not None for v in videos)
+        occluded = sum(int(v.tracks.occluded.sum()) for v in videos) if known else None
+        return cls(pooled=total / sum(counts), per_video_mean=float(np.mean([v.value for v in videos])),
+                   per_video=tuple(v.value for v in videos), num_points=tuple(counts), failed_fraction=failed / sum(counts),
+                   occluded_fraction=None if occluded is None else occluded / sum(counts))
 
 
-def _track_and_measure(video, target_points, tracker, name: str):
+def objmc_distances(video, target_points, tracker=None, name: str = "video") -> VideoObjMC:
+    """Track the objects of one video and measure their distances to the targets.
+
+    Args:
+        video: uint8 array ``(F, H, W, 3)``.
+        target_points: ``(N, F, 2)`` target positions ``(x, y)`` in pixels of the video, per object
+            and frame; tracking starts from ``target_points[:, 0]``.
+        tracker: a tracker (see :mod:`sgi2v.evaluation.tracking`); default Lucas-Kanade.
+        name: prefixes error messages (e.g. the video's file name).
+    """
     from .tracking import LucasKanadeTracker
 
     video = validate_video(video, name=f"{name} video")
     frames, height, width = video.shape[:3]
     targets = validate_points(target_points, frames, height, width, name=f"{name} target_points")
     tracker = tracker if tracker is not None else LucasKanadeTracker()
-    tracks, valid = tracker.track(video, targets[:, 0])
-    tracks = np.asarray(tracks, dtype=np.float64)
-    if tracks.shape != targets.shape:
-        raise EvaluationError(f"{name}: the tracker returned tracks of shape {tracks.shape}, expected {targets.shape}")
-    return np.linalg.norm(tracks - targets, axis=-1), tracks, np.asarray(valid, dtype=bool)
-
-
-def objmc_distances(video, target_points, tracker=None, name: str = "video") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Distances ``(N, F)`` between tracked and target points, the tracks ``(N, F, 2)`` and their validity ``(N, F)``.
-
-    Arguments as :func:`objmc`; ``name`` prefixes error messages (e.g. the video's file name).
-    """
-    return _track_and_measure(video, target_points, tracker, name)
+    tracks = as_tracks(tracker.track(video, targets[:, 0]), len(targets), frames, name=name)
+    return VideoObjMC(np.linalg.norm(tracks.points - targets, axis=-1), targets, tracks)
 
 
 def objmc(video, target_points, tracker=None) -> float:
@@ -75,8 +112,7 @@ def objmc(video, target_points, tracker=None) -> float:
         The mean Euclidean distance between tracked and target points over all objects and all
         frames, frame 0 included.
     """
-    distances, _, _ = _track_and_measure(video, target_points, tracker, "video")
-    return float(distances.mean())
+    return objmc_distances(video, target_points, tracker).value
 
 
 def objmc_pooled(videos: Sequence, target_points: Sequence, tracker=None, names: Sequence[str] | None = None) -> ObjMCResult:
@@ -84,21 +120,11 @@ def objmc_pooled(videos: Sequence, target_points: Sequence, tracker=None, names:
 
     Args:
         videos: uint8 arrays ``(F_i, H_i, W_i, 3)`` (lengths and sizes may differ between videos).
-        target_points: per video, ``(N_i, F_i, 2)``.
+        target_points: per video, ``(N_i, F_i, 2)`` in pixels.
         tracker: shared by all videos; default Lucas-Kanade.
         names: per video, for error messages.
     """
     if len(videos) != len(target_points):
         raise EvaluationError(f"objmc_pooled: {len(videos)} videos but {len(target_points)} target point arrays")
-    if not len(videos):
-        raise EvaluationError("objmc_pooled: no videos")
     names = list(names) if names is not None else [f"video {i}" for i in range(len(videos))]
-    per_video, counts, totals, lost = [], [], 0.0, 0
-    for video, targets, name in zip(videos, target_points, names):
-        distances, _, valid = _track_and_measure(video, targets, tracker, name)
-        per_video.append(float(distances.mean()))
-        counts.append(int(distances.size))
-        totals += float(distances.sum())
-        lost += int((~valid).sum())
-    return ObjMCResult(pooled=totals / sum(counts), per_video_mean=float(np.mean(per_video)), per_video=tuple(per_video),
-                       num_points=tuple(counts), lost_fraction=lost / sum(counts))
+    return ObjMCResult.pool([objmc_distances(v, t, tracker, n) for v, t, n in zip(videos, target_points, names)])

@@ -13,6 +13,9 @@ Output OUT:
                                  the tracker follows through the real video
   OUT/reference/<id>.mp4         the real clip, resized, --frames frames long (FID/FVD reference)
   OUT/manifest.jsonl             one line per video: {"id", "image", "traj"}, paths relative to OUT
+  OUT/benchmark.json             how it was made: options, selection rule, tracker and checkpoint SHA-256
+
+The same from Python: sgi2v.evaluation.prepare_benchmark(root, output, ...).
 """
 
 from __future__ import annotations
@@ -30,20 +33,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--masks-subdir", default="panomasks", help="folder of per-video mask folders (default panomasks)")
     parser.add_argument("--frames", type=int, default=14, help="frames per clip (default 14, SVD; 25 for SVD-XT)")
     parser.add_argument("--stride", type=int, default=1, help="take every STRIDE-th frame of the real video (default 1)")
-    parser.add_argument("--width", type=int, default=1024, help="output width in pixels (default 1024)")
-    parser.add_argument("--height", type=int, default=576, help="output height in pixels (default 576)")
+    parser.add_argument("--width", type=int, default=1024, help="output width in pixels, even (default 1024)")
+    parser.add_argument("--height", type=int, default=576, help="output height in pixels, even (default 576)")
     parser.add_argument("--max-objects", type=int, default=5, help="largest objects kept per video (default 5)")
     parser.add_argument("--min-area", type=float, default=0.005,
                         help="smallest object kept, as a fraction of the frame (default 0.005)")
     parser.add_argument("--max-videos", type=int, default=None, help="stop after this many videos")
     parser.add_argument("--tracker", default="lucas-kanade", choices=["lucas-kanade", "cotracker"],
                         help="tracker that follows the query points through the real videos (default lucas-kanade)")
-    parser.add_argument("--cotracker-checkpoint", help="local CoTracker checkpoint (.pth) for --tracker cotracker")
+    parser.add_argument("--cotracker-checkpoint", help="local CoTracker checkpoint for --tracker cotracker (the kind is read from the file)")
     parser.add_argument("--device", default="auto", help="device for CoTracker: auto, cpu, cuda, mps")
 
 
 def run(args: argparse.Namespace) -> int:
     from .benchmark import prepare_benchmark
 
-    prepare_benchmark(args)
+    result = prepare_benchmark(args.root, args.output, frames=args.frames, stride=args.stride, width=args.width,
+                               height=args.height, max_objects=args.max_objects, min_area=args.min_area,
+                               max_videos=args.max_videos, tracker=args.tracker, cotracker_checkpoint=args.cotracker_checkpoint,
+                               device=args.device, frames_subdir=args.frames_subdir, masks_subdir=args.masks_subdir)
+    print(f"wrote {len(result.entries)} videos ({args.frames} frames, {args.width}x{args.height}) and {result.manifest}"
+          + (f"; skipped {len(result.skipped)}" if result.skipped else ""))
     return 0

@@ -1,4 +1,4 @@
-"""``sgi2v evaluate``: folders in, report out (JSON, Markdown table, path pictures)."""
+"""The report of an evaluation: ``report.json``, ``report.md`` (the paper's table) and path pictures."""
 
 from __future__ import annotations
 
@@ -12,10 +12,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .common import EvaluationError, WeightsError
-from .data import discover, load_targets, read_frames
+from .common import EvaluationError
 
-__all__ = ["evaluate_folders", "draw_paths", "markdown_table"]
+__all__ = ["write_report", "check_output", "draw_paths", "markdown_table"]
 
 logger = logging.getLogger(__name__)
 
@@ -60,128 +59,48 @@ def _cell(metric: dict) -> str:
 
 
 def markdown_table(report: dict) -> str:
-    """The paper's table (one row) and notes on how each number was obtained."""
-    m = report["metrics"]
+    """The paper's table (one row) and notes on how each number was obtained, from ``report.json``'s content."""
+    m, p = report["metrics"], report["protocols"]
     lines = ["| Method | FID ↓ | FVD ↓ | ObjMC ↓ |", "| --- | ---: | ---: | ---: |",
              f"| {report['name']} | {_cell(m['fid'])} | {_cell(m['fvd'])} | {_cell(m['objmc'])} |", ""]
+    tracker = p["objmc"]["tracker"]
+    occluded = m["objmc"]["occluded_fraction"]
     lines.append(f"{report['num_videos']} videos. ObjMC: mean distance in pixels over all objects, frames (frame 0 "
-                 f"included) and videos, tracker {m['objmc']['tracker']}; {100 * m['objmc']['lost_fraction']:.1f}% of "
-                 "tracked positions failed the tracker's check.")
+                 f"included) and videos; tracker {tracker.get('variant', tracker['name'])}; tracking failed at "
+                 f"{100 * m['objmc']['failed_fraction']:.1f}% of positions"
+                 + ("" if occluded is None else f", {100 * occluded:.1f}% were occluded") + ".")
     for key, label in (("fid", "FID"), ("fvd", "FVD")):
         if m[key].get("value") is None:
             lines.append(f"{label}: not computed ({m[key]['skipped']}).")
         else:
-            lines.append(f"{label}: {m[key]['samples']} generated and {m[key]['samples']} reference samples, weights {m[key]['weights']}.")
+            sha = p[key]["weights_sha256"]
+            lines.append(f"{label}: {m[key]['samples']['generated']} generated and {m[key]['samples']['reference']} reference "
+                         f"{m[key]['unit']}; {p[key]['preprocessing']}; weights {p[key]['weights']}"
+                         + (f" (SHA-256 {sha})" if sha else "") + ".")
+    lines += [f"Warning: {w}" for w in report["warnings"]]
     return "\n".join(lines) + "\n"
 
 
-def _extractor(kind: str, args, device):
-    from .features import I3DFeatures, InceptionFeatures
+def check_output(out: str | os.PathLike) -> Path:
+    """Check the report folder can be written (before any work): it must be a folder or not exist yet."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise EvaluationError(f"{out}: exists and is not a folder")
+    return out
 
-    if kind == "fid":
-        return InceptionFeatures(args.fid_weights, device=device, batch_size=args.batch_size)
-    return I3DFeatures(args.fvd_weights, device=device)
 
-
-def evaluate_folders(args) -> dict:
-    """Run the evaluation the command line describes; returns the report."""
-    from tqdm import tqdm
-
-    from .features import default_device
-    from .frechet import fid_from_features, fvd_from_features
-    from .motion import objmc_distances
-    from .tracking import make_tracker
-
-    import torch
-
-    if args.batch_size < 1:
-        raise EvaluationError(f"--batch-size must be at least 1, got {args.batch_size}")
-    device = default_device() if args.device == "auto" else torch.device(args.device)
-    want = {"fid": not args.skip_fid, "fvd": not args.skip_fvd}
-    weights = {"fid": args.fid_weights, "fvd": args.fvd_weights}
-    skipped = {}
-    for key in want:
-        if not want[key]:
-            skipped[key] = f"--skip-{key}"
-        elif weights[key] is None:
-            skipped[key] = f"no --{key}-weights given"
-        elif args.reference is None:
-            skipped[key] = "no --reference folder given"
-    active = [k for k in want if k not in skipped]
-    for key in active:  # fail early, before any work, on a missing or unreadable weight file
-        if not Path(weights[key]).expanduser().is_file():
-            raise WeightsError(f"{weights[key]}: {key.upper()} weight file not found (see docs/evaluation.md)")
-
-    samples = discover(Path(args.generated), Path(args.reference) if args.reference and active else None,
-                       Path(args.trajectories) if args.trajectories else None)
-    tracker = make_tracker(args.tracker, args.cotracker_checkpoint, device=device)
-    extractors = {key: _extractor(key, args, device) for key in active}
-    features = {key: ([], []) for key in active}
-    per_video, pictures = [], {}
-    shape = None
-    total, count, lost = 0.0, 0, 0
-    for sample in tqdm(samples, desc="evaluate", unit="video", disable=None):
-        video = read_frames(sample.generated)
-        if shape is None:
-            shape = video.shape
-        elif "fvd" in active and video.shape[0] != shape[0]:
-            raise EvaluationError(f"{sample.generated}: has {video.shape[0]} frames but {samples[0].generated.name} has "
-                                  f"{shape[0]}: FVD needs videos of one length")
-        targets = load_targets(sample, *video.shape[:3])
-        distances, tracks, valid = objmc_distances(video, targets, tracker, name=str(sample.generated))
-        total, count, lost = total + float(distances.sum()), count + distances.size, lost + int((~valid).sum())
-        per_video.append({"id": sample.id, "objmc": float(distances.mean()), "objects": int(len(targets)),
-                          "frames": int(video.shape[0]), "size": [int(video.shape[2]), int(video.shape[1])],
-                          "per_object": distances.mean(axis=1).tolist(), "lost_fraction": float((~valid).mean()),
-                          "target_points": targets.tolist(), "tracked_points": tracks.tolist()})
-        if not args.no_pictures:
-            pictures[sample.id] = draw_paths(video, targets, tracks, valid)
-        if active:
-            ref = read_frames(sample.reference)
-            if ref.shape != video.shape:
-                raise EvaluationError(f"{sample.reference}: {ref.shape[2]}x{ref.shape[1]}, {ref.shape[0]} frames, but the generated "
-                                      f"{sample.generated.name} is {video.shape[2]}x{video.shape[1]}, {video.shape[0]} frames: "
-                                      "references must match in size and length (sgi2v benchmark-prepare makes them so)")
-            if "fid" in active:
-                features["fid"][0].append(extractors["fid"](video))
-                features["fid"][1].append(extractors["fid"](ref))
-            if "fvd" in active:
-                features["fvd"][0].append(extractors["fvd"](video))
-                features["fvd"][1].append(extractors["fvd"](ref))
-    metrics = {"objmc": {"value": total / count, "unit": "pixels", "tracker": tracker.name, "points": count,
-                         "lost_fraction": lost / count,
-                         "per_video_mean": float(np.mean([v["objmc"] for v in per_video])),
-                         "pooling": "sum of distances over all videos, objects and frames / their number"}}
-    for key in ("fid", "fvd"):
-        if key in skipped:
-            metrics[key] = {"value": None, "skipped": skipped[key]}
-            continue
-        gen = np.concatenate(features[key][0]) if key == "fid" else np.stack(features[key][0])
-        ref = np.concatenate(features[key][1]) if key == "fid" else np.stack(features[key][1])
-        if len(gen) < 2:
-            metrics[key] = {"value": None, "skipped": f"{len(gen)} sample: at least 2 are needed"}
-            continue
-        value = fid_from_features(gen, ref) if key == "fid" else fvd_from_features(gen, ref)
-        metrics[key] = {"value": value, "samples": int(len(gen)), "weights": extractors[key].source,
-                        "random_weights": not extractors[key].real_weights,
-                        "unit": "frames (Inception-v3 pool, 2048-d)" if key == "fid" else "videos (I3D logits, 400-d)"}
-    report = {"sgi2v_evaluation": 1, "name": args.name, "num_videos": len(samples), "metrics": metrics,
-              "folders": {"generated": str(Path(args.generated).resolve()),
-                          "reference": str(Path(args.reference).resolve()) if args.reference else None,
-                          "trajectories": str(Path(args.trajectories).resolve()) if args.trajectories else None},
-              "device": str(device), "videos": per_video}
-    _write(Path(args.output), report, pictures)
-    m = metrics
-    print(f"{args.name}: FID {_cell(m['fid'])}, FVD {_cell(m['fvd'])}, ObjMC {m['objmc']['value']:.2f} px "
-          f"({len(samples)} videos) -> {Path(args.output) / 'report.md'}")
-    return report
+def write_report(result, out: str | os.PathLike) -> Path:
+    """Write an :class:`~sgi2v.evaluation.api.EvaluationResult` into the folder ``out``: ``report.json``,
+    ``report.md`` and ``paths/<id>.png``. Everything is written into a temporary folder first, then
+    moved in (``report.json`` last), so a failure leaves no partial report. Returns ``out/report.json``."""
+    out = check_output(out)
+    _write(out, result.to_json(), result.pictures)
+    return out / "report.json"
 
 
 def _write(out: Path, report: dict, pictures: dict) -> None:
     """Everything goes into a temporary folder first, then is moved into ``out`` (report.json last)."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    if out.exists() and not out.is_dir():
-        raise EvaluationError(f"{out}: exists and is not a folder")
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp", dir=out.parent))
     try:
         (staging / "paths").mkdir()
