@@ -350,3 +350,21 @@ def test_batch_reads_formats_and_reports_bad_lines_like_the_cli(tmp_path, image_
     # the command line says the same about the same file
     assert main(["generate", str(image_file), "--traj", str(tmp_path / "bad.json"), "-o", str(tmp_path / "v.mp4"), *FAST]) == 2
     assert capsys.readouterr().err.strip() == f"sgi2v: error: {tmp_path / 'bad.json'}: [0].y: expected a finite number, got 'up'"
+
+
+def test_web_app_loader_reads_spline_json_and_wanmove(tmp_path):
+    from sgi2v.ui.app import Session, load_files
+
+    session = Session()
+    session.set_image(Image.new("RGB", (256, 128)), 128, 64)
+    coords = tmp_path / "coords.json"
+    coords.write_text(json.dumps([{"x": 40, "y": 40}, {"x": 80, "y": 40}, {"x": 120, "y": 60}]))
+    message, frames = load_files(session, [str(coords)], 4, 128, 64, tmp_path)
+    side = formats.DEFAULT_BOX_FRACTION * 128  # the default box, in the image's pixels; the drawing is at half size
+    assert "1 boxes" in message and frames == 4
+    assert session.drawing.boxes[0].box == [(40 - side / 2) / 2, (40 - side / 2) / 2, (40 + side / 2) / 2, (40 + side / 2) / 2]
+    tracks, visibility = _wanmove(4)
+    np.save(tmp_path / "walk_tracks.npy", tracks)
+    np.save(tmp_path / "walk_visibility.npy", visibility)
+    message, frames = load_files(session, [str(tmp_path / "walk_tracks.npy")], 4, 128, 64, tmp_path)
+    assert "2 boxes" in message and [b.label for b in session.drawing.boxes] == ["track 0", "track 1"]
