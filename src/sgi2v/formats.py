@@ -126,10 +126,11 @@ def _is_point(value) -> bool:
                                        and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value))
 
 
-def parse_coord_str(text: str, source: str = "coord_str") -> list[np.ndarray]:
+def parse_coord_str(text: str | list, source: str = "coord_str") -> list[np.ndarray]:
     """The paths of a SplineEditor ``coord_str`` or ATI ``tracks`` string: ``(P, 2)`` float64 arrays, canvas pixels.
 
-    Accepts one path ``[{"x": .., "y": ..}, ...]`` or a list of them (``[x, y]`` pairs also work).
+    Accepts one path ``[{"x": .., "y": ..}, ...]`` or a list of them (``[x, y]`` pairs also work), as
+    JSON text or already decoded.
     Raises :class:`TrajectoryError`: ``"{source}: [i][j].x: expected a finite number, got 'a'"``.
     """
     data = read_json_text(text, source, TrajectoryError) if isinstance(text, str) else text
@@ -510,8 +511,8 @@ def read_any(path: str | os.PathLike, *, format: str | None = None, num_frames: 
     canvas = tuple(canvas_size) if canvas_size is not None else tuple(image_size)
     info["canvas_size"] = [float(v) for v in canvas]
     if format in ("spline", "ati"):
-        text = _read_limited(Path(path), "trajectory file").decode("utf-8", errors="strict")
-        paths = parse_coord_str(text, source)
+        paths = parse_coord_str(read_trajectory_file(path), source)  # size, encoding and JSON checked as for ours
+        info["points"] = [len(p) for p in paths]
         data = tracks_to_trajectory(paths, num_frames=num_frames, canvas_size=canvas, image_size=image_size,
                                     box_size=box_size, timing=timing, source=source)
     elif format == "reference":
@@ -525,18 +526,14 @@ def read_any(path: str | os.PathLike, *, format: str | None = None, num_frames: 
         if not np.isfinite(raw).all():
             raise TrajectoryError(f"{source}: contains NaN or infinite coordinates")
         raw = raw.astype(np.float64)
-        paths = list(raw[:, 2:])
-        data = tracks_to_trajectory(paths, num_frames=num_frames, canvas_size=canvas, image_size=image_size,
+        info["points"] = [raw.shape[1] - 2] * len(raw)
+        data = tracks_to_trajectory(list(raw[:, 2:]), num_frames=num_frames, canvas_size=canvas, image_size=image_size,
                                     boxes=raw[:, :2].reshape(-1, 4), timing=timing, source=source)
     else:
         tracks, visibility, extra = read_wanmove(path)
         data, details = wanmove_to_trajectory(tracks, visibility, num_frames=num_frames, image_size=image_size,
                                               canvas_size=canvas, box_size=box_size, timing=timing, source=source)
-        info.update(extra, **details)
-        paths = [None] * len(data["boxes"])
-        info["points"] = [details["track_frames"]] * len(data["boxes"])
-    if format != "wanmove":
-        info["points"] = [len(p) for p in paths]
+        info.update(extra, **details, points=[details["track_frames"]] * len(data["boxes"]))
     if format != "reference":
         side = DEFAULT_BOX_FRACTION * min(canvas)
         info["box_size"] = [float(v) for v in (box_size if box_size is not None else (side, side))]
