@@ -368,3 +368,12 @@ def test_web_app_loader_reads_spline_json_and_wanmove(tmp_path):
     np.save(tmp_path / "walk_visibility.npy", visibility)
     message, frames = load_files(session, [str(tmp_path / "walk_tracks.npy")], 4, 128, 64, tmp_path)
     assert "2 boxes" in message and [b.label for b in session.drawing.boxes] == ["track 0", "track 1"]
+
+
+def test_web_editor_keeps_a_box_timing():
+    from sgi2v.fitting import Fit
+    from sgi2v.ui.state import Drawing
+
+    data = {"boxes": [{"box": [10, 10, 30, 30], "path": [[20, 20], [60, 25], [90, 40]], "timing": "ease"}]}
+    drawing = Drawing.from_json(data, 6, Fit.make("stretch", (128, 64), (128, 64)), (128, 64))
+    assert drawing.boxes[0].to_json()["timing"] == "ease"
