@@ -156,7 +156,10 @@ def _coord_paths(data, source: str) -> list[np.ndarray]:
 
 def to_coord_str(trajectory: dict | np.ndarray, *, num_frames: int | None = None, image_size: tuple[int, int] | None = None,
                  canvas_size: tuple[float, float] | None = None, camera: bool = False) -> str:
-    """Box centres per frame as SplineEditor / ATI JSON: a list (one per box) of ``num_frames`` points ``{"x", "y"}``.
+    """Paths per frame as SplineEditor / ATI JSON: a list (one per box) of ``num_frames`` points ``{"x", "y"}``.
+
+    A box's ``path`` of one point per frame is written as it is; other boxes (keyframes, short paths,
+    ``scale``, an array of boxes) are written as their box centres per frame.
 
     Args:
         trajectory: our JSON object (coordinates in the image's pixels), or boxes ``(N, F, 4)`` in image pixels.
