@@ -13,7 +13,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from .schema import describe, flag
+from .schema import describe, flag, specs
 from .settings import DEFAULT_MODEL, XT_MODEL, setting_specs
 
 __all__ = ["main"]
@@ -48,8 +48,10 @@ def add_input_options(parser: argparse.ArgumentParser) -> argparse._ArgumentGrou
     """``IMAGE`` and the trajectory's options ``--traj`` and ``--reference-dir``; returns the trajectory's group."""
     parser.add_argument("image", nargs="?", help="the first frame (any size; resized to --width x --height)")
     src = parser.add_argument_group("trajectory (one of)")
-    src.add_argument("--traj", help="trajectory JSON file (see README: boxes with path, keyframes, static, scale; camera)")
+    src.add_argument("--traj", help="trajectory file: our JSON (boxes with path, keyframes, static, scale; camera), "
+                     "SplineEditor / ATI JSON, Wan-Move tracks (.npy, .npz, .pt) or traj.npy (docs/trajectories.md)")
     src.add_argument("--reference-dir", help="folder in the authors' format: img.png and traj.npy")
+    add_trajectory_options(parser.add_argument_group("trajectory file (with --traj)"))
     return src
 
 
@@ -69,6 +71,23 @@ def add_setting_options(parser: argparse.ArgumentParser, names: tuple[str, ...] 
         else:
             metavar = "|".join(spec.choices) if spec.kind == "choice" and name != "device" else name.upper()
             group.add_argument(*flags, dest=name, default=None, metavar=metavar, help=describe(name, field, spec))
+
+
+def add_trajectory_options(group: argparse._ArgumentGroup) -> None:
+    """``--traj-format``, ``--box-size``, ``--canvas-size``, ``--timing``: derived from
+    :class:`sgi2v.formats.TrajectoryOptions`, checked by :func:`sgi2v.formats.resolve_trajectory_options`."""
+    from .formats import TrajectoryOptions
+
+    for name, (field, spec) in specs(TrajectoryOptions).items():
+        metavar = "|".join(spec.choices) if spec.kind == "choice" else "WxH" if spec.kind == "size" else name.upper()
+        group.add_argument(flag(name), dest=name, default=None, metavar=metavar, help=describe(name, field, spec))
+
+
+def trajectory_values(args: argparse.Namespace) -> dict:
+    """The trajectory options given on the command line (those left out are absent)."""
+    from .formats import TrajectoryOptions
+
+    return {name: getattr(args, name) for name in specs(TrajectoryOptions) if getattr(args, name, None) is not None}
 
 
 def setting_values(args: argparse.Namespace) -> dict:
@@ -166,6 +185,7 @@ def _request(args):
     from .settings import resolve_settings
 
     given = setting_values(args)
+    _check_trajectory_options(args)
     if args.replay:
         if args.image or args.traj or args.reference_dir:
             raise UsageError("--replay takes everything from the record: give no IMAGE, --traj or --reference-dir with it")
@@ -192,10 +212,17 @@ def _request(args):
     return model, settings, config, prepared, paths, record, extra
 
 
+def _check_trajectory_options(args) -> None:
+    traj_given = trajectory_values(args)
+    if traj_given and not args.traj:
+        raise UsageError(f"{flag(next(iter(traj_given)))} says how to read --traj FILE: give it with --traj only")
+
+
 def _inputs(args, settings):
     """The prepared inputs of ``IMAGE --traj FILE`` or ``--reference-dir DIR`` (``generate`` and ``preview``)."""
     from .generation import prepare_inputs, prepare_reference
 
+    _check_trajectory_options(args)
     if args.reference_dir:
         if args.traj or args.image:
             raise UsageError("--reference-dir brings its own image and trajectory: give no IMAGE or --traj with it")
@@ -203,7 +230,10 @@ def _inputs(args, settings):
     if not args.image or not args.traj:
         replay = ", or --replay RECORD.json" if "replay" in args else ""
         raise UsageError(f"give IMAGE and --traj FILE.json, or --reference-dir DIR{replay}")
-    return prepare_inputs(args.image, args.traj, settings)
+    from .formats import resolve_trajectory_options
+
+    options = resolve_trajectory_options(trajectory_values(args), source="")
+    return prepare_inputs(args.image, args.traj, settings, trajectory_options=options)
 
 
 def _preview(args) -> int:
