@@ -248,7 +248,7 @@ BOX = [10, 10, 30, 30]
         ({"boxes": [{"box": [0, 0, 10, 10**400], "static": True}]},
          "boxes[0].box[3]: expected a finite number, got 100000000000000000...0000000000000000000"),
         ({"boxes": [{"box": BOX, "static": True, "a\nb": 1}]},
-         r"boxes[0].'a\nb': unknown field (allowed: box, interpolation, keyframes, label, path, scale, static)"),
+         r"boxes[0].'a\nb': unknown field (allowed: box, interpolation, keyframes, label, path, scale, static, timing)"),
         ({"boxes": [{"box": [150, 10, 250, 20], "static": True, "label": "camera"}]},
          "boxes[0].box: the frame-0 box [150.0, 10.0, 250.0, 20.0] is not inside the 200x100 image"),
     ],

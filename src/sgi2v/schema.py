@@ -26,7 +26,8 @@ class Spec:
     """How a setting is read and shown.
 
     ``kind`` is one of ``int``, ``float``, ``bool``, ``choice``, ``timesteps`` (a set of integers, written
-    ``30-45`` or ``30,35``), ``names`` (a list of names, written comma-separated). ``minimum`` and
+    ``30-45`` or ``30,35``), ``names`` (a list of names, written comma-separated), ``size`` (a positive width
+    and height, written ``80x60`` or as a list ``[80, 60]``). ``minimum`` and
     ``maximum`` bound numbers (inclusive); ``multiple_of`` constrains integers; ``optional`` allows
     ``None`` (its meaning is in the help, e.g. "the model's number of frames"). ``aliases`` are older
     names accepted by the command line (as ``--alias``) and in manifests; ``scope`` is ``sample`` for
@@ -70,7 +71,8 @@ def _expected(spec: Spec) -> str:
         return "one of " + ", ".join(spec.choices)
     words = {"int": "an integer", "float": "a number", "bool": "true or false",
              "timesteps": "timesteps like 30-45 or 30,35,40 (or a list of integers)",
-             "names": "layer names, comma-separated (or a list of names)"}[spec.kind]
+             "names": "layer names, comma-separated (or a list of names)",
+             "size": "a width and height like 80x60 (or a list [80, 60]), both > 0"}[spec.kind]
     bounds = []
     if spec.minimum is not None and spec.maximum is not None:
         bounds.append(f"from {spec.minimum:g} to {spec.maximum:g}")
@@ -149,6 +151,17 @@ def parse_value(name: str, spec: Spec, value: Any) -> Any:
         if not isinstance(value, (list, tuple)) or not value or not all(isinstance(v, str) and v.strip() for v in value):
             fail()
         return tuple(v.strip() for v in value)
+    if kind == "size":
+        pair = value
+        if isinstance(value, str):
+            try:
+                pair = [float(v) for v in value.strip().lower().replace(",", "x").split("x")]
+            except ValueError:
+                fail()
+        if not isinstance(pair, (list, tuple)) or len(pair) != 2 or any(
+                isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0 for v in pair):
+            fail()
+        return (float(pair[0]), float(pair[1]))
     raise AssertionError(kind)  # pragma: no cover
 
 

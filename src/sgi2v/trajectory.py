@@ -15,6 +15,9 @@ JSON format (all coordinates in pixels of the input image, x to the right, y dow
 * ``path``: positions of the box centre (at least 2), the first at frame 0 and the last at the last
   frame, spread evenly in time and joined linearly (or by a Catmull-Rom spline with
   ``"interpolation": "spline"``). The box keeps its size and moves by ``path[f] - path[0]``.
+  ``"timing"`` says how the box travels along its path (see :func:`resample_path`): ``"time"`` (the
+  default: the points at evenly spaced frames), ``"speed"`` (constant speed along the path) or
+  ``"ease"`` (ease-in-out along the path).
 * ``keyframes``: centre positions at chosen frames (frame numbers as keys); frame 0 defaults to the
   box centre; the box holds still after the last keyframe.
 * ``static: true``: the box's content stays where it is.
@@ -54,7 +57,7 @@ from PIL import Image
 from .images import load_image
 
 __all__ = [
-    "MAX_BOXES", "MAX_POINTS", "MAX_SCALE", "MAX_TRAJECTORY_BYTES", "MAX_ZOOM", "MIN_SCALE", "MIN_ZOOM",
+    "MAX_BOXES", "MAX_POINTS", "TIMINGS", "resample_path", "MAX_SCALE", "MAX_TRAJECTORY_BYTES", "MAX_ZOOM", "MIN_SCALE", "MIN_ZOOM",
     "Trajectory", "TrajectoryError", "parse_trajectory", "load_trajectory", "read_json_text",
     "read_reference_dir", "reference_boxes", "load_reference_dir", "read_trajectory_file", "load_image",
 ]
@@ -67,6 +70,9 @@ MAX_POINTS = 1024  # points in a path, keyframes or scale list
 MIN_SCALE, MAX_SCALE = 0.05, 20.0  # a box's size factor (scale)
 MIN_ZOOM, MAX_ZOOM = 0.1, 10.0  # the camera's zoom factor
 _NPY_MAGIC = b"\x93NUMPY"
+#: How a box travels along a drawn path: see :func:`resample_path`.
+TIMINGS = ("time", "speed", "ease")
+_SPLINE_SAMPLES = 32  # per segment, where a spline path is timed by speed or ease
 
 _brief_repr = reprlib.Repr()
 _brief_repr.maxlevel, _brief_repr.maxlist, _brief_repr.maxtuple, _brief_repr.maxdict = 3, 8, 8, 4
@@ -193,11 +199,53 @@ def _even_times(count: int, num_frames: int) -> np.ndarray:
     return np.linspace(0.0, num_frames - 1, count) if count > 1 else np.zeros(1)
 
 
+def _arc_positions(points: np.ndarray, fractions: np.ndarray) -> np.ndarray:
+    """The points ``(F, 2)`` at the given fractions ``(F,)`` of the polyline ``points`` ``(P, 2)``'s arc length."""
+    lengths = np.hypot(*np.diff(points, axis=0).T)  # (P - 1,)
+    keep = np.concatenate([[True], lengths > 0])  # repeated points add no length
+    points, arc = points[keep], np.concatenate([[0.0], np.cumsum(lengths[lengths > 0])])
+    if len(points) == 1:  # the path does not move
+        return np.repeat(points, len(fractions), axis=0)
+    targets = fractions * arc[-1]
+    return np.stack([np.interp(targets, arc, points[:, d]) for d in range(2)], axis=1)
+
+
+def resample_path(points: np.ndarray, num_frames: int, timing: str = "time") -> np.ndarray:
+    """Positions per frame ``(num_frames, 2)`` along a drawn path of ``points`` ``(P, 2)`` (any units).
+
+    The path runs from ``points[0]`` at frame 0 to ``points[-1]`` at the last frame, through the points
+    in order, joined linearly; ``P`` need not equal ``num_frames``.
+
+    * ``time``: the points fall on evenly spaced frames (``points[k]`` at frame ``k (F - 1) / (P - 1)``),
+      positions in between joined linearly. With ``P == F`` the points are returned unchanged. This is
+      how a trajectory file's ``path`` has always been read.
+    * ``speed``: constant speed along the path: frame ``f`` lies at the fraction ``u = f / (F - 1)`` of
+      its arc length, so consecutive frames are equal arc-length steps apart.
+    * ``ease``: ease-in-out along the path: frame ``f`` lies at the fraction ``3u^2 - 2u^3`` of its arc
+      length (the cubic smoothstep: speed 0 at both ends, 1.5 times the average in the middle).
+
+    Raises ``ValueError`` for an unknown timing, fewer than 1 point or ``num_frames < 1``.
+    """
+    points = np.asarray(points, dtype=np.float64)
+    if points.ndim != 2 or points.shape[1] != 2 or len(points) < 1:
+        raise ValueError(f"points: expected an array of shape (P, 2) with P >= 1, got shape {points.shape}")
+    if num_frames < 1:
+        raise ValueError(f"num_frames: expected at least 1, got {num_frames}")
+    if timing == "time":
+        return _interpolate(_even_times(len(points), num_frames), points, num_frames, "linear")
+    if timing not in TIMINGS:
+        raise ValueError(f"timing: expected one of {', '.join(TIMINGS)}, got {_brief(timing)}")
+    u = np.linspace(0.0, 1.0, num_frames) if num_frames > 1 else np.zeros(1)
+    if timing == "ease":
+        u = u * u * (3 - 2 * u)
+    return _arc_positions(points, u)
+
+
 def _box_entry(entry, where: str, num_frames: int, size: tuple[int, int]) -> tuple[np.ndarray, str]:
     """One ``boxes`` entry -> its boxes ``(num_frames, 4)`` in image pixels and its label."""
     if not isinstance(entry, dict):
         _fail(where, f"expected an object with 'box' and 'path', 'keyframes' or 'static', got {_brief(entry)}")
-    allowed = {"box", "path", "keyframes", "static", "interpolation", "scale", "label"}
+    allowed = {"box", "path", "keyframes", "static", "interpolation", "scale", "label", "timing"}
     unknown = sorted(set(entry) - allowed)
     if unknown:
         _fail(f"{where}.{_key(unknown[0])}", f"unknown field (allowed: {', '.join(sorted(allowed))})")
@@ -217,6 +265,11 @@ def _box_entry(entry, where: str, num_frames: int, size: tuple[int, int]) -> tup
     interpolation = entry.get("interpolation", "linear")
     if interpolation not in ("linear", "spline"):
         _fail(f"{where}.interpolation", f"expected 'linear' or 'spline', got {_brief(interpolation)}")
+    timing = entry.get("timing", "time")
+    if timing not in TIMINGS:
+        _fail(f"{where}.timing", f"expected one of {', '.join(TIMINGS)}, got {_brief(timing)}")
+    if timing != "time" and "path" not in entry:
+        _fail(f"{where}.timing", "only applies to a 'path' (keyframes give their frames; a static box does not move)")
     center = (box[:2] + box[2:]) / 2
 
     if "static" in entry:
@@ -232,7 +285,13 @@ def _box_entry(entry, where: str, num_frames: int, size: tuple[int, int]) -> tup
         if len(values) == 1:
             _fail(f"{where}.path", "give at least 2 points (the first at frame 0, the last at the last frame); "
                                    "for a box that stays put use \"static\": true")
-        path = _interpolate(_even_times(len(values), num_frames), values, num_frames, interpolation)
+        if timing == "time":
+            path = _interpolate(_even_times(len(values), num_frames), values, num_frames, interpolation)
+        else:
+            if interpolation == "spline":  # the curve, finely sampled by time, then travelled by arc length
+                samples = _SPLINE_SAMPLES * (len(values) - 1) + 1
+                values = _interpolate(_even_times(len(values), samples), values, samples, "spline")
+            path = resample_path(values, num_frames, timing)
     else:
         keys = entry["keyframes"]
         if not isinstance(keys, dict) or not keys:
