@@ -90,7 +90,7 @@ class NodeTrajectory:
                 [np.asarray(p, dtype=np.float64) for p in self.paths], num_frames=num_frames,
                 canvas_size=self.canvas_size or tuple(image_size), image_size=tuple(image_size), box_size=self.box_size,
                 boxes=None if self.boxes is None else [list(b) for b in self.boxes], timing=self.timing,
-                static=None if self.static is None else [list(b) for b in self.static],
+                static=None if self.static is None else [list(b) for b in self.static], source="SG-I2V Trajectory",
             )
         if self.camera is not None:
             data["camera"] = dict(self.camera)
@@ -185,7 +185,7 @@ def frames_to_image(frames: np.ndarray):
     """uint8 frames ``(F, H, W, 3)`` as ComfyUI's IMAGE: float32 ``(F, H, W, 3)`` in [0, 1]."""
     import torch
 
-    return torch.from_numpy(np.ascontiguousarray(frames)).to(torch.float32) / 255.0
+    return torch.from_numpy(np.array(frames, dtype=np.float32)) / 255.0  # a copy: writable
 
 
 # -- ComfyUI's progress bar and interrupt -----------------------------------------------------------
@@ -264,20 +264,22 @@ class Trajectory:
 
     @classmethod
     def INPUT_TYPES(cls) -> dict:
-        from ..formats import TIMINGS
+        from ..formats import DEFAULT_BOX_FRACTION, TrajectoryOptions
+        from ..schema import specs
 
         text = lambda tip: ("STRING", {"default": "", "multiline": True, "tooltip": tip})
-        size = lambda default, tip: ("INT", {"default": default, "min": 0, "max": 8192, "step": 1, "tooltip": tip})
+        size = lambda tip: ("INT", {"default": 0, "min": 0, "max": 8192, "step": 1, "tooltip": tip})
+        timing_field, timing_spec = specs(TrajectoryOptions)["timing"]
         return {
             "required": {
                 "coord_str": text("SplineEditor's coord_str: [{\"x\": .., \"y\": ..}, ...] for one path, a list of such "
                                   "lists for several, in canvas pixels; leave empty to use trajectory_json"),
-                "canvas_width": size(0, "width of the canvas the points were drawn on (SplineEditor's width); 0: the image's"),
-                "canvas_height": size(0, "height of the canvas the points were drawn on; 0: the image's"),
-                "box_width": size(64, "width of each path's box, in canvas pixels (unless boxes is given)"),
-                "box_height": size(64, "height of each path's box, in canvas pixels (unless boxes is given)"),
-                "timing": (list(TIMINGS), {"default": "time", "tooltip": "how points become frames: time (evenly "
-                                           "spaced in time), speed (constant speed along the path), ease (ease-in-out)"}),
+                "canvas_width": size("width of the canvas the points were drawn on (SplineEditor's width); 0: the image's"),
+                "canvas_height": size("height of the canvas the points were drawn on (SplineEditor's height); 0: the image's"),
+                "box_width": size(f"width of each path's box in canvas pixels (unless boxes is given); 0 for both: a square "
+                                  f"of {DEFAULT_BOX_FRACTION:g} of the canvas's shorter side"),
+                "box_height": size("height of each path's box in canvas pixels (unless boxes is given)"),
+                "timing": setting_input("timing", timing_field, timing_spec),
                 "camera_pan": ([NO_PAN, *CAMERA_DIRECTIONS], {"default": NO_PAN, "tooltip": "the camera's direction; "
                                                               "the scene moves the other way"}),
                 "pan_amount": ("FLOAT", {"default": DEFAULT_PAN_AMOUNT, "min": 0.01, "max": 0.99, "step": 0.01,
@@ -294,7 +296,7 @@ class Trajectory:
             },
         }
 
-    def build(self, coord_str: str, canvas_width: int = 0, canvas_height: int = 0, box_width: int = 64, box_height: int = 64,
+    def build(self, coord_str: str, canvas_width: int = 0, canvas_height: int = 0, box_width: int = 0, box_height: int = 0,
               timing: str = "time", camera_pan: str = NO_PAN, pan_amount: float = DEFAULT_PAN_AMOUNT, zoom: float = 1.0,
               boxes: str = "", static_boxes: str = "", trajectory_json: str = "") -> tuple[NodeTrajectory]:
         source = "SG-I2V Trajectory"
@@ -321,11 +323,11 @@ class Trajectory:
         start_boxes = _box_list(boxes, f"{source}: boxes")
         if start_boxes is not None and len(start_boxes) != len(paths):
             raise ValueError(f"{source}: boxes: {len(start_boxes)} boxes for {len(paths)} paths; give one per path")
-        if start_boxes is None and (box_width < 1 or box_height < 1):
-            raise ValueError(f"{source}: box_width {box_width}, box_height {box_height}: give a box size of at least 1 pixel, or boxes")
+        if (box_width == 0) != (box_height == 0):
+            raise ValueError(f"{source}: box_width {box_width}, box_height {box_height}: give both, or 0 for both (the default square)")
         return (NodeTrajectory(
             paths=paths, canvas_size=(canvas_width, canvas_height) if canvas_width else None,
-            box_size=None if start_boxes is not None else (float(box_width), float(box_height)), boxes=start_boxes,
+            box_size=(float(box_width), float(box_height)) if box_width and start_boxes is None else None, boxes=start_boxes,
             static=_box_list(static_boxes, f"{source}: static_boxes"), timing=timing, camera=camera,
         ),)
 
