@@ -38,7 +38,8 @@ TRAJECTORY = {"boxes": [{"box": [10, 10, 40, 30], "path": [[25, 20], [55, 25]]},
 
 
 def call(node_class, **inputs):
-    """Run a node as ComfyUI does: check the inputs against INPUT_TYPES, call FUNCTION, check RETURN_TYPES."""
+    """Run a node as ComfyUI does: check the inputs against INPUT_TYPES, call FUNCTION under torch.inference_mode()
+    (ComfyUI's execution.py), check RETURN_TYPES."""
     declared = node_class.INPUT_TYPES()
     known = {**declared.get("required", {}), **declared.get("optional", {})}
     assert set(declared.get("required", {})) <= set(inputs), f"missing required inputs of {node_class.__name__}"
@@ -51,7 +52,8 @@ def call(node_class, **inputs):
             assert options["min"] <= value <= options["max"], (name, value)
         elif isinstance(kind, list):
             assert value in kind, (name, value)
-    out = getattr(node_class(), node_class.FUNCTION)(**inputs)
+    with torch.inference_mode():
+        out = getattr(node_class(), node_class.FUNCTION)(**inputs)
     assert isinstance(out, tuple) and len(out) == len(node_class.RETURN_TYPES)
     return out
 
@@ -184,13 +186,13 @@ def test_progress_and_interrupt_go_through_comfyui(model, picture, monkeypatch):
     fake = FakeComfy()
     for name, module in fake.modules.items():
         monkeypatch.setitem(sys.modules, name, module)
-    Sampler().sample(model, as_image(picture), trajectory, **SMALL)
+    call(Sampler, model=model, image=as_image(picture), trajectory=trajectory, **SMALL)
     assert fake.totals == [4] and sum(fake.updates) == 4
 
     processors = dict(model.pipe.unet.attn_processors)
     fake.interrupt_at = fake.checks + 2  # the check before sampling, then one step
     with pytest.raises(FakeComfy.Interrupted):
-        Sampler().sample(model, as_image(picture), trajectory, **SMALL)
+        call(Sampler, model=model, image=as_image(picture), trajectory=trajectory, **SMALL)
     assert dict(model.pipe.unet.attn_processors) == processors  # the pipeline left the UNet as it was
 
 
@@ -275,6 +277,14 @@ def test_install_command(tmp_path, capsys):
     assert (tmp_path / "custom_nodes" / "sgi2v" / "__init__.py").read_text() == ENTRY
 
 
+def test_example_workflow_files_are_up_to_date(tmp_path):
+    from sgi2v.comfyui.workflows import write_examples
+
+    for path in write_examples(tmp_path):
+        assert (WORKFLOWS / path.name).read_text() == path.read_text(), \
+            f"docs/comfyui/{path.name} is out of date: run python -m sgi2v.comfyui.workflows docs/comfyui"
+
+
 @pytest.mark.parametrize("name", ["sgi2v_only.api.json", "sgi2v_spline_editor.api.json"])
 def test_example_api_workflows_match_the_nodes(name):
     """Every SG-I2V node of an example workflow names declared inputs, with values its widgets accept."""
@@ -320,20 +330,30 @@ def small_workflow(workflow: dict, image_name: str) -> dict:
     return workflow
 
 
-def test_real_comfyui_runs_the_example_workflow(tmp_path):
+@pytest.mark.parametrize("example", ["sgi2v_only", "sgi2v_spline_editor"])
+def test_real_comfyui_runs_the_example_workflow(example, tmp_path):
+    """ComfyUI from COMFYUI_DIR (run by COMFYUI_PYTHON) with the pack installed in a fresh base directory runs the
+    example API workflow on the tiny model: an MP4 and the overlay's PNG frames come out. The SplineEditor example
+    needs KJNodes in COMFYUI_DIR/custom_nodes/ComfyUI-KJNodes."""
     comfyui = os.environ.get("COMFYUI_DIR")
     if not comfyui:
         pytest.skip("COMFYUI_DIR is unset: set it to a ComfyUI checkout (and COMFYUI_PYTHON to its Python, where sgi2v "
                     "is installed) to run the example workflow in a real ComfyUI")
+    kjnodes = Path(comfyui) / "custom_nodes" / "ComfyUI-KJNodes"
+    if example == "sgi2v_spline_editor" and not kjnodes.is_dir():
+        pytest.skip(f"{kjnodes} is absent: the SplineEditor example needs KJNodes")
     python = os.environ.get("COMFYUI_PYTHON", sys.executable)
     base = tmp_path / "base"
     for folder in ("custom_nodes", "input", "output"):
         (base / folder).mkdir(parents=True)
     install(base)
+    if example == "sgi2v_spline_editor":
+        (base / "custom_nodes" / kjnodes.name).symlink_to(kjnodes)
     shutil.copy(ROOT / "src" / "sgi2v" / "examples" / "rocket" / "image.jpg", base / "input" / "sgi2v-rocket.jpg")
-    workflow = small_workflow(json.loads((WORKFLOWS / "sgi2v_only.api.json").read_text()), "sgi2v-rocket.jpg")
+    workflow = small_workflow(json.loads((WORKFLOWS / f"{example}.api.json").read_text()), "sgi2v-rocket.jpg")
     port = _free_port()
-    log = open(tmp_path / "comfyui.log", "w")
+    log_path = tmp_path / "comfyui.log"
+    log = open(log_path, "w")
     server = subprocess.Popen([python, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port),
                                "--disable-auto-launch", "--base-directory", str(base)],
                               cwd=comfyui, stdout=log, stderr=subprocess.STDOUT)
@@ -344,11 +364,11 @@ def test_real_comfyui_runs_the_example_workflow(tmp_path):
                 info = _get(f"{url}/object_info/SGI2VSampler")
                 break
             except OSError:
-                assert server.poll() is None, (tmp_path / "comfyui.log").read_text()[-3000:]
+                assert server.poll() is None, log_path.read_text()[-3000:]
                 time.sleep(0.5)
         else:
             pytest.fail("ComfyUI did not answer within 2 minutes")
-        assert info["SGI2VSampler"]["display_name"] == "SG-I2V Sampler", (tmp_path / "comfyui.log").read_text()[-3000:]
+        assert info["SGI2VSampler"]["display_name"] == "SG-I2V Sampler", log_path.read_text()[-3000:]
         request = urllib.request.Request(f"{url}/prompt", data=json.dumps({"prompt": workflow}).encode(),
                                          headers={"Content-Type": "application/json"})
         try:
@@ -365,7 +385,7 @@ def test_real_comfyui_runs_the_example_workflow(tmp_path):
             pytest.fail("the workflow did not finish within 5 minutes")
         assert history["status"]["status_str"] == "success", json.dumps(history["status"])[:3000]
         written = sorted(p.relative_to(base / "output") for p in (base / "output").rglob("*") if p.is_file())
-        print("ComfyUI wrote:", *written)
+        print(f"ComfyUI wrote ({example}):", *written)
         videos = [p for p in written if p.suffix == ".mp4"]
         pngs = [p for p in written if p.suffix == ".png"]
         assert videos and len(pngs) == SMALL["num_frames"], written

@@ -118,7 +118,7 @@ def setting_input(name: str, field: dataclasses.Field, spec: Spec) -> tuple:
 
     Numbers keep their bounds; an optional integer (``num_frames``, ``threads``) takes 0 for "not given"
     (the model's frame count, every core); ``optimize_timesteps`` is text, empty for the paper's window
-    moved to the number of steps; ``feature_layers`` is comma-separated text.
+    moved to the number of steps; ``feature_layers`` is comma-separated text, a size ``WxH`` text.
     """
     tooltip = describe(name, field, spec)
     default = field.default
@@ -130,6 +130,10 @@ def setting_input(name: str, field: dataclasses.Field, spec: Spec) -> tuple:
         return "STRING", {"default": "", "tooltip": f"{spec.help}; empty for no value"}
     if spec.kind == "names":
         return "STRING", {"default": ",".join(default), "tooltip": tooltip}
+    if spec.kind == "size":
+        return "STRING", {"default": "" if default is None else "x".join(f"{v:g}" for v in default), "tooltip": tooltip}
+    if spec.kind not in ("int", "float"):
+        raise ValueError(f"{name}: no ComfyUI input for settings of kind {spec.kind!r}")
     bounds = {"min": spec.minimum, "max": spec.maximum}
     if spec.kind == "int":
         options = {"default": default, **bounds, "step": spec.multiple_of or 1}
@@ -213,6 +217,13 @@ class _ComfyProgress:
 
 # -- nodes ------------------------------------------------------------------------------------------
 
+def _autograd_allowed():
+    """ComfyUI runs every node under ``torch.inference_mode()``; SG-I2V optimises the latent with autograd, which
+    needs the weights and the latent made outside it: the model is loaded and sampled in this block."""
+    import torch
+
+    return torch.inference_mode(False)
+
 def _comfy_device():
     """The device ComfyUI runs on (so ``--cpu`` is obeyed); outside ComfyUI, our ``auto``."""
     try:
@@ -248,7 +259,8 @@ class LoadModel:
             raise ValueError(f"{source}: model: give a hub id, a local diffusers folder or tiny-random")
         settings, _ = resolve_settings(values, model=model, source=source)
         device = _comfy_device() if settings.device == "auto" else resolve_device(settings.device)
-        pipe = load_pipeline(model, device=device, dtype=resolve_dtype(settings.dtype, device), offload=settings.offload)
+        with _autograd_allowed():
+            pipe = load_pipeline(model, device=device, dtype=resolve_dtype(settings.dtype, device), offload=settings.offload)
         return (LoadedModel(pipe, model, settings.offload),)
 
 
@@ -371,7 +383,8 @@ class Sampler:
                                   source="SG-I2V Trajectory")
         progress = _ComfyProgress(settings.num_inference_steps)
         progress.check()
-        generation = generate(prepared, settings, config, model.pipe, model=model.name, callback_on_step_end=progress)
+        with _autograd_allowed():
+            generation = generate(prepared, settings, config, model.pipe, model=model.name, callback_on_step_end=progress)
         boxes = TargetBoxes(prepared.boxes, (settings.width, settings.height))
         return frames_to_image(generation.frames), boxes, json.dumps(generation.record)
 
