@@ -4,6 +4,7 @@ The frames must equal the library's own (``prepare_inputs`` + ``generate``) for 
 test starts a real ComfyUI from ``COMFYUI_DIR`` and runs the example API workflow over HTTP.
 """
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -307,6 +308,10 @@ def test_example_api_workflows_match_the_nodes(name):
 
 # -- a real ComfyUI ---------------------------------------------------------------------------------
 
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
+
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -330,19 +335,18 @@ def small_workflow(workflow: dict, image_name: str) -> dict:
     return workflow
 
 
-@pytest.mark.parametrize("example", ["sgi2v_only", "sgi2v_spline_editor"])
-def test_real_comfyui_runs_the_example_workflow(example, tmp_path):
-    """ComfyUI from COMFYUI_DIR (run by COMFYUI_PYTHON) with the pack installed in a fresh base directory runs the
-    example API workflow on the tiny model: an MP4 and the overlay's PNG frames come out. The SplineEditor example
-    needs KJNodes in COMFYUI_DIR/custom_nodes/ComfyUI-KJNodes."""
+@contextlib.contextmanager
+def real_comfyui(example: str, tmp_path: Path):
+    """ComfyUI from COMFYUI_DIR, run by COMFYUI_PYTHON (where sgi2v is installed), in a fresh base directory where
+    ``install`` put the pack (and KJNodes from COMFYUI_DIR/custom_nodes for the SplineEditor example), with the
+    rocket image in its input folder; yields its URL and base directory. Skips without COMFYUI_DIR."""
     comfyui = os.environ.get("COMFYUI_DIR")
     if not comfyui:
         pytest.skip("COMFYUI_DIR is unset: set it to a ComfyUI checkout (and COMFYUI_PYTHON to its Python, where sgi2v "
-                    "is installed) to run the example workflow in a real ComfyUI")
+                    "is installed) to run the example workflows in a real ComfyUI")
     kjnodes = Path(comfyui) / "custom_nodes" / "ComfyUI-KJNodes"
     if example == "sgi2v_spline_editor" and not kjnodes.is_dir():
         pytest.skip(f"{kjnodes} is absent: the SplineEditor example needs KJNodes")
-    python = os.environ.get("COMFYUI_PYTHON", sys.executable)
     base = tmp_path / "base"
     for folder in ("custom_nodes", "input", "output"):
         (base / folder).mkdir(parents=True)
@@ -350,25 +354,36 @@ def test_real_comfyui_runs_the_example_workflow(example, tmp_path):
     if example == "sgi2v_spline_editor":
         (base / "custom_nodes" / kjnodes.name).symlink_to(kjnodes)
     shutil.copy(ROOT / "src" / "sgi2v" / "examples" / "rocket" / "image.jpg", base / "input" / "sgi2v-rocket.jpg")
-    workflow = small_workflow(json.loads((WORKFLOWS / f"{example}.api.json").read_text()), "sgi2v-rocket.jpg")
     port = _free_port()
     log_path = tmp_path / "comfyui.log"
-    log = open(log_path, "w")
-    server = subprocess.Popen([python, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port),
-                               "--disable-auto-launch", "--base-directory", str(base)],
-                              cwd=comfyui, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(240):
-            try:
-                info = _get(f"{url}/object_info/SGI2VSampler")
-                break
-            except OSError:
-                assert server.poll() is None, log_path.read_text()[-3000:]
-                time.sleep(0.5)
-        else:
-            pytest.fail("ComfyUI did not answer within 2 minutes")
-        assert info["SGI2VSampler"]["display_name"] == "SG-I2V Sampler", log_path.read_text()[-3000:]
+    with open(log_path, "w") as log:
+        server = subprocess.Popen([os.environ.get("COMFYUI_PYTHON", sys.executable), "main.py", "--cpu", "--listen",
+                                   "127.0.0.1", "--port", str(port), "--disable-auto-launch", "--base-directory", str(base)],
+                                  cwd=comfyui, stdout=log, stderr=subprocess.STDOUT)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            for _ in range(240):
+                try:
+                    info = _get(f"{url}/object_info/SGI2VSampler")
+                    break
+                except OSError:
+                    assert server.poll() is None, log_path.read_text()[-3000:]
+                    time.sleep(0.5)
+            else:
+                pytest.fail("ComfyUI did not answer within 2 minutes")
+            assert info["SGI2VSampler"]["display_name"] == "SG-I2V Sampler", log_path.read_text()[-3000:]
+            yield url, base
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+
+
+@pytest.mark.parametrize("example", ["sgi2v_only", "sgi2v_spline_editor"])
+def test_real_comfyui_runs_the_example_workflow(example, tmp_path):
+    """The example API workflow, submitted over HTTP on the tiny model at 128 x 64, 4 frames: an MP4 and the
+    overlay's PNG frames come out."""
+    with real_comfyui(example, tmp_path) as (url, base):
+        workflow = small_workflow(json.loads((WORKFLOWS / f"{example}.api.json").read_text()), "sgi2v-rocket.jpg")
         request = urllib.request.Request(f"{url}/prompt", data=json.dumps({"prompt": workflow}).encode(),
                                          headers={"Content-Type": "application/json"})
         try:
@@ -390,7 +405,30 @@ def test_real_comfyui_runs_the_example_workflow(example, tmp_path):
         pngs = [p for p in written if p.suffix == ".png"]
         assert videos and len(pngs) == SMALL["num_frames"], written
         assert Image.open(base / "output" / pngs[0]).size == (SMALL["width"], SMALL["height"])
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-        log.close()
+
+
+@pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+@pytest.mark.parametrize("example", ["sgi2v_only", "sgi2v_spline_editor"])
+def test_real_comfyui_editor_reads_the_ui_workflow_as_the_api_one(example, tmp_path):
+    """The editor loads the UI-format file and turns it into the API format (its own graphToPrompt): the result
+    is the API-format file. SplineEditor's coordinates, which the editor samples again, agree to 0.001 pixel."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with real_comfyui(example, tmp_path) as (url, _):
+        with sync_api.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+            try:
+                page = browser.new_page(viewport={"width": 1600, "height": 1000})
+                page.goto(url, timeout=90_000)
+                page.wait_for_function("window.app && window.app.graph", timeout=90_000)
+                page.evaluate("async (w) => { await window.app.loadGraphData(w); }",
+                              json.loads((WORKFLOWS / f"{example}.ui.json").read_text()))
+                page.wait_for_timeout(2000)  # the editors' widgets settle
+                prompt = page.evaluate("async () => (await window.app.graphToPrompt()).output")
+            finally:
+                browser.close()
+    expected = json.loads((WORKFLOWS / f"{example}.api.json").read_text())
+    for node in (prompt.get("4"), expected.get("4")):
+        if node and node["class_type"] == "SplineEditor":
+            node["inputs"]["coordinates"] = np.round(
+                [[[q["x"], q["y"]] for q in path] for path in json.loads(node["inputs"].pop("coordinates"))], 3).tolist()
+    assert {k: {"class_type": v["class_type"], "inputs": v["inputs"]} for k, v in prompt.items()} == expected

@@ -16,6 +16,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from ..settings import DEFAULT_MODEL
 from .nodes import NODE_CLASS_MAPPINGS
 
@@ -30,7 +32,11 @@ ROCKET_TRAJECTORY = {"boxes": [
 ]}
 # The same motion drawn in SplineEditor on a 640 x 427 canvas (the image's size): the rocket's centre rising, and the
 # towers as static anchors. points_to_sample is the number of frames; the Trajectory node resamples any count anyway.
-SPLINE_POINTS = [{"x": 322, "y": 266 - round(100 * f / 13)} for f in range(14)]
+# The editor samples ``coordinates`` from the control points in ``points_store`` (sampling_method path: evenly along it).
+# The editor computes them in float32 and writes compact JSON; so do these, so a workflow it saves reads the same.
+SPLINE_POINTS = [{"x": 322, "y": float(np.float32(266 - 100 * f / 13))} for f in range(14)]
+SPLINE_POINTS = [{"x": p["x"], "y": int(p["y"]) if p["y"].is_integer() else p["y"]} for p in SPLINE_POINTS]  # JSON as JS writes it
+_COMPACT = dict(separators=(",", ":"))
 
 
 @dataclass
@@ -98,8 +104,9 @@ EXAMPLES = {
     "sgi2v_spline_editor": [
         _load_image(), _load_model(),
         Node(4, "SplineEditor", {
-            "points_store": json.dumps([[{"x": 322, "y": 266}, {"x": 322, "y": 166}]]),
-            "coordinates": json.dumps([SPLINE_POINTS]), "mask_width": 640, "mask_height": 427, "points_to_sample": 14,
+            "points_store": json.dumps([{"points": [{"x": 322, "y": 266}, {"x": 322, "y": 166}], "color": "#1f77b4",
+                                         "name": "Spline 1"}], **_COMPACT),  # the editor's own layout: control points per spline
+            "coordinates": json.dumps([SPLINE_POINTS], **_COMPACT), "mask_width": 640, "mask_height": 427, "points_to_sample": 14,
             "sampling_method": "path", "interpolation": "cardinal", "tension": 0.5, "repeat_output": 1,
             "float_output_type": "list", "min_value": 0.0, "max_value": 1.0,
         }, {"bg_image": (1, 0)}, [("mask", "MASK"), ("coord_str", "STRING"), ("float", "FLOAT"), ("count", "INT"),
