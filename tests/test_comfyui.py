@@ -432,3 +432,67 @@ def test_real_comfyui_editor_reads_the_ui_workflow_as_the_api_one(example, tmp_p
             node["inputs"]["coordinates"] = np.round(
                 [[[q["x"], q["y"]] for q in path] for path in json.loads(node["inputs"].pop("coordinates"))], 3).tolist()
     assert {k: {"class_type": v["class_type"], "inputs": v["inputs"]} for k, v in prompt.items()} == expected
+
+
+# Run by ComfyUI's Python (aiohttp is one of its requirements): submit a prompt on the websocket's client id,
+# wait for the sampler's progress, interrupt, and print the events seen as JSON.
+_INTERRUPT_CLIENT = """
+import asyncio, json, sys, uuid
+import aiohttp
+
+async def main(url, workflow, node):
+    client, events = uuid.uuid4().hex, []
+    async with aiohttp.ClientSession() as session:
+        async with session.ws_connect(f"{url}/ws?clientId={client}") as ws:
+            async with session.post(f"{url}/prompt", json={"prompt": workflow, "client_id": client}) as response:
+                assert response.status == 200, await response.text()
+            interrupted = False
+            async for message in ws:
+                if message.type != aiohttp.WSMsgType.TEXT:
+                    continue
+                event = json.loads(message.data)
+                events.append(event)
+                data = event.get("data", {})
+                if event["type"] == "progress" and data.get("node") == node and data["value"] >= 2 and not interrupted:
+                    async with session.post(f"{url}/interrupt") as response:
+                        assert response.status == 200
+                    interrupted = True
+                if event["type"] in ("execution_interrupted", "execution_error", "execution_success"):
+                    break
+    print(json.dumps(events))
+
+asyncio.run(asyncio.wait_for(main(sys.argv[1], json.loads(sys.argv[2]), sys.argv[3]), 300))
+"""
+
+
+def test_real_comfyui_reports_a_missing_model_and_cancels_sampling(tmp_path):
+    """A missing model fails its node with our message and ComfyUI goes on; ComfyUI's progress reaches the
+    Sampler's steps and its interrupt stops the sampling within a step."""
+    with real_comfyui("sgi2v_only", tmp_path) as (url, base):
+        workflow = small_workflow(json.loads((WORKFLOWS / "sgi2v_only.api.json").read_text()), "sgi2v-rocket.jpg")
+        missing = json.loads(json.dumps(workflow))
+        missing["2"]["inputs"]["model"] = str(tmp_path / "no-such-model")
+        request = urllib.request.Request(f"{url}/prompt", data=json.dumps({"prompt": missing}).encode(),
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            prompt_id = json.loads(response.read())["prompt_id"]
+        for _ in range(240):
+            history = _get(f"{url}/history/{prompt_id}").get(prompt_id)
+            if history and history.get("status", {}).get("completed") is not None:
+                break
+            time.sleep(0.5)
+        error = dict(history["status"]["messages"])["execution_error"]
+        assert error["node_type"] == "SGI2VLoadModel" and error["exception_type"].endswith("ModelError")
+        assert error["exception_message"].strip() == f"model folder {str(tmp_path / 'no-such-model')!r} not found"
+
+        workflow["5"]["inputs"].update(num_inference_steps=200, iterations=0)  # long enough to be interrupted
+        start = time.monotonic()
+        out = subprocess.run([os.environ.get("COMFYUI_PYTHON", sys.executable), "-c", _INTERRUPT_CLIENT, url,
+                              json.dumps(workflow), "5"], capture_output=True, text=True, timeout=360)
+        assert out.returncode == 0, out.stderr[-3000:]
+        events = json.loads(out.stdout)
+        progress = [e["data"] for e in events if e["type"] == "progress" and e["data"]["node"] == "5"]
+        assert progress and all(p["max"] == 200 for p in progress) and progress[-1]["value"] < 200
+        assert events[-1]["type"] == "execution_interrupted" and events[-1]["data"]["node_id"] == "5", events[-1]
+        print(f"interrupted at step {progress[-1]['value']} of 200, {time.monotonic() - start:.0f} s after submitting")
+        assert _get(f"{url}/object_info/SGI2VSampler")  # still serving
