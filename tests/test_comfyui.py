@@ -251,6 +251,18 @@ def test_a_missing_model_is_a_clear_error(tmp_path):
         LoadModel().load("tiny-random", device="cpu", dtype="float8", offload=False)
 
 
+def test_a_model_folder_under_comfyuis_models_diffusers_is_found_by_name(tmp_path, monkeypatch, model):
+    with torch.inference_mode(False):
+        model.pipe.save_pretrained(tmp_path / "diffusers" / "my-svd")
+    folder_paths = types.ModuleType("folder_paths")
+    folder_paths.get_folder_paths = lambda kind: [str(tmp_path / "elsewhere"), str(tmp_path / kind)]
+    monkeypatch.setitem(sys.modules, "folder_paths", folder_paths)
+    (loaded,) = call(LoadModel, model="my-svd", device="cpu", dtype="float32", offload=False)
+    assert loaded.name == str(tmp_path / "diffusers" / "my-svd")
+    for name, weight in loaded.pipe.unet.state_dict().items():
+        assert torch.equal(weight, model.pipe.unet.state_dict()[name]), name
+
+
 def test_install_writes_an_entry_comfyui_can_load(tmp_path):
     (tmp_path / "custom_nodes").mkdir()
     entry = install(tmp_path)
@@ -266,6 +278,11 @@ def test_install_writes_an_entry_comfyui_can_load(tmp_path):
         install(tmp_path)
     with pytest.raises(ValueError, match="not a ComfyUI folder"):
         install(tmp_path / "custom_nodes")
+
+
+def test_the_pack_is_a_package_of_the_distribution():
+    setuptools = pytest.importorskip("setuptools")
+    assert "sgi2v.comfyui" in setuptools.find_packages(str(ROOT / "src"))
 
 
 def test_install_command(tmp_path, capsys):

@@ -22,6 +22,7 @@ import dataclasses
 import json
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -51,7 +52,7 @@ NO_PAN = "none"
 
 @dataclass(frozen=True)
 class LoadedModel:
-    """What SG-I2V Load Model gives: the pipeline, the model's name (hub id, folder or ``tiny-random``) and
+    """What SG-I2V Load Model gives: the pipeline, the model's name (hub id, folder path or ``tiny-random``) and
     whether it is offloaded to the CPU between uses."""
 
     pipe: Any
@@ -224,6 +225,23 @@ def _autograd_allowed():
 
     return torch.inference_mode(False)
 
+
+def _comfy_models_folder(model: str) -> str:
+    """A model name that is a folder under ComfyUI's ``models/diffusers/`` (any of its configured paths), as that
+    folder's path; any other name as it is (outside ComfyUI too)."""
+    try:
+        import folder_paths
+    except ImportError:
+        return model
+    if Path(model).is_absolute() or Path(model).exists():
+        return model
+    for root in folder_paths.get_folder_paths("diffusers"):
+        candidate = Path(root) / model
+        if (candidate / "model_index.json").is_file():
+            return str(candidate)
+    return model
+
+
 def _comfy_device():
     """The device ComfyUI runs on (so ``--cpu`` is obeyed); outside ComfyUI, our ``auto``."""
     try:
@@ -246,8 +264,9 @@ class LoadModel:
 
     @classmethod
     def INPUT_TYPES(cls) -> dict:
-        model = ("STRING", {"default": DEFAULT_MODEL, "tooltip": "hub id, local diffusers model folder, or tiny-random "
-                            "(random weights, for checking a workflow offline)"})
+        model = ("STRING", {"default": DEFAULT_MODEL, "tooltip": "hub id, local diffusers model folder (a path, or a "
+                            "folder name under ComfyUI's models/diffusers/), or tiny-random (random weights, for checking a "
+                            "workflow offline)"})
         return {"required": {"model": model, **_inputs("process")}}
 
     def load(self, model: str, **values) -> tuple[LoadedModel]:
@@ -257,6 +276,7 @@ class LoadModel:
         model = model.strip()
         if not model:
             raise ValueError(f"{source}: model: give a hub id, a local diffusers folder or tiny-random")
+        model = _comfy_models_folder(model)
         settings, _ = resolve_settings(values, model=model, source=source)
         device = _comfy_device() if settings.device == "auto" else resolve_device(settings.device)
         with _autograd_allowed():
