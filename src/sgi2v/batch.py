@@ -35,10 +35,13 @@ POLL_SECONDS = 2.0
 
 
 def allowed_keys() -> tuple[str, ...]:
-    """The keys a manifest line may have: id, image, traj, meta, and every setting (or an older name of one)."""
+    """The keys a manifest line may have: id, image, traj, meta, how to read traj (traj_format, box_size, canvas_size,
+    timing) and every setting (or an older name of one)."""
+    from .formats import TrajectoryOptions
+    from .schema import specs
     from .settings import alias_names, setting_specs
 
-    return (*REQUIRED_KEYS, *OTHER_KEYS, *setting_specs(), *alias_names())
+    return (*REQUIRED_KEYS, *OTHER_KEYS, *specs(TrajectoryOptions), *setting_specs(), *alias_names())
 
 
 class ManifestError(ValueError):
@@ -60,7 +63,7 @@ class Entry:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``sgi2v batch`` options: the manifest, the output folder, and the ``generate`` model and sampling options."""
-    from .cli import add_model_options, add_setting_options
+    from .cli import add_model_options, add_setting_options, add_trajectory_options
 
     parser.add_argument("manifest", help="JSON lines: {\"id\": ..., \"image\": ..., \"traj\": FILE or {...}, \"seed\": ..., "
                                          "settings...}; relative paths are relative to the manifest's folder")
@@ -70,6 +73,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--collective-timeout", type=float, default=DEFAULT_COLLECTIVE_TIMEOUT_HOURS, metavar="HOURS",
                         help="how long processes wait for each other when they start and finish, in hours "
                              f"(default {DEFAULT_COLLECTIVE_TIMEOUT_HOURS:g}); under torchrun or accelerate only")
+    add_trajectory_options(parser.add_argument_group("trajectory files (for lines that do not say)"))
     add_model_options(parser)
     add_setting_options(parser)
     for action in parser._actions:
@@ -172,9 +176,12 @@ def sample_request(args: argparse.Namespace, data: dict, source: str, model: str
     """(GenerationSettings, SGI2VConfig, where the seed came from) of one manifest line: its settings over
     the command line's, checked as every surface checks them."""
     from .cli import setting_values
+    from .formats import TrajectoryOptions
+    from .schema import specs
     from .settings import resolve_settings
 
-    values = {k: v for k, v in data.items() if k not in REQUIRED_KEYS and k not in OTHER_KEYS}
+    skipped = {*REQUIRED_KEYS, *OTHER_KEYS, *specs(TrajectoryOptions)}
+    values = {k: v for k, v in data.items() if k not in skipped}
     defaults = setting_values(args)
     if "seed" in values:
         seed_from = "manifest"
@@ -245,6 +252,8 @@ class _Fatal(Exception):
 
 def _generate_sample(ctx: _Context, entry: Entry) -> None:
     """Make one sample's outputs; raises on any problem (the caller records it as a failure)."""
+    from .cli import trajectory_values
+    from .formats import resolve_trajectory_options
     from .generation import Timer, generate, prepare_inputs, write_outputs
 
     data = entry.data
@@ -254,10 +263,11 @@ def _generate_sample(ctx: _Context, entry: Entry) -> None:
         settings, config, seed_from = sample_request(ctx.args, data, source, ctx.model)
         _check_process_settings(ctx, settings, source)
         image_path = _input_path(data["image"], "image", ctx.manifest.parent)
+        options = resolve_trajectory_options(data, defaults=trajectory_values(ctx.args), source=source)
         traj = data["traj"]
         if not isinstance(traj, dict):
             traj = _input_path(traj, "traj", ctx.manifest.parent)
-        prepared = prepare_inputs(image_path, traj, settings, source="traj")
+        prepared = prepare_inputs(image_path, traj, settings, source="traj", trajectory_options=options)
     batch = {"id": entry.id, "manifest": str(ctx.manifest), "line": entry.line, "seed_from": seed_from,
              "process": ctx.rank, "processes": ctx.world}
     if "meta" in data:

@@ -12,7 +12,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from .schema import describe, flag
+from .schema import describe, flag, specs
 from .settings import DEFAULT_MODEL, XT_MODEL, setting_specs
 
 __all__ = ["main"]
@@ -58,6 +58,23 @@ def add_setting_options(parser: argparse.ArgumentParser) -> None:
             group.add_argument(*flags, dest=name, default=None, metavar=metavar, help=describe(name, field, spec))
 
 
+def add_trajectory_options(group: argparse._ArgumentGroup) -> None:
+    """``--traj-format``, ``--box-size``, ``--canvas-size``, ``--timing``: derived from
+    :class:`sgi2v.formats.TrajectoryOptions`, checked by :func:`sgi2v.formats.resolve_trajectory_options`."""
+    from .formats import TrajectoryOptions
+
+    for name, (field, spec) in specs(TrajectoryOptions).items():
+        metavar = "|".join(spec.choices) if spec.kind == "choice" else "WxH" if spec.kind == "size" else name.upper()
+        group.add_argument(flag(name), dest=name, default=None, metavar=metavar, help=describe(name, field, spec))
+
+
+def trajectory_values(args: argparse.Namespace) -> dict:
+    """The trajectory options given on the command line (those left out are absent)."""
+    from .formats import TrajectoryOptions
+
+    return {name: getattr(args, name) for name in specs(TrajectoryOptions) if getattr(args, name, None) is not None}
+
+
 def setting_values(args: argparse.Namespace) -> dict:
     """The settings given on the command line (those left out are absent)."""
     return {name: getattr(args, name) for name in setting_specs() if getattr(args, name, None) is not None}
@@ -77,9 +94,11 @@ def build_parser() -> argparse.ArgumentParser:
                                      "OUT.condition.png and OUT.json (the run record) side by side.")
     gen.add_argument("image", nargs="?", help="the first frame (any size; resized to --width x --height)")
     src = gen.add_argument_group("trajectory (one of)")
-    src.add_argument("--traj", help="trajectory JSON file (see README: boxes with path, keyframes, static, scale; camera)")
+    src.add_argument("--traj", help="trajectory file: our JSON (boxes with path, keyframes, static, scale; camera), "
+                     "SplineEditor / ATI JSON, Wan-Move tracks (.npy, .npz, .pt) or traj.npy (docs/trajectories.md)")
     src.add_argument("--reference-dir", help="folder in the authors' format: img.png and traj.npy")
     src.add_argument("--replay", help="a run record OUT.json: redo that run and check frames_sha256")
+    add_trajectory_options(gen.add_argument_group("trajectory file (with --traj)"))
     gen.add_argument("-o", "--output", help="output video, .mp4 (default with --replay: RECORD.replay.mp4)")
     gen.add_argument("--gif", action="store_true", help="also write OUT.gif")
     gen.add_argument("--overwrite", action="store_true", help="replace the outputs of an earlier run with the same name, "
@@ -145,6 +164,9 @@ def _request(args):
     from .settings import resolve_settings
 
     given = setting_values(args)
+    traj_given = trajectory_values(args)
+    if traj_given and not args.traj:
+        raise UsageError(f"{flag(next(iter(traj_given)))} says how to read --traj FILE: give it with --traj only")
     if args.replay:
         if args.image or args.traj or args.reference_dir:
             raise UsageError("--replay takes everything from the record: give no IMAGE, --traj or --reference-dir with it")
@@ -169,7 +191,10 @@ def _request(args):
         elif not args.image or not args.traj:
             raise UsageError("give IMAGE and --traj FILE.json, or --reference-dir DIR, or --replay RECORD.json")
         else:
-            prepared = prepare_inputs(args.image, args.traj, settings)
+            from .formats import resolve_trajectory_options
+
+            options = resolve_trajectory_options(traj_given, source="")
+            prepared = prepare_inputs(args.image, args.traj, settings, trajectory_options=options)
         if not args.output:
             raise UsageError("give the output video with -o OUT.mp4")
         out, record, extra = args.output, None, {}

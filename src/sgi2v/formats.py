@@ -34,7 +34,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -47,7 +47,7 @@ from .trajectory import (
 __all__ = [
     "FORMATS", "TIMINGS", "DEFAULT_BOX_FRACTION", "TrajectoryOptions", "resolve_trajectory_options",
     "resample_path", "parse_coord_str", "tracks_to_trajectory", "wanmove_to_trajectory", "read_wanmove",
-    "from_reference_array", "to_reference_array", "to_coord_str", "detect_format", "read_any",
+    "from_reference_array", "to_reference_array", "to_coord_str", "detect_format", "read_any", "with_timing",
 ]
 
 #: Trajectory formats read by :func:`read_any` (``--traj-format``).
@@ -86,16 +86,19 @@ class TrajectoryOptions:
         return {name: (list(v) if isinstance(v, tuple) else v) for name in specs(type(self)) for v in [getattr(self, name)]}
 
 
-def resolve_trajectory_options(values: dict, source: str = "trajectory options") -> TrajectoryOptions:
-    """:class:`TrajectoryOptions` from ``name -> value`` pairs (JSON values or command-line text); missing
-    names keep their defaults, other names are ignored. Raises ``ValueError("{source}: name: ...")``."""
+def resolve_trajectory_options(values: Mapping[str, Any], *, defaults: Mapping[str, Any] | None = None,
+                               source: str = "trajectory options") -> TrajectoryOptions:
+    """:class:`TrajectoryOptions` from ``name -> value`` pairs (JSON values or command-line text), as every surface
+    gives them; names missing from ``values`` come from ``defaults``, then the declared default. Other names are
+    ignored (they are settings). Raises ``ValueError("{source}: name: expected ..., got ...")``."""
+    known = specs(TrajectoryOptions)
     parsed = {}
-    for name, (_, spec) in specs(TrajectoryOptions).items():
-        if name in values:
+    for name, value in {**(defaults or {}), **values}.items():
+        if name in known and value is not None:
             try:
-                parsed[name] = parse_value(name, spec, values[name])
+                parsed[name] = parse_value(name, known[name][1], value)
             except ValueError as err:
-                raise ValueError(f"{source}: {err}") from None
+                raise ValueError(f"{source}: {err}" if source else str(err)) from None
     return TrajectoryOptions(**parsed)
 
 
@@ -123,10 +126,11 @@ def _is_point(value) -> bool:
                                        and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value))
 
 
-def parse_coord_str(text: str, source: str = "coord_str") -> list[np.ndarray]:
+def parse_coord_str(text: str | list, source: str = "coord_str") -> list[np.ndarray]:
     """The paths of a SplineEditor ``coord_str`` or ATI ``tracks`` string: ``(P, 2)`` float64 arrays, canvas pixels.
 
-    Accepts one path ``[{"x": .., "y": ..}, ...]`` or a list of them (``[x, y]`` pairs also work).
+    Accepts one path ``[{"x": .., "y": ..}, ...]`` or a list of them (``[x, y]`` pairs also work), as
+    JSON text or already decoded.
     Raises :class:`TrajectoryError`: ``"{source}: [i][j].x: expected a finite number, got 'a'"``.
     """
     data = read_json_text(text, source, TrajectoryError) if isinstance(text, str) else text
@@ -445,26 +449,29 @@ def to_reference_array(trajectory: dict | np.ndarray, *, num_frames: int | None 
     return np.concatenate([boxes[:, 0].reshape(-1, 2, 2), centres], axis=1).astype(dtype)
 
 
+def with_timing(trajectory, timing: str):
+    """Our JSON object with ``timing`` as the default of its ``path`` boxes that give none (the object itself for ``time``)."""
+    if timing == "time" or not isinstance(trajectory, dict) or not isinstance(trajectory.get("boxes"), list):
+        return trajectory
+    return dict(trajectory, boxes=[dict(e, timing=e.get("timing", timing)) if isinstance(e, dict) and "path" in e else e
+                                   for e in trajectory["boxes"]])
+
+
 # -- any file ---------------------------------------------------------------------------------------
 
 def detect_format(path: str | os.PathLike) -> str:
     """The format of a trajectory file, from its name and, for JSON, its content.
 
-    ``traj.npy`` -> ``reference``; other ``.npy``, ``.npz``, ``.pt``, ``.pth`` -> ``wanmove``; JSON
-    (``.json``, ``.txt``) -> ``sgi2v`` for an object, ``spline`` for a list. Anything else raises
-    ``ValueError`` asking for the format.
+    ``traj.npy`` -> ``reference``; other ``.npy``, ``.npz``, ``.pt``, ``.pth`` -> ``wanmove``; any other
+    file is read as JSON: ``sgi2v`` for an object, ``spline`` for a list (``ati`` is read the same way).
+    Raises ``ValueError`` for a file that is not JSON, naming the file.
     """
     path = Path(path)
-    suffix = path.suffix.lower()
     if path.name.lower() == "traj.npy":
         return "reference"
-    if suffix in (".npy", ".npz", ".pt", ".pth"):
+    if path.suffix.lower() in (".npy", ".npz", ".pt", ".pth"):
         return "wanmove"
-    if suffix in (".json", ".txt", ""):
-        data = read_trajectory_file(path)
-        return "sgi2v" if isinstance(data, dict) else "spline"
-    raise TrajectoryError(f"{path}: traj_format: cannot tell the format from the name {path.name!r}; "
-                          f"give it (one of {', '.join(FORMATS)})")
+    return "sgi2v" if isinstance(read_trajectory_file(path), dict) else "spline"
 
 
 def read_any(path: str | os.PathLike, *, format: str | None = None, num_frames: int, image_size: tuple[int, int],
@@ -500,16 +507,12 @@ def read_any(path: str | os.PathLike, *, format: str | None = None, num_frames: 
             if value is not None:
                 raise TrajectoryError(f"{source}: {name}: only for point formats (spline, ati, wanmove, reference); "
                                       f"an sgi2v trajectory file is in the image's pixels and has its own boxes")
-        data = read_trajectory_file(path)
-        if timing != "time" and isinstance(data, dict) and isinstance(data.get("boxes"), list):
-            data = dict(data, boxes=[dict(e, timing=e.get("timing", timing)) if isinstance(e, dict) and "path" in e else e
-                                     for e in data["boxes"]])
-        return data, info
+        return with_timing(read_trajectory_file(path), timing), info
     canvas = tuple(canvas_size) if canvas_size is not None else tuple(image_size)
     info["canvas_size"] = [float(v) for v in canvas]
     if format in ("spline", "ati"):
-        text = _read_limited(Path(path), "trajectory file").decode("utf-8", errors="strict")
-        paths = parse_coord_str(text, source)
+        paths = parse_coord_str(read_trajectory_file(path), source)  # size, encoding and JSON checked as for ours
+        info["points"] = [len(p) for p in paths]
         data = tracks_to_trajectory(paths, num_frames=num_frames, canvas_size=canvas, image_size=image_size,
                                     box_size=box_size, timing=timing, source=source)
     elif format == "reference":
@@ -523,18 +526,14 @@ def read_any(path: str | os.PathLike, *, format: str | None = None, num_frames: 
         if not np.isfinite(raw).all():
             raise TrajectoryError(f"{source}: contains NaN or infinite coordinates")
         raw = raw.astype(np.float64)
-        paths = list(raw[:, 2:])
-        data = tracks_to_trajectory(paths, num_frames=num_frames, canvas_size=canvas, image_size=image_size,
+        info["points"] = [raw.shape[1] - 2] * len(raw)
+        data = tracks_to_trajectory(list(raw[:, 2:]), num_frames=num_frames, canvas_size=canvas, image_size=image_size,
                                     boxes=raw[:, :2].reshape(-1, 4), timing=timing, source=source)
     else:
         tracks, visibility, extra = read_wanmove(path)
         data, details = wanmove_to_trajectory(tracks, visibility, num_frames=num_frames, image_size=image_size,
                                               canvas_size=canvas, box_size=box_size, timing=timing, source=source)
-        info.update(extra, **details)
-        paths = [None] * len(data["boxes"])
-        info["points"] = [details["track_frames"]] * len(data["boxes"])
-    if format != "wanmove":
-        info["points"] = [len(p) for p in paths]
+        info.update(extra, **details, points=[details["track_frames"]] * len(data["boxes"]))
     if format != "reference":
         side = DEFAULT_BOX_FRACTION * min(canvas)
         info["box_size"] = [float(v) for v in (box_size if box_size is not None else (side, side))]

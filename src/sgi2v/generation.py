@@ -23,7 +23,7 @@ import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
 from PIL import Image
@@ -31,9 +31,10 @@ from PIL import Image
 from .boxes import validate_boxes
 from .config import SGI2VConfig
 from .fitting import Fit
+from .formats import TrajectoryOptions, read_any, resolve_trajectory_options, with_timing
 from .images import load_image, to_rgb
 from .settings import GenerationSettings, available_cores
-from .trajectory import parse_trajectory, read_reference_dir, read_trajectory_file, reference_boxes
+from .trajectory import parse_trajectory, read_reference_dir, reference_boxes
 from .video import draw_condition, draw_overlay, frames_sha256, to_uint8, write_gif, write_mp4
 
 __all__ = [
@@ -105,23 +106,39 @@ def _box_names(labels) -> list[str]:
 
 
 def prepare_inputs(image: str | os.PathLike | Image.Image, trajectory: str | os.PathLike | dict, settings: GenerationSettings,
-                   *, source: str | None = None) -> PreparedInputs:
+                   *, source: str | None = None,
+                   trajectory_options: TrajectoryOptions | Mapping[str, Any] | None = None) -> PreparedInputs:
     """Read an image and its trajectory and bring both to the output size of ``settings``.
 
     Args:
         image: an image file (any size and Pillow mode), or an image in memory.
-        trajectory: a trajectory JSON file, or the decoded object (coordinates in the image's pixels).
+        trajectory: a trajectory file of any format of :mod:`sgi2v.formats` (SplineEditor / ATI JSON,
+            Wan-Move tracks, the authors' ``traj.npy``, our JSON), or our decoded JSON object
+            (coordinates in the image's pixels).
         settings: the output size, number of frames and ``image_fit``.
         source: the name of an inline trajectory in messages (default ``trajectory``).
+        trajectory_options: how a file is read (:class:`sgi2v.formats.TrajectoryOptions`, or its
+            ``name -> value`` pairs): format, box size, canvas size, timing. Default: the format from the
+            file, the canvas of the image's size, ``time`` timing. The record's ``inputs`` keep the
+            converted trajectory and, under ``trajectory_conversion``, how it was converted and resampled.
 
     Raises ``ValueError`` (or ``FileNotFoundError``) whose message starts with the file or source.
     """
+    if not isinstance(trajectory_options, TrajectoryOptions):
+        trajectory_options = resolve_trajectory_options(trajectory_options or {}, source=source or "trajectory options")
     pixels, inputs = _load_image(image)
+    options = trajectory_options
     if isinstance(trajectory, dict):
         source, trajectory_data = source or "trajectory", trajectory
+        if options.timing != "time":
+            trajectory_data = with_timing(trajectory_data, options.timing)
     else:
-        source, trajectory_data = str(trajectory), read_trajectory_file(trajectory)
+        source = str(trajectory)
+        trajectory_data, conversion = read_any(
+            trajectory, format=options.traj_format, num_frames=settings.num_frames, image_size=pixels.size,
+            box_size=options.box_size, canvas_size=options.canvas_size, timing=options.timing)
         inputs["trajectory_file"] = str(Path(trajectory).resolve())
+        inputs["trajectory_conversion"] = conversion
     parsed = parse_trajectory(trajectory_data, settings.num_frames, pixels.size, source=source)
     inputs["trajectory"] = trajectory_data
     camera = trajectory_data.get("camera") if isinstance(trajectory_data, dict) else None

@@ -32,7 +32,8 @@ from ..schema import parse_value
 from ..settings import GenerationSettings, default_num_frames, resolve_settings, setting_specs
 from ..testing import TINY_MODEL_ID
 from ..images import load_image, to_rgb
-from ..trajectory import DEFAULT_PAN_AMOUNT, TrajectoryError, load_reference_dir, read_trajectory_file
+from ..formats import read_any
+from ..trajectory import DEFAULT_PAN_AMOUNT, TrajectoryError, load_reference_dir
 from .state import PAN_CHOICES, Drawing, display_scale, fit_image, render
 
 __all__ = ["PipelineCache", "Session", "UIError", "generate_video", "build_app", "launch"]
@@ -40,7 +41,7 @@ __all__ = ["PipelineCache", "Session", "UIError", "generate_video", "build_app",
 logger = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
-TRAJECTORY_SUFFIXES = (".json", ".npy", *IMAGE_SUFFIXES)
+TRAJECTORY_SUFFIXES = (".json", ".npy", ".npz", ".pt", ".pth", *IMAGE_SUFFIXES)
 
 
 class UIError(ValueError):
@@ -233,7 +234,7 @@ def load_files(session: Session, files: list[str], frames: int, width: int, heig
         if f.suffix.lower() not in TRAJECTORY_SUFFIXES:
             raise UIError(f"{f.name}: not a trajectory file (give a .json, or img.png and traj.npy)")
         by_suffix.setdefault(".png" if f.suffix.lower() in IMAGE_SUFFIXES else f.suffix.lower(), []).append(f)
-    if ".npy" in by_suffix:
+    if ".npy" in by_suffix and len(files) > 1:  # a lone .npy is Wan-Move tracks
         if len(by_suffix[".npy"]) != 1 or len(by_suffix.get(".png", [])) != 1 or ".json" in by_suffix:
             raise UIError("for the reference format give exactly two files: img.png and traj.npy")
         folder = Path(tempfile.mkdtemp(prefix="reference-", dir=scratch))
@@ -256,13 +257,13 @@ def load_files(session: Session, files: list[str], frames: int, width: int, heig
         session.set_image(original, width, height, image_fit)
         session.drawing = Drawing.from_boxes(boxes, session.fit)
         return f"Loaded {len(boxes)} boxes over {num_frames} frames with their image.", num_frames
-    if len(by_suffix.get(".json", [])) != 1 or len(files) != 1:
-        raise UIError("give one trajectory .json, or the two files img.png and traj.npy of the reference format")
+    if len(files) != 1 or ".png" in by_suffix:
+        raise UIError("give one trajectory file (docs/trajectories.md), or the two files img.png and traj.npy of the reference format")
     if session.original is None:
         raise UIError("Upload the image first: a trajectory file's coordinates are in its pixels.")
-    path = by_suffix[".json"][0]
+    path = files[0]
     try:
-        data = read_trajectory_file(path)  # size limit, encoding and JSON checked as everywhere
+        data, _ = read_any(path, num_frames=frames, image_size=session.original.size)  # any format, checked as everywhere
     except TrajectoryError as err:
         raise UIError(str(err).replace(str(path), path.name)) from None
     if isinstance(data, dict) and isinstance(data.get("num_frames"), int) and data["num_frames"] >= 2:

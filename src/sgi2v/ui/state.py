@@ -45,7 +45,7 @@ class BoxDraft:
     """One box: frame-0 corners, the points its centre moves through after frame 0, and options.
 
     ``extra`` keeps fields of a loaded trajectory file the editor has no control for (``scale``,
-    ``interpolation``), so they survive a load-edit-save round trip.
+    ``interpolation``, ``timing``), so they survive a load-edit-save round trip.
     """
 
     box: list[float]
@@ -68,8 +68,7 @@ class BoxDraft:
             entry["static"] = True
         else:
             entry["path"] = [[_round(v) for v in self.center]] + [[_round(x), _round(y)] for x, y in self.points]
-            if "interpolation" in self.extra:
-                entry["interpolation"] = self.extra["interpolation"]
+            entry.update({k: self.extra[k] for k in ("interpolation", "timing") if k in self.extra})
         if "scale" in self.extra:
             entry["scale"] = self.extra["scale"]
         return entry
@@ -248,7 +247,7 @@ class Drawing:
             x0, y0 = fit.to_output(*entry["box"][:2])
             x1, y1 = fit.to_output(*entry["box"][2:])
             draft = BoxDraft([x0, y0, x1, y1], label=entry.get("label", ""))
-            draft.extra = {k: entry[k] for k in ("scale", "interpolation") if k in entry}
+            draft.extra = {k: entry[k] for k in ("scale", "interpolation", "timing") if k in entry}
             if entry.get("static"):
                 draft.static = True
             elif "path" in entry:
