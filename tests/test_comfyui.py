@@ -437,9 +437,13 @@ def test_real_comfyui_editor_reads_the_ui_workflow_as_the_api_one(example, tmp_p
                 page = browser.new_page(viewport={"width": 1600, "height": 1000})
                 page.goto(url, timeout=90_000)
                 page.wait_for_function("window.app && window.app.graph", timeout=90_000)
-                page.evaluate("async (w) => { await window.app.loadGraphData(w); }",
-                              json.loads((WORKFLOWS / f"{example}.ui.json").read_text()))
-                page.wait_for_timeout(2000)  # the editors' widgets settle
+                ui = json.loads((WORKFLOWS / f"{example}.ui.json").read_text())
+                count = f"window.app.graph._nodes.length === {len(ui['nodes'])}"
+                for _ in range(10):  # a busy editor may still be starting and replace the graph with its default one
+                    page.evaluate("async (w) => { await window.app.loadGraphData(w); }", ui)
+                    page.wait_for_timeout(2000)  # the editors' widgets settle
+                    if page.evaluate(count):
+                        break
                 prompt = page.evaluate("async () => (await window.app.graphToPrompt()).output")
             finally:
                 browser.close()
