@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,8 +30,6 @@ from PIL import Image
 from ..schema import Spec, describe
 from ..settings import DEFAULT_MODEL, resolve_settings, setting_specs
 from ..trajectory import CAMERA_DIRECTIONS, DEFAULT_PAN_AMOUNT, MAX_ZOOM, MIN_ZOOM, read_json_text
-
-logger = logging.getLogger(__name__)
 
 __all__ = [
     "MODEL_TYPE", "TRAJECTORY_TYPE", "BOXES_TYPE", "CATEGORY", "LoadedModel", "NodeTrajectory", "TargetBoxes",
@@ -299,8 +296,7 @@ class Trajectory:
         from ..formats import DEFAULT_BOX_FRACTION, TrajectoryOptions
         from ..schema import specs
 
-        text = lambda tip: ("STRING", {"default": "", "multiline": True, "tooltip": tip})
-        size = lambda tip: ("INT", {"default": 0, "min": 0, "max": 8192, "step": 1, "tooltip": tip})
+        text, size = _text_input, _size_input
         timing_field, timing_spec = specs(TrajectoryOptions)["timing"]
         return {
             "required": {
@@ -362,6 +358,15 @@ class Trajectory:
             box_size=(float(box_width), float(box_height)) if box_width and start_boxes is None else None, boxes=start_boxes,
             static=_box_list(static_boxes, f"{source}: static_boxes"), timing=timing, camera=camera,
         ),)
+
+
+def _text_input(tooltip: str) -> tuple:
+    return "STRING", {"default": "", "multiline": True, "tooltip": tooltip}
+
+
+def _size_input(tooltip: str) -> tuple:
+    """A width or height in pixels, 0 for "not given"."""
+    return "INT", {"default": 0, "min": 0, "max": 8192, "step": 1, "tooltip": tooltip}
 
 
 def _box_list(text: str, source: str) -> tuple | None:
