@@ -208,8 +208,13 @@ def test_generate_writes_the_cli_files_and_reuses_the_pipeline(app_parts, tmp_pa
     app, cache = app_parts
     session = session_with_box()
     seen = []
-    paths = generate_video(session, FAST, app, cache, tmp_path / "s", lambda done, total, desc: seen.append((done, total)))
-    assert seen[-1] == (2, 2) and (1, 2) in seen
+    paths = generate_video(session, FAST, app, cache, tmp_path / "s", lambda done, total, desc: seen.append((done, total, desc)))
+    # 2 steps, the paper's t = 2 is the first step (i = 2 - 2 = 0), optimised by 2 iterations first: 4 ticks in all.
+    assert seen == [(0, 4, "loading the model tiny-random"), (0, 4, "encoding the image"),
+                    (0, 4, "optimising the latent: step 1 of 2, iteration 1 of 2"),
+                    (1, 4, "optimising the latent: step 1 of 2, iteration 2 of 2"),
+                    (2, 4, "denoising: step 1 of 2"), (3, 4, "denoising: step 2 of 2"),
+                    (4, 4, "decoding the frames"), (4, 4, "writing the videos")]
     assert read_video(paths["video"]).shape == (4, 64, 128, 3)
     assert read_video(paths["overlay"]).shape == (4, 64, 128, 3)
     record = json.loads(paths["record"].read_text())
@@ -257,7 +262,7 @@ def test_load_files_json_and_reference_format(tmp_path):
         load_files(session, [str(traj)], 4, 128, 64, tmp_path)
     session.set_image(picture(256, 128), 128, 64)
     message, frames = load_files(session, [str(traj)], 4, 128, 64, tmp_path)
-    assert "1 boxes" in message and frames == 4 and session.drawing.boxes[0].box == [10, 10, 30, 30]
+    assert "Loaded 1 box from" in message and frames == 4 and session.drawing.boxes[0].box == [10, 10, 30, 30]
     bad = tmp_path / "bad.json"
     bad.write_text('{"boxes": [{"box": [1, 2, 3]}]}')
     with pytest.raises(UIError, match=r"boxes\[0\]\.box"):
@@ -287,12 +292,12 @@ def free_port() -> int:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     pytest.importorskip("gradio")
-    from sgi2v.ui.app import launch
+    from sgi2v.ui.app import launch, stop
 
     port = free_port()
     demo = launch(model="tiny-random", device="cpu", dtype="fp32", port=port, block=False, root=tmp_path_factory.mktemp("ui"))
     yield demo, f"http://127.0.0.1:{port}/"
-    demo.close()
+    stop(demo)
 
 
 def test_server_listens_on_localhost_only_and_serves_no_other_files(server):
