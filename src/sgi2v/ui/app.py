@@ -32,8 +32,9 @@ from ..schema import parse_value
 from ..settings import GenerationSettings, default_num_frames, resolve_settings, setting_specs
 from ..testing import TINY_MODEL_ID
 from ..images import load_image, to_rgb
-from ..trajectory import DEFAULT_PAN_AMOUNT, TrajectoryError, load_reference_dir, read_trajectory_file
-from .state import PAN_CHOICES, Drawing, display_scale, fit_image, render
+from ..trajectory import TrajectoryError, load_reference_dir, parse_trajectory, read_trajectory_file
+from .editor import build_editor, read_editor_value, scene_json
+from .state import fit_image
 
 __all__ = ["PipelineCache", "Session", "UIError", "generate_video", "build_app", "launch"]
 
@@ -83,28 +84,28 @@ class PipelineCache:
 
 @dataclass
 class Session:
-    """One browser session: the uploaded image, its prepared form and the drawing on it."""
+    """One browser session: the uploaded image, its prepared form and the trajectory drawn on it.
+
+    ``trajectory`` is the editor's trajectory object (documented format, in the upload's pixels), as
+    read at the last Generate; the editor in the page holds the one being edited.
+    """
 
     original: Image.Image | None = None
     prepared: Image.Image | None = None
     fit: Fit | None = None
-    drawing: Drawing = field(default_factory=Drawing)
+    trajectory: dict = field(default_factory=lambda: {"boxes": []})
     runs: int = 0
 
     def set_image(self, image: Image.Image, width: int, height: int, image_fit: str = "stretch") -> None:
-        """A new upload: prepare it for the output size; the drawing starts empty."""
+        """A new upload: prepare it for the output size; the trajectory starts empty."""
         self.original = to_rgb(image)
         self.prepared, self.fit = fit_image(self.original, width, height, image_fit)
-        self.drawing = Drawing(width=int(width), height=int(height))
+        self.trajectory = {"boxes": []}
 
     def resize(self, width: int, height: int, image_fit: str = "stretch") -> None:
-        """Another output size or image fit: prepare the image again and move the drawing with it."""
-        if self.original is None:
-            self.drawing.width, self.drawing.height = int(width), int(height)
-            return
-        prepared, fit = fit_image(self.original, width, height, image_fit)
-        self.drawing.refit(self.fit, fit)
-        self.prepared, self.fit = prepared, fit
+        """Another output size or image fit: prepare the image again (the trajectory, in the upload's pixels, stays)."""
+        if self.original is not None:
+            self.prepared, self.fit = fit_image(self.original, width, height, image_fit)
 
 
 @dataclass(frozen=True)
@@ -151,7 +152,7 @@ def generate_video(session: Session, values: dict, app: AppConfig, cache: Pipeli
     files of ``sgi2v generate`` plus the uploaded image and the trajectory in its pixels.
 
     Args:
-        session: the uploaded image and the drawing.
+        session: the uploaded image and the trajectory drawn on it.
         values: the page's values by setting name, and ``model``.
         app: models on offer, device, dtype.
         cache: where pipelines are kept between runs.
@@ -164,9 +165,9 @@ def generate_video(session: Session, values: dict, app: AppConfig, cache: Pipeli
     report = progress or (lambda done, total, desc: None)
     if session.prepared is None:
         raise UIError("Upload an image first.")
-    drawing = session.drawing
-    if not drawing.boxes and not drawing.camera:
-        raise UIError("Draw at least one box (two clicks on the image), or choose a camera motion.")
+    trajectory = session.trajectory
+    if not trajectory.get("boxes") and not trajectory.get("camera"):
+        raise UIError("Draw at least one box (drag on the image), or choose a camera motion.")
     model = values.get("model")
     if model not in app.models:
         raise UIError(f"unknown model {model!r}: choose one of {', '.join(app.models)}")
@@ -175,7 +176,6 @@ def generate_video(session: Session, values: dict, app: AppConfig, cache: Pipeli
     if (settings.width, settings.height) != session.prepared.size or settings.image_fit != session.fit.mode:
         raise UIError(f"the image is prepared at {session.prepared.size[0]}x{session.prepared.size[1]} ({session.fit.mode}) but "
                       f"the settings say {settings.width}x{settings.height} ({settings.image_fit}): set the size again")
-    trajectory = drawing.to_source_json(session.fit)
 
     number = session.runs + 1
     run_dir = Path(out_dir) / f"run-{number:03d}"
@@ -220,12 +220,16 @@ def generate_video(session: Session, values: dict, app: AppConfig, cache: Pipeli
 # -- loading files ----------------------------------------------------------------------------------
 
 def load_files(session: Session, files: list[str], frames: int, width: int, height: int, scratch: Path,
-               image_fit: str = "stretch") -> tuple[str, int]:
-    """Load a trajectory JSON, or a reference folder's ``img.png`` and ``traj.npy`` (both given), into the session.
+               image_fit: str = "stretch") -> tuple[str, int, dict]:
+    """Read a trajectory JSON, or a reference folder's ``img.png`` and ``traj.npy`` (both given), for the editor.
 
     ``files`` are paths of uploads the server received. A trajectory JSON's coordinates are in the
-    uploaded image's pixels, so the image comes first; a ``.npy`` brings its image along. Returns a
-    message for the page and the number of frames to use.
+    uploaded image's pixels, so the image comes first; it is checked as every surface checks it and
+    returned unchanged (what was saved is what is shown). A ``.npy`` brings its image along (set in
+    the session) and becomes one ``path`` per box with a point at each frame (the same motion).
+
+    Returns:
+        A message for the page, the number of frames to use and the trajectory object.
     """
     files = [Path(f) for f in files or []]
     by_suffix: dict[str, list[Path]] = {}
@@ -254,8 +258,8 @@ def load_files(session: Session, files: list[str], frames: int, width: int, heig
         finally:
             shutil.rmtree(folder, ignore_errors=True)
         session.set_image(original, width, height, image_fit)
-        session.drawing = Drawing.from_boxes(boxes, session.fit)
-        return f"Loaded {len(boxes)} boxes over {num_frames} frames with their image.", num_frames
+        session.trajectory = reference_trajectory(boxes)
+        return f"Loaded {len(boxes)} boxes over {num_frames} frames with their image.", num_frames, session.trajectory
     if len(by_suffix.get(".json", [])) != 1 or len(files) != 1:
         raise UIError("give one trajectory .json, or the two files img.png and traj.npy of the reference format")
     if session.original is None:
@@ -268,24 +272,38 @@ def load_files(session: Session, files: list[str], frames: int, width: int, heig
     if isinstance(data, dict) and isinstance(data.get("num_frames"), int) and data["num_frames"] >= 2:
         frames = data["num_frames"]
     try:
-        drawing = Drawing.from_json(data, frames, session.fit, session.original.size, source=path.name)
+        parse_trajectory(data, frames, session.original.size, source=path.name)
     except TrajectoryError as err:
         raise UIError(str(err)) from None
-    session.drawing = drawing
-    camera = " and a camera motion" if drawing.camera else ""
-    return f"Loaded {len(drawing.boxes)} boxes{camera} from {path.name}.", frames
+    session.trajectory = data
+    camera = " and a camera motion" if data.get("camera") else ""
+    return f"Loaded {len(data.get('boxes', []))} boxes{camera} from {path.name}.", frames, data
+
+
+def reference_trajectory(boxes: np.ndarray) -> dict:
+    """Per-frame boxes ``(N, F, 4)`` (upload pixels, e.g. a ``traj.npy``) -> a trajectory object with the same motion:
+    each box's frame-0 box and its centre at every frame as a ``path`` (``static`` when it never moves)."""
+    entries = []
+    for track in np.asarray(boxes, dtype=np.float64):
+        centres = (track[:, :2] + track[:, 2:]) / 2  # (F, 2)
+        entry: dict = {"box": [round(float(v), 2) for v in track[0]]}
+        if np.allclose(centres, centres[0], atol=1e-3):
+            entry["static"] = True
+        else:
+            entry["path"] = [[round(float(x), 2), round(float(y), 2)] for x, y in centres]
+        entries.append(entry)
+    return {"boxes": entries}
 
 
 # -- the page ---------------------------------------------------------------------------------------
 
 CSS = """
-#canvas img { cursor: crosshair; }
 #run-status.error, #status.error { color: #c62828; }
 """
 
-HELP = """**Draw:** click two opposite corners of a box, then click the points its centre should go through
-(first point at frame 0: the box's centre; the last at the last frame). **New box** starts another one.
-Each box has its own colour and number. A *static* box keeps its content still (an anchor)."""
+HELP = """**Draw:** drag on the picture to draw a box, then click the points its centre should go through
+(the first at frame 0: the box's centre; the last at the last frame). Each box has its own colour and
+number; a *static* box keeps its content still (an anchor). The mouse and keys are listed beside the picture."""
 
 
 #: The form's sections: the settings' groups, the first open.
@@ -361,55 +379,28 @@ def build_app(model: str | None = None, device: torch.device | str | None = None
     cache = cache or PipelineCache()
 
     def view(session: Session, frames, message: str | None, error: bool = False):
-        """Outputs shared by every editing event: state, canvas, box picker, static box, status (kept when ``message`` is None)."""
-        drawing = session.drawing
+        """Outputs shared by the picture's events: state, the editor's scene, status (kept when ``message`` is None)."""
         try:
             num_frames = max(2, int(frames))
         except (TypeError, ValueError):
             num_frames = default_num_frames(None)
-        canvas = render(session.prepared, drawing, num_frames, display_scale(session.prepared.size)) if session.prepared is not None else None
-        selected = drawing.selected
-        static = drawing.boxes[selected].static if selected is not None else False
+        scene = scene_json(session.prepared, session.fit, num_frames) if session.prepared is not None else gr.update()
         text = f"**Error:** {message}" if error else message
         status_update = gr.update() if message is None else gr.update(value=text, elem_classes=["error"] if error else [])
-        return session, canvas, gr.update(choices=drawing.choices(), value=selected), gr.update(value=static), status_update
-
-    def edit(action: Callable[[Session], str | None]):
-        def handler(session: Session, frames):
-            try:
-                message = action(session)
-            except (UIError, ValueError) as err:
-                return view(session, frames, str(err), error=True)
-            return view(session, frames, message)
-
-        return handler
+        return session, scene, status_update
 
     with gr.Blocks(title="SG-I2V: draw the motion", analytics_enabled=False, delete_cache=(3600, 24 * 3600)) as demo:
         state = gr.State(Session())
         gr.Markdown("## SG-I2V: image to video along drawn paths\n" + HELP)
         with gr.Row():
             with gr.Column(scale=3):
-                canvas = gr.Image(label="Click on the image to draw", type="pil", format="png", interactive=False,
-                                  buttons=[], elem_id="canvas", height=480)
+                block = build_editor(gr)
                 status = gr.Markdown("Upload an image to start.", elem_id="status")
-                with gr.Row():
-                    new_box = gr.Button("New box", elem_id="new-box", size="sm")
-                    undo = gr.Button("Undo last point", elem_id="undo", size="sm")
-                    delete = gr.Button("Delete box", elem_id="delete-box", size="sm")
-                    clear = gr.Button("Clear all", elem_id="clear", size="sm", variant="stop")
-                with gr.Row():
-                    box_pick = gr.Dropdown(label="Selected box (clicks extend its path)", choices=[], value=None,
-                                           type="value", elem_id="box-pick", interactive=True)
-                    static = gr.Checkbox(label="Static: its content stays still", value=False, elem_id="static")
-                with gr.Row():
-                    pan = gr.Radio(PAN_CHOICES, value="none", label="Camera pan (the scene moves the other way)", elem_id="pan")
-                    pan_amount = gr.Slider(0.05, 0.75, value=DEFAULT_PAN_AMOUNT, step=0.05, label="Pan amount (fraction of the image)")
-                    zoom = gr.Slider(0.5, 2.0, value=1.0, step=0.05, label="Camera zoom by the last frame (>1 in, <1 out)")
             with gr.Column(scale=2):
                 upload = gr.Image(label="Image (fitted to the output size as 'Image fit' says)", type="filepath", image_mode=None,
                                   sources=["upload", "clipboard"], elem_id="upload", height=220)
-                traj_files = gr.File(label="Load a trajectory .json, or img.png + traj.npy", file_count="multiple",
-                                     file_types=list(TRAJECTORY_SUFFIXES), elem_id="traj-files", height=120)
+                traj_files = gr.UploadButton("Load trajectory (.json, or img.png + traj.npy)", file_count="multiple",
+                                             file_types=list(TRAJECTORY_SUFFIXES), elem_id="load-trajectory", size="sm")
                 model_box = gr.Dropdown(list(models), value=start_model, label="Model", elem_id="model")
                 controls = setting_controls(gr, start_model)
                 frames, width, height, image_fit = (controls[k] for k in ("num_frames", "width", "height", "image_fit"))
@@ -422,24 +413,26 @@ def build_app(model: str | None = None, device: torch.device | str | None = None
         downloads = gr.File(label="Downloads: trajectory JSON, run record, prepared input", file_count="multiple",
                             interactive=False, elem_id="downloads")
 
-        view_outputs = [state, canvas, box_pick, static, status]
+        editor, scene = block.editor, block.scene
+        view_outputs = [state, scene, status]
         light = dict(concurrency_limit=None, show_progress="hidden")
 
         def on_upload(session: Session, image, frames, w, h, fit):
             if image is None:
-                return view(Session(), frames, "Upload an image to start.")
+                return (*view(Session(), frames, "Upload an image to start."), "")
             try:
                 # The file as uploaded, read as every surface reads images (any mode, EXIF, size limit).
                 pixels = load_image(image) if isinstance(image, (str, os.PathLike)) else image
                 session.set_image(pixels, _size(w, "width"), _size(h, "height"), fit)
             except (UIError, ValueError) as err:
-                return view(session, frames, _one_line(err).replace(str(Path(str(image)).parent) + os.sep, ""), error=True)
-            return view(session, frames, f"Image prepared at {session.prepared.size[0]}x{session.prepared.size[1]}: "
-                                         "click two opposite corners of a box.")
+                return (*view(session, frames, _one_line(err).replace(str(Path(str(image)).parent) + os.sep, ""), error=True),
+                        gr.update())
+            return (*view(session, frames, f"Image prepared at {session.prepared.size[0]}x{session.prepared.size[1]}: "
+                                           "drag on it to draw a box."), "")  # a new picture starts with nothing drawn
 
         size_inputs = [frames, width, height, image_fit]
-        upload.upload(on_upload, [state, upload, *size_inputs], view_outputs, **light)
-        upload.clear(on_upload, [state, upload, *size_inputs], view_outputs, **light)
+        upload.upload(on_upload, [state, upload, *size_inputs], [*view_outputs, editor], **light)
+        upload.clear(on_upload, [state, upload, *size_inputs], [*view_outputs, editor], **light)
 
         def on_size(session: Session, frames, w, h, fit):
             try:
@@ -449,44 +442,11 @@ def build_app(model: str | None = None, device: torch.device | str | None = None
             if session.prepared is not None and session.prepared.size == size and session.fit.mode == fit:
                 return view(session, frames, None)
             session.resize(*size, fit)
-            return view(session, frames, f"Output size {size[0]}x{size[1]} ({fit}); the boxes moved with the image.")
+            return view(session, frames, f"Output size {size[0]}x{size[1]} ({fit}); the boxes stay on the same part of the picture.")
 
         for control in (width, height, image_fit):
             control.change(on_size, [state, *size_inputs], view_outputs, **light)
-        frames.change(edit(lambda s: None), [state, frames], view_outputs, **light)
-
-        def on_click(session: Session, frames, evt: gr.SelectData):
-            if session.prepared is None:
-                return view(session, frames, "Upload an image first.", error=True)
-            scale = display_scale(session.prepared.size)  # the page shows small images enlarged
-            x, y = evt.index
-            return view(session, frames, session.drawing.click(x / scale, y / scale))
-
-        canvas.select(on_click, [state, frames], view_outputs, **light)
-        new_box.click(edit(lambda s: s.drawing.new_box()), [state, frames], view_outputs, **light)
-        undo.click(edit(lambda s: s.drawing.undo()), [state, frames], view_outputs, **light)
-        delete.click(edit(lambda s: s.drawing.delete()), [state, frames], view_outputs, **light)
-        clear.click(lambda s, f: (*view(_cleared(s), f, "Cleared: click two opposite corners to draw a box."), "none", 1.0),
-                    [state, frames], [*view_outputs, pan, zoom], **light)
-
-        def on_pick(session: Session, frames, index):
-            return view(session, frames, session.drawing.select(None if index is None else int(index)))
-
-        box_pick.input(on_pick, [state, frames, box_pick], view_outputs, **light)
-
-        def on_static(session: Session, frames, value):
-            return view(session, frames, session.drawing.set_static(bool(value)))
-
-        static.input(on_static, [state, frames, static], view_outputs, **light)
-
-        def on_camera(session: Session, frames, direction, amount, factor):
-            try:
-                return view(session, frames, session.drawing.set_camera(direction, amount, factor))
-            except ValueError as err:
-                return view(session, frames, str(err), error=True)
-
-        for control in (pan, pan_amount, zoom):
-            control.input(on_camera, [state, frames, pan, pan_amount, zoom], view_outputs, **light)
+        frames.change(lambda session, frames: view(session, frames, None), [state, frames], view_outputs, **light)
 
         def on_model(name, current):
             return default_num_frames(name) if name in (DEFAULT_MODEL, XT_MODEL) else current
@@ -495,26 +455,22 @@ def build_app(model: str | None = None, device: torch.device | str | None = None
 
         def on_files(session: Session, files, frames_value, w, h, fit, request: gr.Request):
             if not files:
-                return (*view(session, frames_value, None), gr.update(), gr.update(), gr.update(), gr.update())
+                return (*view(session, frames_value, None), gr.update(), gr.update(), gr.update())
             try:
                 count = _setting("num_frames", frames_value) or default_num_frames(None)
                 scratch = app.session_dir(request.session_hash if request else None)
-                message, count = load_files(session, [str(f) for f in files], count, _size(w, "width"), _size(h, "height"), scratch,
-                                            fit)
+                message, count, trajectory = load_files(session, [str(f) for f in files], count, _size(w, "width"),
+                                                        _size(h, "height"), scratch, fit)
             except UIError as err:
-                return (*view(session, frames_value, str(err), error=True), gr.update(), gr.update(), gr.update(), gr.update())
-            camera = session.drawing.camera
-            named = isinstance(camera.get("pan"), str)
-            return (*view(session, count, message), count, session.original,
-                    camera.get("pan") if named else "none", camera.get("zoom", 1.0))
+                return (*view(session, frames_value, str(err), error=True), gr.update(), gr.update(), gr.update())
+            return (*view(session, count, message), json.dumps(trajectory), count, session.original)
 
-        traj_files.upload(on_files, [state, traj_files, *size_inputs],
-                          [*view_outputs, frames, upload, pan, zoom], **light)
+        traj_files.upload(on_files, [state, traj_files, *size_inputs], [*view_outputs, editor, frames, upload], **light)
 
         setting_inputs = {"model": model_box, **controls}
         names = list(setting_inputs)
 
-        def on_generate(session: Session, *values, request: gr.Request = None, progress=gr.Progress()):
+        def on_generate(session: Session, drawn: str, *values, request: gr.Request = None, progress=gr.Progress()):
             settings = dict(zip(names, values))
             start = time.perf_counter()
 
@@ -522,6 +478,7 @@ def build_app(model: str | None = None, device: torch.device | str | None = None
                 progress((done, total), desc=desc, unit="steps")
 
             try:
+                session.trajectory = read_editor_value(drawn)
                 out_dir = app.session_dir(request.session_hash if request else None)
                 paths = generate_video(session, settings, app, cache, out_dir, report)
             except Exception as err:  # shown in the page; the app keeps serving
@@ -533,7 +490,7 @@ def build_app(model: str | None = None, device: torch.device | str | None = None
             files = [str(paths[k]) for k in ("trajectory", "record", "input", "condition")]
             return session, str(paths["video"]), str(paths["overlay"]), files, gr.update(value=message, elem_classes=[])
 
-        generate.click(on_generate, [state, *setting_inputs.values()], [state, video, overlay, downloads, run_status],
+        generate.click(on_generate, [state, editor, *setting_inputs.values()], [state, video, overlay, downloads, run_status],
                        concurrency_limit=1, concurrency_id="device", show_progress_on=[video], scroll_to_output=False)
 
         def on_unload(request: gr.Request):
@@ -545,11 +502,6 @@ def build_app(model: str | None = None, device: torch.device | str | None = None
     demo.sgi2v = app
     demo.sgi2v_cache = cache
     return demo
-
-
-def _cleared(session: Session) -> Session:
-    session.drawing.clear()
-    return session
 
 
 def _setting(name: str, value):
