@@ -33,6 +33,7 @@ from ..settings import GenerationSettings, default_num_frames, resolve_settings,
 from ..testing import TINY_MODEL_ID
 from ..images import load_image, to_rgb
 from ..trajectory import TrajectoryError, load_reference_dir, parse_trajectory, read_trajectory_file
+from ..preview import preview_prepared, write_preview
 from .editor import build_editor, read_editor_value, scene_json
 from .state import fit_image
 
@@ -397,6 +398,9 @@ def build_app(model: str | None = None, device: torch.device | str | None = None
                 block = build_editor(gr)
                 status = gr.Markdown("Upload an image to start.", elem_id="status")
             with gr.Column(scale=2):
+                preview = gr.Video(label="Motion preview (no model: each box's content moved along its path)", elem_id="preview",
+                                   interactive=False, autoplay=True, loop=True, height=240, buttons=[])
+                preview_status = gr.Markdown("", elem_id="preview-status")
                 upload = gr.Image(label="Image (fitted to the output size as 'Image fit' says)", type="filepath", image_mode=None,
                                   sources=["upload", "clipboard"], elem_id="upload", height=220)
                 traj_files = gr.UploadButton("Load trajectory (.json, or img.png + traj.npy)", file_count="multiple",
@@ -466,6 +470,31 @@ def build_app(model: str | None = None, device: torch.device | str | None = None
             return (*view(session, count, message), json.dumps(trajectory), count, session.original)
 
         traj_files.upload(on_files, [state, traj_files, *size_inputs], [*view_outputs, editor, frames, upload], **light)
+
+        def on_preview(session: Session, drawn: str, model_name, *values, request: gr.Request = None):
+            if session.original is None:
+                return None, ""
+            try:
+                trajectory = read_editor_value(drawn)
+                if not trajectory.get("boxes") and not trajectory.get("camera"):
+                    return None, "Draw a box to see its motion here."
+                names = ("num_frames", "width", "height", "image_fit", "fps")
+                settings, _ = settings_and_config(dict(zip(names, values)), model_name)
+                prepared = prepare_inputs(session.original, trajectory, settings, source="drawing")
+                folder = app.session_dir(request.session_hash if request else None) / "preview"
+                folder.mkdir(exist_ok=True)
+                for old in folder.glob("preview-*.mp4"):
+                    old.unlink(missing_ok=True)
+                path = folder / f"preview-{time.monotonic_ns()}.mp4"  # a new name: the page reloads it
+                write_preview(path, preview_prepared(prepared), settings.fps)
+            except ValueError as err:
+                return None, f"**Preview:** {_one_line(err)}"
+            return str(path), f"Preview: {settings.num_frames} frames at {settings.width}x{settings.height}."
+
+        preview_inputs = [state, editor, model_box, frames, width, height, image_fit, controls["fps"]]
+        for trigger in (editor.change, scene.change):  # after each finished edit (not each mouse move), a new picture or size
+            trigger(on_preview, preview_inputs, [preview, preview_status], trigger_mode="always_last",
+                    concurrency_limit=2, concurrency_id="preview", show_progress="hidden")
 
         setting_inputs = {"model": model_box, **controls}
         names = list(setting_inputs)

@@ -538,6 +538,7 @@
 .sgi2v-side fieldset { border: 1px solid #8884; border-radius: 4px; padding: 4px 8px; display: flex; flex-direction: column; gap: 4px; }
 .sgi2v-side label { display: flex; gap: 6px; align-items: center; justify-content: space-between; }
 .sgi2v-side input[type=text], .sgi2v-side input[type=number], .sgi2v-side select { width: 8em; padding: 1px 4px; }
+.sgi2v-side input[type=checkbox] { appearance: auto; -webkit-appearance: checkbox; width: 16px; height: 16px; }
 .sgi2v-row { display: flex; gap: 4px; flex-wrap: wrap; }
 .sgi2v-row button { padding: 2px 8px; border: 1px solid #8886; border-radius: 4px; }
 .sgi2v-help { flex: 1 1 100% !important; }
