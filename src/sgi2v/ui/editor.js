@@ -847,7 +847,10 @@
       ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
       ctx.clearRect(0, 0, width, height);
       if (!scene) return;
-      if (image.complete && image.naturalWidth) ctx.drawImage(image, 0, 0, width, height);
+      if (image.complete && image.naturalWidth) {
+        ctx.imageSmoothingEnabled = width < 1.5 * scene.size[0]; // small outputs enlarged: show their pixels
+        ctx.drawImage(image, 0, 0, width, height);
+      }
       const F = model.numFrames;
       if (model.data.camera) drawCamera(model.data.camera, F);
       model.boxes.forEach((entry, i) => drawBox(entry, i, F));
