@@ -11,13 +11,11 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
+from editor_page import CHROMIUM, CHROMIUM_ARGS, EditorPage
 from sgi2v.trajectory import parse_trajectory
 from sgi2v.fitting import Fit
-from sgi2v.ui.state import BoxDraft, Drawing, display_scale, fit_image, render
+from sgi2v.ui.state import fit_image
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 # Small enough for 2 busy CPU cores: 64 x 128 pixels, 4 frames, 2 steps, 1 optimised step.
 FAST = dict(model="tiny-random", num_frames=4, width=128, height=64, num_inference_steps=2, seed=817, offload=False,
@@ -40,91 +38,7 @@ def picture(width=200, height=100):
     return image
 
 
-# -- drawing logic ----------------------------------------------------------------------------------
-
-def test_clicks_draw_boxes_and_paths_that_parse():
-    d = Drawing(width=128, height=64)
-    assert "First corner" in d.click(10, 10)
-    assert "drawn" in d.click(40, 30)
-    assert d.boxes[0].box == [10, 10, 40, 30] and d.mode == "path" and d.selected == 0
-    d.click(60, 20)
-    d.click(90, 25)
-    assert d.boxes[0].points == [[60, 20], [90, 25]]
-    d.new_box()
-    d.click(120, 60)  # corners in any order
-    d.click(100, 40)
-    assert d.boxes[1].box == [100, 40, 120, 60]
-    d.set_static(True)
-    data = d.to_json()
-    assert data == {"boxes": [{"box": [10, 10, 40, 30], "path": [[25, 20], [60, 20], [90, 25]]},
-                              {"box": [100, 40, 120, 60], "static": True}]}
-    traj = parse_trajectory(json.loads(json.dumps(data)), 5, (128, 64))
-    assert traj.boxes.shape == (2, 5, 4)
-    np.testing.assert_allclose(traj.boxes[0, -1], [75, 15, 105, 35])  # moved by (90, 25) - (25, 20)
-    np.testing.assert_allclose(traj.boxes[1], [[100, 40, 120, 60]] * 5)
-    assert d.choices() == [("box 1 (red), 2 path points", 0), ("box 2 (blue), static", 1)]
-
-
-def test_clicks_are_clamped_and_tiny_boxes_refused():
-    d = Drawing(width=128, height=64)
-    d.click(-5, 70)
-    assert d.pending == [0, 64]
-    assert "under" in d.click(2, 62)
-    assert not d.boxes and d.pending == [0, 64]  # still waiting for a proper corner
-    d.click(30, 40)
-    assert d.boxes[0].box == [0, 40, 30, 64]
-
-
-def test_undo_delete_clear_and_static_paths():
-    d = Drawing(width=128, height=64)
-    assert d.undo() == "Nothing to undo."
-    d.click(10, 10)
-    d.undo()
-    assert d.pending is None and not d.boxes
-    d.click(10, 10), d.click(40, 30), d.click(60, 20), d.click(80, 20)
-    d.undo()
-    assert d.boxes[0].points == [[60, 20]]
-    d.undo()
-    assert d.boxes[0].points == []
-    d.undo()  # takes back the box's second corner
-    assert not d.boxes and d.pending == [10, 10] and d.mode == "box"
-    d.click(40, 30)
-    assert d.boxes[0].box == [10, 10, 40, 30]
-    d.set_static(True)
-    assert "static" in d.click(70, 20)  # a static box takes no path points
-    assert d.boxes[0].points == []
-    d.set_static(False)
-    d.click(70, 20)
-    d.new_box(), d.click(80, 40), d.click(100, 60)
-    d.new_box(), d.click(5, 40), d.click(25, 60)
-    assert len(d.boxes) == 3
-    d.delete(0)
-    assert [b.box for b in d.boxes] == [[80, 40, 100, 60], [5, 40, 25, 60]] and d.selected == 1
-    d.select(0)
-    d.delete()
-    assert [b.box for b in d.boxes] == [[5, 40, 25, 60]] and d.selected == 0
-    d.set_camera("left", 0.2, 1.3)
-    d.clear()
-    assert not d.boxes and d.selected is None and d.camera == {} and d.mode == "box"
-
-
-def test_camera_presets_add_the_camera_box():
-    d = Drawing(width=128, height=64)
-    assert d.set_camera("none", 0.25, 1.0) == "No camera motion."
-    d.set_camera("right", 0.25, 1.0)
-    assert d.to_json() == {"boxes": [], "camera": {"pan": "right", "amount": 0.25}}
-    traj = d.trajectory(4)
-    assert traj.labels == ("camera",)
-    assert traj.boxes[0, -1, 0] < traj.boxes[0, 0, 0]  # the camera pans right: the scene moves left
-    d.set_camera("none", 0.25, 1.5)
-    traj = d.trajectory(4)
-    size = traj.boxes[0, :, 2] - traj.boxes[0, :, 0]
-    assert size[-1] == pytest.approx(1.5 * size[0])
-    d.click(10, 10), d.click(40, 30)
-    assert d.trajectory(4).labels == ("box 0", "camera")
-    with pytest.raises(ValueError, match="pan direction"):
-        d.set_camera("sideways", 0.2, 1.0)
-
+# -- the picture and loaded files ------------------------------------------------------------------
 
 def test_fit_crops_to_the_aspect_and_maps_points_both_ways():
     image = picture(200, 100)  # 2:1 -> 1:1 crops the sides
@@ -136,49 +50,15 @@ def test_fit_crops_to_the_aspect_and_maps_points_both_ways():
     assert tall.crop == (0.0, 75.0, 100.0, 125.0)
 
 
-def test_refit_moves_boxes_with_the_image():
-    image = picture(256, 128)
-    _, old = fit_image(image, 256, 128)
-    _, new = fit_image(image, 128, 64)
-    d = Drawing(width=256, height=128, boxes=[BoxDraft([20, 20, 60, 60], [[100, 40]])])
-    d.refit(old, new)
-    assert d.boxes[0].box == pytest.approx([10, 10, 30, 30]) and d.boxes[0].points == [pytest.approx([50, 20])]
-    assert (d.width, d.height) == (128, 64)
+def test_reference_boxes_become_paths_with_the_same_motion():
+    from sgi2v.ui.app import reference_trajectory
 
-
-def test_load_trajectory_json_round_trip():
-    fit = Fit.make("crop", (256, 128), (128, 64))  # half size, no crop
-    data = {"boxes": [{"label": "car", "box": [20, 20, 60, 60], "path": [[45, 45], [145, 65]]},  # path[0] off the centre
-                      {"box": [100, 10, 140, 50], "static": True},
-                      {"box": [160, 60, 200, 100], "keyframes": {"2": [200, 80]}, "scale": 1.5}],
-            "camera": {"pan": "up", "amount": 0.1}}
-    d = Drawing.from_json(data, 4, fit, (256, 128))
-    assert d.boxes[0].label == "car" and d.boxes[0].box == [10, 10, 30, 30] and d.boxes[0].points == [[70, 30]]
-    assert d.boxes[1].static and d.camera == {"pan": "up", "amount": 0.1}
-    assert d.boxes[2].extra == {"scale": 1.5} and len(d.boxes[2].points) == 3
-    original = parse_trajectory(data, 4, (256, 128)).resized(128, 64)
-    again = parse_trajectory(d.to_json(), 4, (128, 64))
-    np.testing.assert_allclose(again.boxes, original.boxes, atol=0.02)  # the same motion after the round trip
-    assert again.labels == original.labels
-
-
-def test_from_boxes_reads_per_frame_boxes():
     boxes = np.array([[[10, 10, 30, 30], [20, 10, 40, 30], [30, 12, 50, 32]],
                       [[60, 40, 80, 60]] * 3], dtype=np.float32)
-    d = Drawing.from_boxes(boxes, Fit.make("stretch", (128, 64), (128, 64)))
-    assert d.boxes[0].points == [[30, 20], [40, 22]] and d.boxes[1].static
-    np.testing.assert_allclose(d.trajectory(3).boxes, boxes)
-
-
-def test_render_draws_on_a_copy():
-    image = picture(128, 64)
-    d = Drawing(width=128, height=64)
-    d.click(10, 10)
-    d_img = render(image, d, 4)
-    assert d_img.size == image.size and np.asarray(d_img).tolist() != np.asarray(image).tolist()
-    d.click(40, 30), d.click(80, 20)
-    assert render(image, d, 4).size == (128, 64)
-    assert np.asarray(image).tolist() == np.asarray(picture(128, 64)).tolist()  # the input is untouched
+    data = reference_trajectory(boxes)
+    assert data["boxes"][1] == {"box": [60, 40, 80, 60], "static": True}
+    assert data["boxes"][0]["path"] == [[20, 20], [30, 20], [40, 22]]
+    np.testing.assert_allclose(parse_trajectory(data, 3, (128, 64)).boxes, boxes)
 
 
 # -- generation -------------------------------------------------------------------------------------
@@ -196,8 +76,7 @@ def session_with_box():
 
     session = Session()
     session.set_image(picture(256, 100), 128, 64)
-    for x, y in [(10, 10), (50, 40), (80, 30)]:
-        session.drawing.click(x, y)
+    session.trajectory = {"boxes": [{"box": [20, 15.63, 100, 62.5], "path": [[60, 39.06], [160, 46.88]]}]}  # upload pixels
     return session
 
 
@@ -221,9 +100,8 @@ def test_generate_writes_the_cli_files_and_reuses_the_pipeline(app_parts, tmp_pa
     assert record["model"] == "tiny-random" and record["settings"]["num_frames"] == 4 and record["config"]["optimize_timesteps"] == [2]
     assert record["inputs"]["image"] == str(paths["input"].resolve())
     trajectory = json.loads(paths["trajectory"].read_text())  # in the uploaded image's pixels, as a trajectory file
-    assert trajectory == session.drawing.to_source_json(session.fit)
-    np.testing.assert_allclose(record["boxes"], parse_trajectory(trajectory, 4, (256, 100)).resized(128, 64).boxes, atol=0.02)
-    np.testing.assert_allclose(record["boxes"], session.drawing.trajectory(4).boxes, atol=0.02)  # what is on screen
+    assert trajectory == session.trajectory  # what was drawn, as it was drawn
+    np.testing.assert_allclose(record["boxes"], parse_trajectory(trajectory, 4, (256, 100)).resized(128, 64).boxes, atol=1e-9)
     assert Image.open(paths["input"]).size == (256, 100)  # the upload, fitted by the generation as the record says
 
     again = generate_video(session, FAST, app, cache, tmp_path / "s")
@@ -261,8 +139,8 @@ def test_load_files_json_and_reference_format(tmp_path):
     with pytest.raises(UIError, match="Upload the image first"):
         load_files(session, [str(traj)], 4, 128, 64, tmp_path)
     session.set_image(picture(256, 128), 128, 64)
-    message, frames = load_files(session, [str(traj)], 4, 128, 64, tmp_path)
-    assert "Loaded 1 box from" in message and frames == 4 and session.drawing.boxes[0].box == [10, 10, 30, 30]
+    message, frames, data = load_files(session, [str(traj)], 4, 128, 64, tmp_path)
+    assert "Loaded 1 box from" in message and frames == 4 and data == json.loads(traj.read_text())  # shown as it is in the file
     bad = tmp_path / "bad.json"
     bad.write_text('{"boxes": [{"box": [1, 2, 3]}]}')
     with pytest.raises(UIError, match=r"boxes\[0\]\.box"):
@@ -275,9 +153,9 @@ def test_load_files_json_and_reference_format(tmp_path):
     picture(256, 128).save(folder / "img.png")
     raw = np.array([[[20, 20], [60, 60], [40, 40], [60, 40], [80, 50], [100, 60], [120, 70]]], dtype=np.float32)  # 5 frames
     np.save(folder / "traj.npy", raw)
-    message, frames = load_files(session, [str(folder / "img.png"), str(folder / "traj.npy")], 4, 128, 64, tmp_path)
+    message, frames, data = load_files(session, [str(folder / "img.png"), str(folder / "traj.npy")], 4, 128, 64, tmp_path)
     assert frames == 5 and session.original.size == (256, 128)
-    assert session.drawing.boxes[0].box == [10, 10, 30, 30] and session.drawing.boxes[0].points[-1] == [60, 35]
+    assert data == {"boxes": [{"box": [20, 20, 60, 60], "path": [[40, 40], [60, 40], [80, 50], [100, 60], [120, 70]]}]}
     assert not any(p.name.startswith("reference-") for p in tmp_path.iterdir())  # its scratch copy is gone
 
 
@@ -346,33 +224,21 @@ def test_browser_draw_and_generate(server, tmp_path):
             page.locator("#upload input[type=file]").set_input_files(str(image_path))
             sync_api.expect(status).to_contain_text("Image prepared at 128x64", timeout=30_000)
 
-            canvas = page.locator("#canvas img")
-            sync_api.expect(canvas).to_be_visible(timeout=30_000)
-
-            def click(x: float, y: float, expected: str) -> None:
-                # The picture is enlarged (display_scale) and then fitted into its frame, centred: click where
-                # the pixel (x, y) of the 128 x 64 image is on the screen.
-                page.wait_for_function("() => { const i = document.querySelector('#canvas img');"
-                                       " return i && i.complete && i.naturalWidth > 0; }", timeout=30_000)
-                box = canvas.bounding_box()
-                natural_w, natural_h = canvas.evaluate("img => [img.naturalWidth, img.naturalHeight]")
-                k = display_scale((128, 64))
-                assert (natural_w, natural_h) == (128 * k, 64 * k)
-                r = min(box["width"] / natural_w, box["height"] / natural_h, 1)
-                left, top = (box["width"] - natural_w * r) / 2, (box["height"] - natural_h * r) / 2
-                canvas.click(position={"x": left + (x + 0.5) * k * r, "y": top + (y + 0.5) * k * r})
-                sync_api.expect(status).to_contain_text(expected, timeout=30_000)
-
-            click(20, 16, "First corner")
-            click(52, 44, "box 1 (red) drawn")
-            click(80, 30, "path point 1")
-            click(108, 24, "path point 2")
-            page.locator("#new-box").click()
-            sync_api.expect(status).to_contain_text("Click two opposite corners", timeout=30_000)
-            click(90, 40, "First corner")
-            click(120, 60, "box 2 (blue) drawn")
-            page.locator("#static input").check()
-            sync_api.expect(status).to_contain_text("box 2 (blue) is static", timeout=30_000)
+            editor = EditorPage(page)
+            editor.wait_for_picture(400, 200)
+            # In the 400 x 200 upload's pixels: a box, two path points, a second box marked static.
+            editor.drag((62.5, 50), (162.5, 137.5))
+            sync_api.expect(page.locator(".sgi2v-status")).to_contain_text("box 1 (red) drawn", timeout=30_000)
+            editor.click(250, 93.75)
+            editor.click(337.5, 75)
+            sync_api.expect(page.locator(".sgi2v-status")).to_contain_text("path point 2 added", timeout=30_000)
+            editor.drag((281.25, 125), (375, 187.5))
+            sync_api.expect(page.locator(".sgi2v-status")).to_contain_text("box 2 (blue) drawn", timeout=30_000)
+            editor.click(112.5, 70)  # select box 1, then box 2 again: clicking a box selects it
+            editor.click(330, 160)
+            sync_api.expect(page.locator(".sgi2v-side [data-field=static]")).to_be_checked()  # no path yet: an anchor
+            second = editor.data()["boxes"][1]
+            assert second["static"] is True and np.allclose(second["box"], [281.25, 125, 375, 187.5], atol=1)
 
             page.get_by_text("SG-I2V method").click()  # one optimised step, one iteration: quick on a CPU
             for field, value in (("#optimize_timesteps textarea, #optimize_timesteps input", "2"), ("#iterations input", "1")):

@@ -1,4 +1,5 @@
-"""The ``sgi2v`` command: ``generate`` a video from an image and a trajectory, or run the bundled ``demo``."""
+"""The ``sgi2v`` command: ``generate`` a video from an image and a trajectory, ``preview`` its motion without a
+model, or run the bundled ``demo``."""
 
 from __future__ import annotations
 
@@ -27,6 +28,8 @@ PLUGIN_COMMANDS = {
     "ui": ("sgi2v.ui", "web app: draw boxes and paths on an image and generate the video"),
 }
 DEMO_EXAMPLE = "rocket"
+#: The settings ``sgi2v preview`` takes: what decides the frames' size, number, rate and fit, nothing the model reads.
+PREVIEW_SETTINGS = ("width", "height", "image_fit", "num_frames", "fps")
 
 
 class UsageError(ValueError):
@@ -41,12 +44,14 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--xt", action="store_true", help="use SVD-XT (25 frames)")
 
 
-def add_setting_options(parser: argparse.ArgumentParser) -> None:
-    """One option per setting of :class:`GenerationSettings` and :class:`SGI2VConfig`, derived from their fields:
-    ``--name-in-kebab-case`` plus the older short names. Values are checked by :func:`resolve_settings`,
-    with the same messages as a manifest line's or the web form's."""
+def add_setting_options(parser: argparse.ArgumentParser, names: tuple[str, ...] | None = None) -> None:
+    """One option per setting of :class:`GenerationSettings` and :class:`SGI2VConfig` (or per setting in
+    ``names``), derived from their fields: ``--name-in-kebab-case`` plus the older short names. Values are
+    checked by :func:`resolve_settings`, with the same messages as a manifest line's or the web form's."""
     groups: dict[str, argparse._ArgumentGroup] = {}
     for name, (field, spec) in setting_specs().items():
+        if names is not None and name not in names:
+            continue
         group = groups.get(spec.group) or groups.setdefault(spec.group, parser.add_argument_group(spec.group))
         flags = [flag(name)] + [flag(alias) for alias in spec.aliases]
         if spec.kind == "bool":
@@ -88,10 +93,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="run a bundled example end to end with the tiny offline model",
                           description="Runs a bundled example with the tiny random-weight model: checks the whole tool offline "
-                                      "in well under a minute on a CPU. The video is noise: the weights are random.")
-    demo.add_argument("-o", "--output", default="sgi2v-demo/demo.mp4", help="output video (default sgi2v-demo/demo.mp4)")
+                                      "in well under a minute on a CPU. The video is noise: the weights are random; the preview written "
+                                      "beside it shows the motion the trajectory asks for.")
+    demo.add_argument("-o", "--output", default="sgi2v-demo/demo.mp4", help="output video (default sgi2v-demo/demo.mp4); "
+                      "its motion preview goes beside it, as OUT.preview.mp4")
     demo.add_argument("--example", default=DEMO_EXAMPLE, help=f"bundled example name (default {DEMO_EXAMPLE}): {', '.join(list_examples())}")
     demo.add_argument("--device", default="cpu", help="device (default cpu)")
+
+    preview = sub.add_parser("preview", help="the motion a trajectory asks for, without a model (seconds on a CPU)",
+                             description="Animates the first frame as the trajectory asks: each box's content moved and scaled "
+                                         "along its path, the camera as a pan or zoom of the whole picture, static boxes pinned. "
+                                         "Needs no model and no GPU; writes one video.")
+    preview.add_argument("image", nargs="?", help="the first frame (any size; fitted to --width x --height)")
+    src = preview.add_argument_group("trajectory (one of)")
+    src.add_argument("--traj", help="trajectory JSON file (as for generate)")
+    src.add_argument("--reference-dir", help="folder in the authors' format: img.png and traj.npy")
+    preview.add_argument("-o", "--output", help="output video, .mp4")
+    preview.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    preview.add_argument("--xt", action="store_true", help="as many frames as SVD-XT makes (25) unless --num-frames says")
+    add_setting_options(preview, PREVIEW_SETTINGS)
 
     sub.add_parser("examples", help="list the bundled examples and their files")
 
@@ -139,8 +159,7 @@ REPLAY_OVERRIDES = ("device", "dtype", "offload", "threads", "gradient_checkpoin
 def _request(args):
     """(model, settings, config, prepared inputs, output paths, extra record entries) of ``generate``, all
     checked before anything heavy is imported."""
-    from .generation import check_outputs, output_paths, prepare_inputs, prepare_reference, prepare_replay, read_record, \
-        record_settings
+    from .generation import check_outputs, output_paths, prepare_replay, read_record, record_settings
     from .settings import resolve_settings
 
     given = setting_values(args)
@@ -161,20 +180,50 @@ def _request(args):
     else:
         model = model_name(args)
         settings, config = resolve_settings(given, model=model, source="")
-        if args.reference_dir:
-            if args.traj or args.image:
-                raise UsageError("--reference-dir brings its own image and trajectory: give no IMAGE or --traj with it")
-            prepared = prepare_reference(args.reference_dir, settings)
-        elif not args.image or not args.traj:
-            raise UsageError("give IMAGE and --traj FILE.json, or --reference-dir DIR, or --replay RECORD.json")
-        else:
-            prepared = prepare_inputs(args.image, args.traj, settings)
+        prepared = _inputs(args, settings)
         if not args.output:
             raise UsageError("give the output video with -o OUT.mp4")
         out, record, extra = args.output, None, {}
     paths = output_paths(out, gif=args.gif)
     check_outputs(paths, overwrite=args.overwrite)
     return model, settings, config, prepared, paths, record, extra
+
+
+def _inputs(args, settings):
+    """The prepared inputs of ``IMAGE --traj FILE`` or ``--reference-dir DIR`` (``generate`` and ``preview``)."""
+    from .generation import prepare_inputs, prepare_reference
+
+    if args.reference_dir:
+        if args.traj or args.image:
+            raise UsageError("--reference-dir brings its own image and trajectory: give no IMAGE or --traj with it")
+        return prepare_reference(args.reference_dir, settings)
+    if not args.image or not args.traj:
+        replay = ", or --replay RECORD.json" if "replay" in args else ""
+        raise UsageError(f"give IMAGE and --traj FILE.json, or --reference-dir DIR{replay}")
+    return prepare_inputs(args.image, args.traj, settings)
+
+
+def _preview(args) -> int:
+    """``sgi2v preview``: checked like ``generate``'s request, then rendered and written under a temporary name."""
+    from .generation import Timer, check_output_file
+    from .preview import preview_prepared, write_preview
+    from .settings import resolve_settings
+
+    timer = Timer()
+    with timer("prepare"):
+        settings, _ = resolve_settings(setting_values(args), model=XT_MODEL if args.xt else DEFAULT_MODEL, source="")
+        prepared = _inputs(args, settings)
+        if not args.output:
+            raise UsageError("give the output video with -o PREVIEW.mp4")
+        path = check_output_file(args.output, overwrite=args.overwrite)
+    with timer("render"):
+        frames = preview_prepared(prepared)
+    with timer("write"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_preview(path, frames, settings.fps)
+    print(f"wrote {path} ({frames.shape[0]} frames, {frames.shape[2]}x{frames.shape[1]}, preview of the motion, no model) "
+          f"in {timer.total:.1f} s [render {timer.times['render']:.2f} s, write {timer.times['write']:.2f} s]")
+    return 0
 
 
 def _generate(args) -> int:
@@ -214,10 +263,16 @@ def _demo(args) -> int:
     from .testing import TINY_MODEL_ID
 
     image, traj = example_files(args.example)
-    argv = ["generate", str(image), "--traj", str(traj), "-o", args.output, "--model", TINY_MODEL_ID, "--overwrite",
-            "--device", args.device, "--height", "128", "--width", "256", "--num-inference-steps", "10"]
+    inputs = [str(image), "--traj", str(traj), "--overwrite", "--height", "128", "--width", "256"]
+    preview = str(Path(args.output).with_suffix(".preview.mp4"))
     print(f"demo: example {args.example!r} with the tiny RANDOM-weight model (offline check of the tool; the video is noise)")
-    return _run(build_parser().parse_args(argv))
+    code = _run(build_parser().parse_args(["generate", *inputs, "-o", args.output, "--model", TINY_MODEL_ID,
+                                           "--device", args.device, "--num-inference-steps", "10"]))
+    code = code or _run(build_parser().parse_args(["preview", *inputs, "-o", preview]))
+    if code == 0:
+        print(f"demo: {args.output} is the tiny random model's video: noise, its weights are random")
+        print(f"demo: {preview} is the preview: the motion the trajectory asks for, drawn from the first frame without a model")
+    return code
 
 
 def _examples(args) -> int:
@@ -228,7 +283,8 @@ def _examples(args) -> int:
 
 
 def _run(args) -> int:
-    handler = getattr(args, "handler", None) or {"generate": _generate, "demo": _demo, "examples": _examples}[args.command]
+    handler = getattr(args, "handler", None) or {"generate": _generate, "preview": _preview, "demo": _demo,
+                                                 "examples": _examples}[args.command]
     return handler(args)
 
 

@@ -39,7 +39,8 @@ from .video import draw_condition, draw_overlay, frames_sha256, to_uint8, write_
 __all__ = [
     "RECORD_VERSION", "PreparedInputs", "Generation", "Progress", "prepare_inputs", "prepare_reference", "read_record", "record_settings",
     "prepare_replay",
-    "output_paths", "check_outputs", "generate", "write_outputs", "file_sha256", "remove_stale_temporaries", "write_text_atomic", "Timer",
+    "output_paths", "check_outputs", "check_output_file", "generate", "write_outputs", "file_sha256", "remove_stale_temporaries",
+    "write_atomic", "write_text_atomic", "Timer",
 ]
 
 RECORD_VERSION = 2
@@ -236,13 +237,24 @@ def check_outputs(paths: dict[str, Path], overwrite: bool = False) -> None:
     Raises ``ValueError`` naming the path: a folder where a file goes, an existing output (without
     ``overwrite``), a parent that is not a folder, or a folder where nothing can be written.
     """
-    for path in _full_set(paths):
+    files = _full_set(paths)
+    _check_writable(files, overwrite, f"the whole set of outputs ({', '.join(p.name for p in files)})")
+
+
+def check_output_file(path: str | os.PathLike, overwrite: bool = False) -> Path:
+    """:func:`check_outputs` for a command that writes one ``.mp4`` file (``sgi2v preview``); returns its path."""
+    path = output_paths(path)["video"]
+    _check_writable([path], overwrite, "it")
+    return path
+
+
+def _check_writable(files: list[Path], overwrite: bool, replaced: str) -> None:
+    for path in files:
         if path.is_dir():
             raise ValueError(f"{path}: is a folder; give the output video as a file name ending in .mp4")
         if path.exists() and not overwrite:
-            raise ValueError(f"{path}: exists; pass --overwrite to replace the whole set of outputs "
-                             f"({', '.join(p.name for p in _full_set(paths))})")
-    parent = paths["video"].parent
+            raise ValueError(f"{path}: exists; pass --overwrite to replace {replaced}")
+    parent = files[0].parent
     existing = parent
     while not existing.exists():
         existing = existing.parent
@@ -260,14 +272,20 @@ def _temporary(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp{os.getpid()}")
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write a text file under a temporary name and rename it: readers see the old file or the whole new one."""
+def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
+    """Call ``write(temporary)`` and rename the temporary file to ``path``: readers see the old file or the
+    whole new one, and a failed write leaves nothing behind."""
     temporary = _temporary(path)
     try:
-        temporary.write_text(text, encoding="utf-8")
+        write(temporary)
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write a text file under a temporary name and rename it: readers see the old file or the whole new one."""
+    write_atomic(path, lambda temporary: temporary.write_text(text, encoding="utf-8"))
 
 
 def remove_stale_temporaries(paths: dict[str, Path]) -> list[Path]:

@@ -34,8 +34,10 @@ from ..schema import parse_value
 from ..settings import GenerationSettings, default_num_frames, resolve_settings, setting_specs
 from ..testing import TINY_MODEL_ID
 from ..images import load_image, to_rgb
-from ..trajectory import DEFAULT_PAN_AMOUNT, TrajectoryError, load_reference_dir, read_trajectory_file
-from .state import PAN_CHOICES, Drawing, display_scale, fit_image, render
+from ..trajectory import TrajectoryError, load_reference_dir, parse_trajectory, read_trajectory_file
+from ..preview import preview_prepared, write_preview
+from .editor import build_editor, read_editor_value, scene_json
+from .state import fit_image
 
 __all__ = ["PipelineCache", "Session", "SessionFolders", "UIError", "FramesNeeded", "generate_video", "read_image_upload",
            "load_files", "examples", "load_example", "build_app", "launch", "stop"]
@@ -96,31 +98,31 @@ class PipelineCache:
 
 @dataclass
 class Session:
-    """One browser session: the uploaded image, its prepared form and the drawing on it."""
+    """One browser session: the uploaded image, its prepared form and the trajectory drawn on it.
+
+    ``trajectory`` is the editor's trajectory object (documented format, in the upload's pixels), as
+    read at the last Generate; the editor in the page holds the one being edited.
+    """
 
     original: Image.Image | None = None
     prepared: Image.Image | None = None
     fit: Fit | None = None
-    drawing: Drawing = field(default_factory=Drawing)
+    trajectory: dict = field(default_factory=lambda: {"boxes": []})
     runs: int = 0
     folder: Path | None = None  # the session's own folder, once it has one (see SessionFolders)
     frames_needed: int | None = None  # the frame count a refused trajectory asked for (the page offers to set it)
     example: str | None = None  # the bundled example last loaded, if the trajectory came from one
 
     def set_image(self, image: Image.Image, width: int, height: int, image_fit: str = "stretch") -> None:
-        """A new upload: prepare it for the output size; the drawing starts empty."""
+        """A new upload: prepare it for the output size; the trajectory starts empty."""
         self.original = to_rgb(image)
         self.prepared, self.fit = fit_image(self.original, width, height, image_fit)
-        self.drawing = Drawing(width=int(width), height=int(height))
+        self.trajectory = {"boxes": []}
 
     def resize(self, width: int, height: int, image_fit: str = "stretch") -> None:
-        """Another output size or image fit: prepare the image again and move the drawing with it."""
-        if self.original is None:
-            self.drawing.width, self.drawing.height = int(width), int(height)
-            return
-        prepared, fit = fit_image(self.original, width, height, image_fit)
-        self.drawing.refit(self.fit, fit)
-        self.prepared, self.fit = prepared, fit
+        """Another output size or image fit: prepare the image again (the trajectory, in the upload's pixels, stays)."""
+        if self.original is not None:
+            self.prepared, self.fit = fit_image(self.original, width, height, image_fit)
 
 
 class SessionFolders:
@@ -213,7 +215,7 @@ def generate_video(session: Session, values: dict, app: AppConfig, cache: Pipeli
     files of ``sgi2v generate`` plus the uploaded image and the trajectory in its pixels.
 
     Args:
-        session: the uploaded image and the drawing.
+        session: the uploaded image and the trajectory drawn on it.
         values: the page's values by setting name, and ``model``.
         app: models on offer, device, dtype.
         cache: where pipelines are kept between runs.
@@ -228,9 +230,9 @@ def generate_video(session: Session, values: dict, app: AppConfig, cache: Pipeli
     report = progress or (lambda done, total, desc: None)
     if session.prepared is None:
         raise UIError("Upload an image first.")
-    drawing = session.drawing
-    if not drawing.boxes and not drawing.camera:
-        raise UIError("Draw at least one box (two clicks on the image), or choose a camera motion.")
+    trajectory = session.trajectory
+    if not trajectory.get("boxes") and not trajectory.get("camera"):
+        raise UIError("Draw at least one box (drag on the image), or choose a camera motion.")
     model = values.get("model")
     if model not in app.models:
         raise UIError(f"unknown model {model!r}: choose one of {', '.join(app.models)}")
@@ -239,7 +241,6 @@ def generate_video(session: Session, values: dict, app: AppConfig, cache: Pipeli
     if (settings.width, settings.height) != session.prepared.size or settings.image_fit != session.fit.mode:
         raise UIError(f"the image is prepared at {session.prepared.size[0]}x{session.prepared.size[1]} ({session.fit.mode}) but "
                       f"the settings say {settings.width}x{settings.height} ({settings.image_fit}): set the size again")
-    trajectory = drawing.to_source_json(session.fit)
 
     number = session.runs + 1
     run_dir = Path(out_dir) / f"run-{number:03d}"
@@ -319,13 +320,18 @@ def _frames_needed(data, frames: int, name: str) -> None:
         raise FramesNeeded(f"{name}: its keyframes go up to frame {last}, but the video has {frames} frames (0 to {frames - 1}); "
                            f"set the number of frames to {last + 1} or more", last + 1)
 
+
 def load_files(session: Session, files: list[str], frames: int, width: int, height: int, scratch: Path,
-               image_fit: str = "stretch") -> tuple[str, int]:
-    """Load a trajectory JSON, or a reference folder's ``img.png`` and ``traj.npy`` (both given), into the session.
+               image_fit: str = "stretch") -> tuple[str, int, dict]:
+    """Read a trajectory JSON, or a reference folder's ``img.png`` and ``traj.npy`` (both given), for the editor.
 
     ``files`` are paths of uploads the server received. A trajectory JSON's coordinates are in the
-    uploaded image's pixels, so the image comes first; a ``.npy`` brings its image along. Returns a
-    message for the page and the number of frames to use.
+    uploaded image's pixels, so the image comes first; it is checked as every surface checks it and
+    returned unchanged (what was saved is what is shown). A ``.npy`` brings its image along (set in
+    the session) and becomes one ``path`` per box with a point at each frame (the same motion).
+
+    Returns:
+        A message for the page, the number of frames to use and the trajectory object.
     """
     files = [Path(f) for f in files or []]
     by_suffix: dict[str, list[Path]] = {}
@@ -354,8 +360,8 @@ def load_files(session: Session, files: list[str], frames: int, width: int, heig
         finally:
             shutil.rmtree(folder, ignore_errors=True)
         session.set_image(original, width, height, image_fit)
-        session.drawing = Drawing.from_boxes(boxes, session.fit)
-        return f"Loaded {len(boxes)} boxes over {num_frames} frames with their image.", num_frames
+        session.trajectory = reference_trajectory(boxes)
+        return f"Loaded {len(boxes)} boxes over {num_frames} frames with their image.", num_frames, session.trajectory
     if len(by_suffix.get(".json", [])) != 1 or len(files) != 1:
         raise UIError("give one trajectory .json, or the two files img.png and traj.npy of the reference format")
     if session.original is None:
@@ -369,13 +375,29 @@ def load_files(session: Session, files: list[str], frames: int, width: int, heig
         frames = data["num_frames"]
     _frames_needed(data, frames, path.name)
     try:
-        drawing = Drawing.from_json(data, frames, session.fit, session.original.size, source=path.name)
+        parse_trajectory(data, frames, session.original.size, source=path.name)
     except TrajectoryError as err:
         raise UIError(str(err)) from None
-    session.drawing = drawing
-    what = [f"{len(drawing.boxes)} box{'es' if len(drawing.boxes) != 1 else ''}"] if drawing.boxes else []
-    what += ["a camera motion"] if drawing.camera else []
-    return f"Loaded {' and '.join(what) or 'nothing'} from {path.name}.", frames
+    session.trajectory = data
+    count = len(data.get("boxes", []))
+    what = [f"{count} box{'es' if count != 1 else ''}"] if count else []
+    what += ["a camera motion"] if data.get("camera") else []
+    return f"Loaded {' and '.join(what) or 'nothing'} from {path.name}.", frames, data
+
+
+def reference_trajectory(boxes: np.ndarray) -> dict:
+    """Per-frame boxes ``(N, F, 4)`` (upload pixels, e.g. a ``traj.npy``) -> a trajectory object with the same motion:
+    each box's frame-0 box and its centre at every frame as a ``path`` (``static`` when it never moves)."""
+    entries = []
+    for track in np.asarray(boxes, dtype=np.float64):
+        centres = (track[:, :2] + track[:, 2:]) / 2  # (F, 2)
+        entry: dict = {"box": [round(float(v), 2) for v in track[0]]}
+        if np.allclose(centres, centres[0], atol=1e-3):
+            entry["static"] = True
+        else:
+            entry["path"] = [[round(float(x), 2), round(float(y), 2)] for x, y in centres]
+        entries.append(entry)
+    return {"boxes": entries}
 
 
 def examples(folder: Path = EXAMPLES_DIR) -> list[str]:
@@ -384,11 +406,11 @@ def examples(folder: Path = EXAMPLES_DIR) -> list[str]:
 
 
 def load_example(session: Session, name: str, frames: int, width: int, height: int, scratch: Path,
-                 image_fit: str = "stretch", folder: Path = EXAMPLES_DIR) -> tuple[str, int, Path]:
+                 image_fit: str = "stretch", folder: Path = EXAMPLES_DIR) -> tuple[str, int, Path, dict]:
     """Load a bundled example's image and trajectory into the session, as an upload and a loaded trajectory file.
 
     The image is copied into ``scratch`` (the session's folder, from where the page may be sent it). Returns
-    the message for the page, the number of frames to use and the copy of the image.
+    the message for the page, the number of frames to use, the copy of the image and the trajectory object.
     """
     if name not in examples(folder):
         raise UIError(f"unknown example {name!r}: choose one of {', '.join(examples(folder))}")
@@ -396,19 +418,18 @@ def load_example(session: Session, name: str, frames: int, width: int, height: i
     shutil.copyfile(Path(folder) / name / "image.jpg", image)
     session.set_image(read_image_upload(image), width, height, image_fit)
     try:
-        message, frames = load_files(session, [str(Path(folder) / name / "trajectory.json")], frames, width, height, scratch,
+        message, frames, trajectory = load_files(session, [str(Path(folder) / name / "trajectory.json")], frames, width, height, scratch,
                                      image_fit)
     except FramesNeeded as err:
         raise FramesNeeded(str(err).replace("trajectory.json", f"the example {name!r}"), err.frames) from None
     except UIError as err:
         raise UIError(str(err).replace("trajectory.json", f"the example {name!r}")) from None
-    return message.replace("trajectory.json", f"the example {name!r}"), frames, image
+    return message.replace("trajectory.json", f"the example {name!r}"), frames, image, trajectory
 
 
 # -- the page ---------------------------------------------------------------------------------------
 
 CSS = """
-#canvas img { cursor: crosshair; }
 #run-status.error, #status.error, #form-status.error { color: #c62828; }
 #examples .caption-label { font-size: 0.8em; }
 #downloads .label-clear-button, #downloads [aria-label="Remove this file"] { display: none; }
@@ -417,9 +438,9 @@ CSS = """
 #: Scrolls the page to the results (the progress shows on the video) as soon as Generate is pressed.
 SCROLL_TO_RESULTS = "() => { document.getElementById('results')?.scrollIntoView({behavior: 'smooth', block: 'start'}); }"
 
-HELP = """**Draw:** click two opposite corners of a box, then click the points its centre should go through
-(first point at frame 0: the box's centre; the last at the last frame). **New box** starts another one.
-Each box has its own colour and number. A *static* box keeps its content still (an anchor)."""
+HELP = """**Draw:** drag on the picture to draw a box, then click the points its centre should go through
+(the first at frame 0: the box's centre; the last at the last frame). Each box has its own colour and
+number; a *static* box keeps its content still (an anchor). The mouse and keys are listed beside the picture."""
 
 
 #: The form's sections: the settings' groups, the first open.
@@ -505,65 +526,41 @@ def _page(gr, app: AppConfig, cache: PipelineCache, models: tuple[str, ...], sta
     example_names = examples()
     thumbnails = _thumbnails(app.root / "examples", example_names)
 
-    def view(session: Session, frames, message: str | None, error: bool = False):
-        """Outputs shared by every editing event: state, canvas, box picker, static box, status (kept when ``message`` is None)."""
-        drawing = session.drawing
-        try:
-            num_frames = max(2, int(frames))
-        except (TypeError, ValueError):
-            num_frames = default_num_frames(None)
-        canvas = render(session.prepared, drawing, num_frames, display_scale(session.prepared.size)) if session.prepared is not None else None
-        selected = drawing.selected
-        static = drawing.boxes[selected].static if selected is not None else False
-        text = f"**Error:** {message}" if error else message
-        status_update = gr.update() if message is None else gr.update(value=text, elem_classes=["error"] if error else [])
-        return session, canvas, gr.update(choices=drawing.choices(), value=selected), gr.update(value=static), status_update
-
-    def edit(action: Callable[[Session], str | None]):
-        def handler(session: Session, frames):
-            try:
-                message = action(session)
-            except (UIError, ValueError) as err:
-                return view(session, frames, str(err), error=True)
-            return view(session, frames, message)
-
-        return handler
-
     def folder(session: Session, request) -> Path:
         """The session's own folder (made on first use)."""
         session.folder = app.session_dir(request.session_hash if request else None)
         return session.folder
+
+    def view(session: Session, frames, message: str | None, error: bool = False):
+        """Outputs shared by the picture's events: state, the editor's scene, status (kept when ``message`` is None)."""
+        try:
+            num_frames = max(2, int(frames))
+        except (TypeError, ValueError):
+            num_frames = default_num_frames(None)
+        scene = scene_json(session.prepared, session.fit, num_frames) if session.prepared is not None else gr.update()
+        text = f"**Error:** {message}" if error else message
+        status_update = gr.update() if message is None else gr.update(value=text, elem_classes=["error"] if error else [])
+        return session, scene, status_update
 
     with gr.Blocks(title="SG-I2V: draw the motion", analytics_enabled=False, delete_cache=(3600, 24 * 3600)) as demo:
         state = gr.State(Session(), delete_callback=lambda s: app.folders.remove(folder=getattr(s, "folder", None)))
         gr.Markdown("## SG-I2V: image to video along drawn paths\n" + HELP)
         with gr.Row():
             with gr.Column(scale=3):
-                canvas = gr.Image(label="Click on the image to draw", type="pil", format="png", interactive=False,
-                                  buttons=[], elem_id="canvas", height=480)
+                block = build_editor(gr)
                 status = gr.Markdown("Upload an image to start.", elem_id="status")
-                with gr.Row():
-                    new_box = gr.Button("New box", elem_id="new-box", size="sm")
-                    undo = gr.Button("Undo last point", elem_id="undo", size="sm")
-                    delete = gr.Button("Delete box", elem_id="delete-box", size="sm")
-                    clear = gr.Button("Clear all", elem_id="clear", size="sm", variant="stop")
-                with gr.Row():
-                    box_pick = gr.Dropdown(label="Selected box (clicks extend its path)", choices=[], value=None,
-                                           type="value", elem_id="box-pick", interactive=True)
-                    static = gr.Checkbox(label="Static: its content stays still", value=False, elem_id="static")
-                with gr.Row():
-                    pan = gr.Radio(PAN_CHOICES, value="none", label="Camera pan (the scene moves the other way)", elem_id="pan")
-                    pan_amount = gr.Slider(0.05, 0.75, value=DEFAULT_PAN_AMOUNT, step=0.05, label="Pan amount (fraction of the image)")
-                    zoom = gr.Slider(0.5, 2.0, value=1.0, step=0.05, label="Camera zoom by the last frame (>1 in, <1 out)")
             with gr.Column(scale=2):
+                preview = gr.Video(label="Motion preview (no model: each box's content moved along its path)", elem_id="preview",
+                                   interactive=False, autoplay=True, loop=True, height=240, buttons=[])
+                preview_status = gr.Markdown("", elem_id="preview-status")
                 upload = _image_input(gr, label="Image (fitted to the output size as 'Image fit' says)", type="filepath",
-                                      image_mode=None, sources=["upload", "clipboard"], elem_id="upload", height=200)
+                                      image_mode=None, sources=["upload", "clipboard"], elem_id="upload", height=160)
                 gallery = gr.Gallery(thumbnails, label="Examples: click one to load its image and trajectory", columns=4,
-                                     height=110, allow_preview=False, elem_id="examples", interactive=False)
+                                     height=100, allow_preview=False, elem_id="examples", interactive=False, buttons=[])
                 generate = gr.Button("Generate", variant="primary", elem_id="generate")
                 form_status = gr.Markdown("", elem_id="form-status")
-                traj_files = gr.File(label="Load a trajectory .json, or img.png + traj.npy", file_count="multiple",
-                                     file_types=list(TRAJECTORY_SUFFIXES), elem_id="traj-files", height=120)
+                traj_files = gr.UploadButton("Load trajectory (.json, or img.png + traj.npy)", file_count="multiple",
+                                             file_types=list(TRAJECTORY_SUFFIXES), elem_id="load-trajectory", size="sm")
                 set_frames = gr.Button("Set the number of frames", visible=False, elem_id="set-frames", size="sm")
                 model_box = gr.Dropdown(list(models), value=start_model, label="Model", elem_id="model")
                 controls = setting_controls(gr, start_model)
@@ -577,24 +574,25 @@ def _page(gr, app: AppConfig, cache: PipelineCache, models: tuple[str, ...], sta
             downloads = gr.File(label="Downloads: trajectory JSON, run record, prepared input", file_count="multiple",
                                 interactive=False, elem_id="downloads")
 
-        view_outputs = [state, canvas, box_pick, static, status]
+        editor, scene = block.editor, block.scene
+        view_outputs = [state, scene, status]
         light = dict(concurrency_limit=None, show_progress="hidden")
 
         def on_upload(session: Session, image, frames, w, h, fit):
             if image is None:
-                return (*view(Session(folder=session.folder), frames, "Upload an image to start."), gr.update())
+                return (*view(Session(folder=session.folder), frames, "Upload an image to start."), "", gr.update())
             try:
                 # The file as uploaded, read as every surface reads images (any mode, EXIF, size limit).
                 pixels = read_image_upload(image) if isinstance(image, (str, os.PathLike)) else image
                 session.set_image(pixels, _size(w, "width"), _size(h, "height"), fit)
             except UIError as err:  # shown in the page; the upload field is emptied for the next try
-                return (*view(session, frames, str(err), error=True), None)
+                return (*view(session, frames, str(err), error=True), gr.update(), None)
             return (*view(session, frames, f"Image prepared at {session.prepared.size[0]}x{session.prepared.size[1]}: "
-                                           "click two opposite corners of a box."), gr.update())
+                                           "drag on it to draw a box."), "", gr.update())  # a new picture starts with nothing drawn
 
         size_inputs = [frames, width, height, image_fit]
-        upload.upload(on_upload, [state, upload, *size_inputs], [*view_outputs, upload], **light)
-        upload.clear(on_upload, [state, upload, *size_inputs], [*view_outputs, upload], **light)
+        upload.upload(on_upload, [state, upload, *size_inputs], [*view_outputs, editor, upload], **light)
+        upload.clear(on_upload, [state, upload, *size_inputs], [*view_outputs, editor, upload], **light)
 
         def on_size(session: Session, frames, w, h, fit):
             try:
@@ -604,87 +602,51 @@ def _page(gr, app: AppConfig, cache: PipelineCache, models: tuple[str, ...], sta
             if session.prepared is not None and session.prepared.size == size and session.fit.mode == fit:
                 return view(session, frames, None)
             session.resize(*size, fit)
-            return view(session, frames, f"Output size {size[0]}x{size[1]} ({fit}); the boxes moved with the image.")
+            return view(session, frames, f"Output size {size[0]}x{size[1]} ({fit}); the boxes stay on the same part of the picture.")
 
         for control in (width, height, image_fit):
             control.change(on_size, [state, *size_inputs], view_outputs, **light)
-        frames.change(edit(lambda s: None), [state, frames], view_outputs, **light)
-
-        def on_click(session: Session, frames, evt: gr.SelectData):
-            if session.prepared is None:
-                return view(session, frames, "Upload an image first.", error=True)
-            scale = display_scale(session.prepared.size)  # the page shows small images enlarged
-            x, y = evt.index
-            return view(session, frames, session.drawing.click(x / scale, y / scale))
-
-        canvas.select(on_click, [state, frames], view_outputs, **light)
-        new_box.click(edit(lambda s: s.drawing.new_box()), [state, frames], view_outputs, **light)
-        undo.click(edit(lambda s: s.drawing.undo()), [state, frames], view_outputs, **light)
-        delete.click(edit(lambda s: s.drawing.delete()), [state, frames], view_outputs, **light)
-        clear.click(lambda s, f: (*view(_cleared(s), f, "Cleared: click two opposite corners to draw a box."), "none", 1.0),
-                    [state, frames], [*view_outputs, pan, zoom], **light)
-
-        def on_pick(session: Session, frames, index):
-            return view(session, frames, session.drawing.select(None if index is None else int(index)))
-
-        box_pick.input(on_pick, [state, frames, box_pick], view_outputs, **light)
-
-        def on_static(session: Session, frames, value):
-            return view(session, frames, session.drawing.set_static(bool(value)))
-
-        static.input(on_static, [state, frames, static], view_outputs, **light)
-
-        def on_camera(session: Session, frames, direction, amount, factor):
-            try:
-                return view(session, frames, session.drawing.set_camera(direction, amount, factor))
-            except ValueError as err:
-                return view(session, frames, str(err), error=True)
-
-        for control in (pan, pan_amount, zoom):
-            control.input(on_camera, [state, frames, pan, pan_amount, zoom], view_outputs, **light)
+        frames.change(lambda session, frames: view(session, frames, None), [state, frames], view_outputs, **light)
 
         def on_model(name, current):
             return default_num_frames(name) if name in (DEFAULT_MODEL, XT_MODEL) else current
 
         model_box.input(on_model, [model_box, frames], [frames], **light)
 
-        def loaded(session: Session, message: str, count: int, image):
-            """The outputs of a loaded trajectory: the view, the frame count, the image shown, the camera controls."""
-            camera = session.drawing.camera
-            named = isinstance(camera.get("pan"), str)
-            return (*view(session, count, message), count, image,
-                    camera.get("pan") if named else "none", camera.get("zoom", 1.0), gr.update(visible=False))
+        def loaded(session: Session, message: str, count: int, trajectory: dict, image):
+            """The outputs of a loaded trajectory: the view, the editor's value, the frame count, the image shown."""
+            return (*view(session, count, message), json.dumps(trajectory), count, image, gr.update(visible=False))
 
         def refused(session: Session, frames_value, err: UIError):
             offer = (gr.update(value=f"Set the number of frames to {err.frames} and load again", visible=True)
                      if isinstance(err, FramesNeeded) else gr.update(visible=False))
             session.frames_needed = err.frames if isinstance(err, FramesNeeded) else None
-            return (*view(session, frames_value, str(err), error=True), gr.update(), gr.update(), gr.update(), gr.update(), offer)
+            return (*view(session, frames_value, str(err), error=True), gr.update(), gr.update(), gr.update(), offer)
 
         def on_files(session: Session, files, frames_value, w, h, fit, request: gr.Request):
             session.example = None
             if not files:
-                return (*view(session, frames_value, None), gr.update(), gr.update(), gr.update(), gr.update(), gr.update(visible=False))
+                return (*view(session, frames_value, None), gr.update(), gr.update(), gr.update(), gr.update(visible=False))
             try:
                 count = _setting("num_frames", frames_value) or default_num_frames(None)
-                message, count = load_files(session, [str(f) for f in files], count, _size(w, "width"), _size(h, "height"),
-                                            folder(session, request), fit)
+                message, count, trajectory = load_files(session, [str(f) for f in files], count, _size(w, "width"),
+                                                        _size(h, "height"), folder(session, request), fit)
             except UIError as err:
                 return refused(session, frames_value, err)
-            return loaded(session, message, count, gr.update() if Path(str(files[0])).suffix.lower() == ".json" else session.original)
+            return loaded(session, message, count, trajectory, session.original)
 
-        loaded_outputs = [*view_outputs, frames, upload, pan, zoom, set_frames]
+        loaded_outputs = [*view_outputs, editor, frames, upload, set_frames]
         traj_files.upload(on_files, [state, traj_files, *size_inputs], loaded_outputs, **light)
 
         def on_example(session: Session, frames_value, w, h, fit, name: str, request: gr.Request):
             session.example = name
             try:
                 count = _setting("num_frames", frames_value) or default_num_frames(None)
-                message, count, image = load_example(session, name, count, _size(w, "width"), _size(h, "height"),
-                                                     folder(session, request), fit)
+                message, count, image, trajectory = load_example(session, name, count, _size(w, "width"), _size(h, "height"),
+                                                                 folder(session, request), fit)
             except UIError as err:
                 return refused(session, frames_value, err)
-            return loaded(session, message, count, str(image))
+            return loaded(session, message, count, trajectory, str(image))
 
         def on_gallery(session: Session, frames_value, w, h, fit, evt: gr.SelectData, request: gr.Request):
             return on_example(session, frames_value, w, h, fit, example_names[evt.index], request)
@@ -703,10 +665,35 @@ def _page(gr, app: AppConfig, cache: PipelineCache, models: tuple[str, ...], sta
         set_frames.click(on_set_frames, [state, frames], [frames], **light).then(
             on_reload, [state, traj_files, *size_inputs], loaded_outputs, **light)
 
+        def on_preview(session: Session, drawn: str, model_name, *values, request: gr.Request = None):
+            if session.original is None:
+                return None, ""
+            try:
+                trajectory = read_editor_value(drawn)
+                if not trajectory.get("boxes") and not trajectory.get("camera"):
+                    return None, "Draw a box to see its motion here."
+                names = ("num_frames", "width", "height", "image_fit", "fps")
+                settings, _ = settings_and_config(dict(zip(names, values)), model_name)
+                prepared = prepare_inputs(session.original, trajectory, settings, source="drawing")
+                previews = folder(session, request) / "preview"
+                previews.mkdir(exist_ok=True)
+                for old in previews.glob("preview-*.mp4"):
+                    old.unlink(missing_ok=True)
+                path = previews / f"preview-{time.monotonic_ns()}.mp4"  # a new name: the page reloads it
+                write_preview(path, preview_prepared(prepared), settings.fps)
+            except ValueError as err:
+                return None, f"**Preview:** {_one_line(err)}"
+            return str(path), f"Preview: {settings.num_frames} frames at {settings.width}x{settings.height}."
+
+        preview_inputs = [state, editor, model_box, frames, width, height, image_fit, controls["fps"]]
+        for trigger in (editor.change, scene.change):  # after each finished edit (not each mouse move), a new picture or size
+            trigger(on_preview, preview_inputs, [preview, preview_status], trigger_mode="always_last",
+                    concurrency_limit=2, concurrency_id="preview", show_progress="hidden")
+
         setting_inputs = {"model": model_box, **controls}
         names = list(setting_inputs)
 
-        def on_generate(session: Session, *values, request: gr.Request = None, progress=gr.Progress()):
+        def on_generate(session: Session, drawn: str, *values, request: gr.Request = None, progress=gr.Progress()):
             settings = dict(zip(names, values))
             start = time.perf_counter()
 
@@ -714,6 +701,7 @@ def _page(gr, app: AppConfig, cache: PipelineCache, models: tuple[str, ...], sta
                 progress((done, total), desc=desc[:1].upper() + desc[1:], unit="steps")
 
             try:
+                session.trajectory = read_editor_value(drawn)
                 paths = generate_video(session, settings, app, cache, folder(session, request), report)
             except Exception as err:  # shown in the page; the app keeps serving
                 if not isinstance(err, (UIError, TrajectoryError)):
@@ -725,7 +713,7 @@ def _page(gr, app: AppConfig, cache: PipelineCache, models: tuple[str, ...], sta
             return session, str(paths["video"]), str(paths["overlay"]), files, gr.update(value=message, elem_classes=[])
 
         generate.click(None, js=SCROLL_TO_RESULTS, queue=False)
-        generate.click(on_generate, [state, *setting_inputs.values()], [state, video, overlay, downloads, run_status],
+        generate.click(on_generate, [state, editor, *setting_inputs.values()], [state, video, overlay, downloads, run_status],
                        concurrency_limit=1, concurrency_id="device", show_progress_on=[video], scroll_to_output=True)
 
         def on_form(*values):
@@ -790,11 +778,6 @@ def _serve_from(folder: Path) -> Callable[[], None]:
             os.environ["GRADIO_TEMP_DIR"] = before
 
     return restore
-
-
-def _cleared(session: Session) -> Session:
-    session.drawing.clear()
-    return session
 
 
 def _setting(name: str, value):
