@@ -547,8 +547,9 @@ def _page(gr, app: AppConfig, cache: PipelineCache, models: tuple[str, ...], sta
         gr.Markdown("## SG-I2V: image to video along drawn paths\n" + HELP)
         with gr.Row():
             with gr.Column(scale=3):
-                block = build_editor(gr)
+                # The server's messages (uploads, loaded files) above the picture, where they are seen at once.
                 status = gr.Markdown("Upload an image to start.", elem_id="status")
+                block = build_editor(gr)
             with gr.Column(scale=2):
                 preview = gr.Video(label="Motion preview (no model: each box's content moved along its path)", elem_id="preview",
                                    interactive=False, autoplay=True, loop=True, height=240, buttons=[])
