@@ -290,3 +290,126 @@ def test_browser_draw_and_generate(server, tmp_path):
     record = json.loads(runs[0].with_name("sgi2v-001.json").read_text())
     assert record["frames_shape"] == [4, 64, 128, 3] and record["settings"]["num_inference_steps"] == 2
     assert record["config"]["optimize_timesteps"] == [2] and record["config"]["iterations"] == 1
+
+
+# -- sessions, messages, examples -------------------------------------------------------------------
+
+def test_session_folders_are_separate_unguessable_and_removed(tmp_path):
+    from sgi2v.ui.app import SessionFolders
+
+    folders = SessionFolders(tmp_path)
+    a, b = folders.get("tab-a"), folders.get("tab-b")
+    assert a != b and a.parent == b.parent == tmp_path
+    assert folders.get("tab-a") == a  # the same session keeps its folder
+    assert "tab-a" not in a.name and len(a.name) >= 32  # named at random, not after anything the page sends
+    assert oct(a.stat().st_mode & 0o777) == oct(0o700)
+    (a / "run-001").mkdir()
+    (b / "x.json").write_text("{}")
+    folders.remove("tab-a")
+    assert not a.exists() and (b / "x.json").exists()
+    assert folders.get(None) != folders.get(None)  # without a session id: a new folder each time, never a shared one
+    folders.remove(folder=b)
+    assert not b.exists()
+    folders.remove_all()
+    assert not any(tmp_path.iterdir()) and len(folders) == 0
+
+
+def _png_declaring(width: int, height: int) -> bytes:
+    """A PNG whose header declares ``width`` x ``height`` (a decompression bomb) with one row of data."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit gray
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\x00" * (width + 1)))
+            + chunk(b"IEND", b""))
+
+
+def test_upload_errors_name_the_file_not_the_server_folder(tmp_path):
+    from sgi2v.ui.app import UIError, read_image_upload
+
+    text = tmp_path / "notes.png"
+    text.write_text("not an image")
+    good = tmp_path / "photo.png"
+    picture(64, 32).save(good)
+    truncated = tmp_path / "cut.png"
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(_png_declaring(16000, 12000))
+    for path, expected in ((text, "notes.png: not an image file"), (truncated, "cut.png: cannot read the image"),
+                           (bomb, "bomb.png: the image is 16000x12000")):
+        with pytest.raises(UIError) as err:
+            read_image_upload(path)
+        assert str(err.value).startswith(expected) and str(tmp_path) not in str(err.value)
+    assert read_image_upload(good).size == (64, 32)
+
+
+def test_keyframes_past_the_last_frame_ask_for_the_frame_count(tmp_path):
+    from sgi2v.ui.app import FramesNeeded, Session, load_files
+
+    session = Session()
+    session.set_image(picture(256, 128), 128, 64)
+    traj = tmp_path / "late.json"
+    traj.write_text(json.dumps({"boxes": [{"box": [20, 20, 60, 60], "keyframes": {"5": [80, 40], "20": [120, 60]}}]}))
+    with pytest.raises(FramesNeeded) as err:
+        load_files(session, [str(traj)], 14, 128, 64, tmp_path)
+    assert err.value.frames == 21 and "late.json: its keyframes go up to frame 20, but the video has 14 frames" in str(err.value)
+    message, frames, data = load_files(session, [str(traj)], err.value.frames, 128, 64, tmp_path)  # the offer taken
+    assert frames == 21 and data == json.loads(traj.read_text())
+    bad = tmp_path / "broken.json"
+    bad.write_text('{"boxes": [')
+    with pytest.raises(ValueError, match="broken.json"):
+        load_files(session, [str(bad)], 14, 128, 64, tmp_path)
+
+
+def test_every_bundled_example_loads_its_image_and_trajectory(tmp_path):
+    from sgi2v.images import load_image
+    from sgi2v.ui.app import EXAMPLES_DIR, Session, examples, load_example
+
+    names = examples()
+    assert names == sorted(p.name for p in EXAMPLES_DIR.iterdir() if p.is_dir())
+    for name in names:
+        session = Session()
+        message, frames, image, trajectory = load_example(session, name, 14, 128, 64, tmp_path)
+        assert f"the example '{name}'" in message and frames == 14
+        assert image.parent == tmp_path and image.read_bytes() == (EXAMPLES_DIR / name / "image.jpg").read_bytes()
+        assert trajectory == json.loads((EXAMPLES_DIR / name / "trajectory.json").read_text())
+        assert session.original.size == load_image(EXAMPLES_DIR / name / "image.jpg").size
+        assert session.prepared.size == (128, 64)
+
+
+@pytest.mark.parametrize("signum", ["SIGINT", "SIGTERM"])
+def test_the_server_removes_its_folders_when_stopped(tmp_path, signum):
+    pytest.importorskip("gradio")
+    import signal
+    import subprocess
+    import sys
+    import urllib.request
+
+    port = free_port()
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    env = dict(os.environ, TMPDIR=str(scratch), PYTHONPATH=os.pathsep.join(filter(None, [str(Path(__file__).parent.parent / "src"),
+                                                                                        os.environ.get("PYTHONPATH")])))
+    process = subprocess.Popen([sys.executable, "-m", "sgi2v", "ui", "--model", "tiny-random", "--device", "cpu", "--port", str(port)],
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5):
+                    break
+            except OSError:
+                assert process.poll() is None and time.monotonic() < deadline, process.stdout.read().decode()[-2000:]
+                time.sleep(1)
+        roots = [p for p in scratch.iterdir() if p.name.startswith("sgi2v-ui-")]
+        assert len(roots) == 1 and (roots[0] / "examples").is_dir()  # the server's folder, with what it serves
+        process.send_signal(getattr(signal, signum))
+        assert process.wait(timeout=60) == 0
+        assert not roots[0].exists()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
