@@ -173,9 +173,16 @@ def server(tmp_path_factory):
     from sgi2v.ui.app import launch, stop
 
     port = free_port()
+    # A closed page is noticed at the next heartbeat: every second here rather than Gradio's 15 s.
+    heartbeat = os.environ.get("GRADIO_HEARTBEAT_INTERVAL")
+    os.environ["GRADIO_HEARTBEAT_INTERVAL"] = "1"
     demo = launch(model="tiny-random", device="cpu", dtype="fp32", port=port, block=False, root=tmp_path_factory.mktemp("ui"))
     yield demo, f"http://127.0.0.1:{port}/"
     stop(demo)
+    if heartbeat is None:
+        os.environ.pop("GRADIO_HEARTBEAT_INTERVAL", None)
+    else:
+        os.environ["GRADIO_HEARTBEAT_INTERVAL"] = heartbeat
 
 
 def test_server_listens_on_localhost_only_and_serves_no_other_files(server):
@@ -295,7 +302,7 @@ def test_browser_draw_and_generate(server, tmp_path):
 # -- sessions, messages, examples -------------------------------------------------------------------
 
 def test_session_folders_are_separate_unguessable_and_removed(tmp_path):
-    from sgi2v.ui.app import SessionFolders
+    from sgi2v.ui.app import SessionFolders, UIError
 
     folders = SessionFolders(tmp_path)
     a, b = folders.get("tab-a"), folders.get("tab-b")
@@ -307,6 +314,8 @@ def test_session_folders_are_separate_unguessable_and_removed(tmp_path):
     (b / "x.json").write_text("{}")
     folders.remove("tab-a")
     assert not a.exists() and (b / "x.json").exists()
+    with pytest.raises(UIError, match="session has ended"):  # a late event of the closed page makes no new folder
+        folders.get("tab-a")
     assert folders.get(None) != folders.get(None)  # without a session id: a new folder each time, never a shared one
     folders.remove(folder=b)
     assert not b.exists()
@@ -413,3 +422,143 @@ def test_the_server_removes_its_folders_when_stopped(tmp_path, signum):
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def _fast_form(page, sync_api, steps: str = "3") -> None:
+    """The form set for a quick run on a CPU: 128 x 64, 4 frames, ``steps`` steps, one optimised step of 2 iterations."""
+    for elem, value in (("#width", "128"), ("#height", "64"), ("#num_frames", "4"), ("#num_inference_steps", steps)):
+        page.locator(f"{elem} input").fill(value)
+        page.locator(f"{elem} input").press("Tab")
+        sync_api.expect(page.locator(f"{elem} input")).to_have_value(value)
+    page.get_by_text("SG-I2V method").click()
+    for field, value in (("#optimize_timesteps textarea, #optimize_timesteps input", "2"), ("#iterations input", "2")):
+        box = page.locator(field).first
+        sync_api.expect(box).to_be_editable(timeout=30_000)
+        for _ in range(3):  # a busy page may re-render the field while it opens: type again
+            box.fill(value)
+            box.press("Tab")
+            if box.input_value() == value:
+                break
+        sync_api.expect(box).to_have_value(value)
+
+
+@pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+def test_browser_failed_uploads_show_their_message_until_a_good_one(server, tmp_path):
+    sync_api = pytest.importorskip("playwright.sync_api")
+    demo, url = server
+    text, good = tmp_path / "notes.png", tmp_path / "photo.png"
+    text.write_text("a text file named .png")
+    picture(400, 200).save(good)
+    ARTIFACTS.mkdir(exist_ok=True)
+
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        try:
+            page.goto(url, timeout=60_000)
+            status = page.locator("#status")
+            sync_api.expect(status).to_contain_text("Upload an image", timeout=60_000)
+            assert page.locator("#generate").bounding_box()["y"] + 40 < 800  # Generate is seen without scrolling
+            page.locator("#upload input[type=file]").set_input_files(str(text))
+            sync_api.expect(status).to_contain_text("Error: notes.png: not an image file", timeout=30_000)
+            sync_api.expect(status).to_be_in_viewport()
+            page.screenshot(path=str(ARTIFACTS / "ui-bad-upload.png"))
+            page.locator("#upload input[type=file]").set_input_files(str(good))  # the field was emptied for the next try
+            sync_api.expect(status).to_contain_text("Image prepared at 1024x576", timeout=30_000)
+            sync_api.expect(status).not_to_contain_text("Error")
+            sync_api.expect(page.locator("#status.error")).to_have_count(0)
+
+            page.locator("#width input").fill("100")  # an invalid number: said at once, gone once fixed
+            page.locator("#width input").press("Tab")
+            sync_api.expect(page.locator("#form-status")).to_contain_text("width: expected an integer", timeout=30_000)
+            page.locator("#width input").fill("1024")
+            page.locator("#width input").press("Tab")
+            sync_api.expect(page.locator("#form-status")).to_have_text("", timeout=30_000)
+        except Exception:
+            page.screenshot(path=str(ARTIFACTS / "ui-bad-upload-failure.png"), full_page=True)
+            raise
+        finally:
+            browser.close()
+
+
+@pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+def test_browser_two_sessions_generate_at_once_each_with_its_own_files(server):
+    """Two browser sessions load different examples from the gallery and generate at the same time: each gets its own
+    folder and files, whose SHA-256 are those of its own run record; the progress names each phase; closing one
+    session removes its folder only."""
+    import hashlib
+    import re
+    import urllib.request
+
+    sync_api = pytest.importorskip("playwright.sync_api")
+    from sgi2v.ui.app import EXAMPLES_DIR
+
+    demo, url = server
+    ARTIFACTS.mkdir(exist_ok=True)
+    names = ("cat", "rocket")  # both fit 4 frames
+    watch = """() => { window.phases = []; new MutationObserver(() => {
+        const text = document.querySelector('#video')?.innerText || '';
+        const match = text.match(/(Loading the model|Encoding|Optimising the latent: step \\d+ of \\d+, iteration \\d+ of \\d+|Denoising: step \\d+ of \\d+|Decoding|Writing)/);
+        if (match && window.phases[window.phases.length - 1] !== match[1]) window.phases.push(match[1]);
+    }).observe(document.body, {subtree: true, childList: true, characterData: true}); }"""
+
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        contexts = [browser.new_context(viewport={"width": 1280, "height": 800}) for _ in names]
+        pages = [context.new_page() for context in contexts]
+        try:
+            for page, name in zip(pages, names):
+                page.goto(url, timeout=60_000)
+                sync_api.expect(page.locator("#status")).to_contain_text("Upload an image", timeout=60_000)
+                _fast_form(page, sync_api)
+                page.locator("#examples img").nth(sorted(p.name for p in EXAMPLES_DIR.iterdir() if p.is_dir()).index(name)).click()
+                sync_api.expect(page.locator("#status")).to_contain_text(f"from the example '{name}'", timeout=30_000)
+                page.evaluate(watch)
+            for page in pages:  # both at once: one runs, the other waits its turn
+                page.locator("#generate").click()
+            for page, name in zip(pages, names):
+                sync_api.expect(page.locator("#run-status")).to_contain_text("Done in", timeout=300_000)
+                assert page.evaluate("window.scrollY") > 400  # the page went down to the results
+                page.screenshot(path=str(ARTIFACTS / f"ui-session-{name}.png"))
+
+            folders = []
+            for page, name in zip(pages, names):
+                links = {Path(href).name: url.rstrip("/") + href if href.startswith("/") else href
+                         for href in page.locator("#downloads a").evaluate_all("els => els.map(a => a.getAttribute('href'))")}
+                record = json.loads(urllib.request.urlopen(links["sgi2v-001.json"], timeout=30).read())
+                served_input = urllib.request.urlopen(links["sgi2v-001.input.png"], timeout=30).read()
+                served_trajectory = json.loads(urllib.request.urlopen(links["sgi2v-001.trajectory.json"], timeout=30).read())
+                assert hashlib.sha256(served_input).hexdigest() == record["inputs"]["image_sha256"]
+                assert served_trajectory == record["inputs"]["trajectory"] == json.loads((EXAMPLES_DIR / name / "trajectory.json").read_text())
+                assert Image.open(EXAMPLES_DIR / name / "image.jpg").size == tuple(record["inputs"]["image_size"])
+                video = Path(record["inputs"]["image"]).with_name("sgi2v-001.mp4")
+                assert hashlib.sha256(video.read_bytes()).hexdigest() == hashlib.sha256(
+                    urllib.request.urlopen(links["sgi2v-001.mp4"] if "sgi2v-001.mp4" in links else
+                                           url.rstrip("/") + page.locator("#video video").get_attribute("src").split(url.rstrip("/"))[-1],
+                                           timeout=30).read()).hexdigest()
+                folders.append(Path(record["inputs"]["image"]).parent.parent)  # <session folder>/run-001/
+                # 3 steps; the paper's t = 2 is the second step (i = 3 - 2 = 1), its latent optimised first.
+                phases = page.evaluate("window.phases")
+                first = {}
+                for index, phase in enumerate(phases):
+                    first.setdefault(re.sub(r":.*", "", phase), index)
+                order = ["Loading the model", "Encoding", "Denoising", "Optimising the latent", "Decoding", "Writing"]
+                assert sorted(first, key=first.get) == order, phases
+                assert any(p.startswith("Optimising the latent: step 2 of 3, iteration") for p in phases), phases
+                assert "Denoising: step 3 of 3" in phases, phases
+            assert folders[0] != folders[1] and all(f.parent == demo.sgi2v.root for f in folders)
+
+            contexts[0].close()  # the first session ends: its folder goes, the other's stays
+            deadline = time.monotonic() + 60
+            while folders[0].exists() and time.monotonic() < deadline:
+                time.sleep(0.5)
+            assert not folders[0].exists() and folders[1].exists()
+            time.sleep(3)  # late events of the closed page (its motion preview) leave no new folder behind
+            assert {f.name for f in demo.sgi2v.root.glob("session-*")} == {folders[1].name}
+        except Exception:
+            for page, name in zip(pages, names):
+                with __import__("contextlib").suppress(Exception):
+                    page.screenshot(path=str(ARTIFACTS / f"ui-session-{name}-failure.png"), full_page=True)
+            raise
+        finally:
+            browser.close()

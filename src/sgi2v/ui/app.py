@@ -131,18 +131,28 @@ class SessionFolders:
     A folder's name is random (128 bits), not derived from anything a page sends, so the paths one
     page is sent say nothing about another session's files; the app writes a session's files only
     into its own folder. :meth:`remove` is called when the session ends, :meth:`remove_all` when the
-    server stops.
+    server stops. A session that has ended gets no new folder (an event of its page still in the queue
+    then fails with a message instead of leaving a folder behind).
     """
+
+    #: How many ended sessions are remembered (to refuse them a new folder).
+    ENDED_MEMORY = 10_000
 
     def __init__(self, root: Path):
         self.root = Path(root)
         self._folders: dict[str, Path] = {}
+        self._ended: dict[str, None] = {}  # ordered: the oldest forgotten first
         self._lock = threading.Lock()
 
     def get(self, session: str | None) -> Path:
-        """The folder of the session with this id (a browser session's hash); a new one for ``None``."""
+        """The folder of the session with this id (a browser session's hash); a new one for ``None``.
+
+        Raises :class:`UIError` for a session that has ended.
+        """
         key = session or f"anonymous-{secrets.token_hex(8)}"
         with self._lock:
+            if key in self._ended:
+                raise UIError("This page's session has ended: reload the page.")
             folder = self._folders.get(key)
             if folder is None or not folder.is_dir():
                 folder = self.root / f"session-{secrets.token_hex(16)}"
@@ -155,6 +165,10 @@ class SessionFolders:
         with self._lock:
             keys = [k for k, f in self._folders.items() if k == session or (folder is not None and f == folder)]
             removed = [self._folders.pop(k) for k in keys]
+            for key in [*keys, *([session] if session else [])]:
+                self._ended[key] = None
+            while len(self._ended) > self.ENDED_MEMORY:
+                del self._ended[next(iter(self._ended))]
         for path in removed:
             shutil.rmtree(path, ignore_errors=True)
 
@@ -666,7 +680,9 @@ def _page(gr, app: AppConfig, cache: PipelineCache, models: tuple[str, ...], sta
         set_frames.click(on_set_frames, [state, frames], [frames], **light).then(
             on_reload, [state, traj_files, *size_inputs], loaded_outputs, **light)
 
-        def on_preview(session: Session, drawn: str, model_name, *values, request: gr.Request = None):
+        # gr.Request is handed only to a parameter before *values (a keyword-only one gets None): every event of a
+        # session must know it, or its files would go to a folder of no session, never removed.
+        def on_preview(session: Session, drawn: str, model_name, request: gr.Request, *values):
             if session.original is None:
                 return None, ""
             try:
@@ -694,7 +710,7 @@ def _page(gr, app: AppConfig, cache: PipelineCache, models: tuple[str, ...], sta
         setting_inputs = {"model": model_box, **controls}
         names = list(setting_inputs)
 
-        def on_generate(session: Session, drawn: str, *values, request: gr.Request = None, progress=gr.Progress()):
+        def on_generate(session: Session, drawn: str, request: gr.Request, *values, progress=gr.Progress()):
             settings = dict(zip(names, values))
             start = time.perf_counter()
 
