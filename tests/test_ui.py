@@ -280,6 +280,10 @@ def test_browser_draw_and_generate(server, tmp_path):
                 sync_api.expect(page.locator(f"#downloads a[href$='/{name}']")).to_have_count(1, timeout=30_000)
             page.wait_for_function("document.querySelector('#video video').readyState >= 1", timeout=30_000)
             page.screenshot(path=str(shot), full_page=True)
+            runs = [p for p in demo.sgi2v.root.rglob("sgi2v-001.trajectory.json")]  # read while the session lasts
+            assert len(runs) == 1
+            trajectory = json.loads(runs[0].read_text())
+            record = json.loads(runs[0].with_name("sgi2v-001.json").read_text())
         except Exception:
             page.screenshot(path=str(ARTIFACTS / "ui-failure.png"), full_page=True)
             raise
@@ -287,14 +291,10 @@ def test_browser_draw_and_generate(server, tmp_path):
             browser.close()
     print(f"screenshot: {shot}")
 
-    runs = [p for p in demo.sgi2v.root.rglob("sgi2v-001.trajectory.json")]
-    assert len(runs) == 1
-    trajectory = json.loads(runs[0].read_text())
     assert len(trajectory["boxes"]) == 2 and trajectory["boxes"][1]["static"] is True
     assert len(trajectory["boxes"][0]["path"]) == 3  # the centre and two clicked points
     x0, y0, x1, y1 = trajectory["boxes"][0]["box"]  # in the 400 x 200 upload's pixels: the 128 x 64 clicks times 3.125
     assert abs(x0 - 62.5) <= 6 and abs(y0 - 50) <= 6 and abs(x1 - 162.5) <= 6 and abs(y1 - 137.5) <= 6
-    record = json.loads(runs[0].with_name("sgi2v-001.json").read_text())
     assert record["frames_shape"] == [4, 64, 128, 3] and record["settings"]["num_inference_steps"] == 2
     assert record["config"]["optimize_timesteps"] == [2] and record["config"]["iterations"] == 1
 
