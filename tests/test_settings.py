@@ -279,7 +279,12 @@ def test_every_bundled_example_prepares_from_the_web_app_at_every_size(name, tmp
         values = {"model": "tiny-random", "width": width, "height": height, "num_frames": 14}
         paths = ui.generate_video(session, values, app, ui.PipelineCache(loader=lambda *a, **k: object()), tmp_path / f"{width}")
         record = json.loads(paths["record"].read_text())
-        np.testing.assert_allclose(record["boxes"], session.drawing.trajectory(14).boxes, atol=0.05)
+        # What the editor holds (the example's trajectory, in the upload's pixels) brought to the output size.
+        from sgi2v.trajectory import parse_trajectory
+
+        expected = Fit.make("stretch", session.original.size, (width, height)).boxes(
+            parse_trajectory(session.trajectory, 14, session.original.size).boxes)
+        np.testing.assert_allclose(record["boxes"], expected, atol=0.05)
 
 
 def _generate_example(name: str, width: int, height: int, tmp_path: Path) -> None:
