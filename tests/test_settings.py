@@ -189,8 +189,7 @@ def test_auto_checkpointing_reaches_the_pipeline_from_every_road(inputs, tmp_pat
     app = AppConfig(models=("tiny-random",), device=torch.device("cpu"), dtype=torch.float32, root=tmp_path)
     session = Session()
     session.set_image(Image.open(image), 128, 64)
-    for x, y in [(10, 10), (50, 40), (80, 30)]:
-        session.drawing.click(x, y)
+    session.trajectory = {"boxes": [{"box": [8, 8, 39, 31], "path": [[23.5, 19.5], [62, 23]]}]}  # what the editor sends
     values = {"model": "tiny-random", "num_frames": 4, "width": 128, "height": 64, "num_inference_steps": 3,
               "optimize_timesteps": "2", "iterations": 1}
     generate_video(session, values, app, PipelineCache(), tmp_path / "ui")
