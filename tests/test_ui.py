@@ -96,6 +96,12 @@ def test_generate_writes_the_cli_files_and_reuses_the_pipeline(app_parts, tmp_pa
                     (4, 4, "decoding the frames"), (4, 4, "writing the videos")]
     assert read_video(paths["video"]).shape == (4, 64, 128, 3)
     assert read_video(paths["overlay"]).shape == (4, 64, 128, 3)
+    try:
+        import cv2  # noqa: F401
+    except ImportError:
+        assert "tracked" not in paths
+    else:  # with the evaluation extra: the overlay with the tracked paths as well
+        assert read_video(paths["tracked"]).shape == (4, 64, 128, 3) and paths["tracked"].parent == paths["video"].parent
     record = json.loads(paths["record"].read_text())
     assert record["model"] == "tiny-random" and record["settings"]["num_frames"] == 4 and record["config"]["optimize_timesteps"] == [2]
     assert record["inputs"]["image"] == str(paths["input"].resolve())
@@ -562,3 +568,30 @@ def test_browser_two_sessions_generate_at_once_each_with_its_own_files(server):
             raise
         finally:
             browser.close()
+
+
+def test_tracked_paths_follow_a_square_moved_by_a_known_path():
+    pytest.importorskip("cv2")
+    from sgi2v.ui.app import tracked_overlay, tracked_paths
+    from sgi2v.video import draw_overlay
+
+    rng = np.random.RandomState(0)
+    background = (rng.rand(64, 128, 3) * 60).astype(np.uint8)
+    texture = 160 + (rng.rand(16, 16, 3) * 90).astype(np.uint8)
+    frames, boxes = [], []
+    for f in range(5):  # a textured light square moving 3 px right and 1 px down per frame
+        frame = background.copy()
+        x, y = 20 + 3 * f, 16 + f
+        frame[y:y + 16, x:x + 16] = texture
+        frames.append(frame)
+        boxes.append([x, y, x + 16, y + 16])
+    frames = np.stack(frames)
+    boxes = np.array([boxes, [[0, 0, 128, 64]] * 5], dtype=np.float64)  # the square's box and a camera box
+    chosen, tracks, valid = tracked_paths(frames, boxes, ("square", "camera"))
+    assert chosen == [0]  # the camera is not tracked
+    expected = (boxes[0, :, :2] + boxes[0, :, 2:]) / 2
+    np.testing.assert_allclose(tracks[0], expected, atol=0.5)
+    assert valid.all()
+    shown = tracked_overlay(frames, boxes, ("square", "camera"))
+    plain = draw_overlay(frames, boxes)
+    assert shown.shape == plain.shape and (shown != plain).any()

@@ -36,6 +36,7 @@ from ..testing import TINY_MODEL_ID
 from ..images import load_image, to_rgb
 from ..trajectory import TrajectoryError, load_reference_dir, parse_trajectory, read_trajectory_file
 from ..preview import preview_prepared, write_preview
+from ..video import write_mp4
 from .editor import build_editor, read_editor_value, scene_json
 from .state import fit_image
 
@@ -239,7 +240,9 @@ def generate_video(session: Session, values: dict, app: AppConfig, cache: Pipeli
             model, encoding, optimising the latent at step k of n, denoising step k of n, decoding, writing).
 
     Returns:
-        Paths by kind: ``video``, ``overlay``, ``condition``, ``record``, ``trajectory``, ``input``.
+        Paths by kind: ``video``, ``overlay``, ``condition``, ``record``, ``trajectory``, ``input``, and ``tracked``
+        (the overlay with the target paths and the paths tracked in the video, :func:`tracked_overlay`) when the
+        evaluation extra is installed.
     """
     report = progress or (lambda done, total, desc: None)
     if session.prepared is None:
@@ -291,12 +294,75 @@ def generate_video(session: Session, values: dict, app: AppConfig, cache: Pipeli
         with timer("write"):
             generation.record["timings"] = {**{k: round(v, 3) for k, v in timer.times.items()}, "total": round(timer.total, 3)}
             write_outputs(paths, generation, prepared, settings.fps)
+            extra = {}
+            try:
+                tracked = tracked_overlay(generation.frames, prepared.boxes, prepared.labels)
+            except Exception:  # the tracked paths are an extra: the run's own files are written
+                logger.warning("could not track the boxes in the video", exc_info=True)
+                tracked = None
+            if tracked is not None:
+                extra["tracked"] = run_dir / f"{stem}.tracked.mp4"
+                write_mp4(extra["tracked"], tracked, settings.fps)
     except BaseException:
         shutil.rmtree(run_dir, ignore_errors=True)  # a failed run leaves nothing behind
         raise
     session.runs = number
     logger.info("wrote %s in %.1f s", paths["video"], timer.total)
-    return {**paths, "trajectory": trajectory_path, "input": input_path}
+    return {**paths, "trajectory": trajectory_path, "input": input_path, **extra}
+
+
+def tracked_paths(frames: np.ndarray, boxes: np.ndarray, labels: tuple[str, ...] = ()) -> tuple[list[int], np.ndarray, np.ndarray] | None:
+    """Where each box's centre went in the generated video, tracked by the evaluation's Lucas-Kanade tracker.
+
+    Args:
+        frames: uint8 ``(F, H, W, 3)``.
+        boxes: ``(N, F, 4)`` target boxes in output pixels.
+        labels: the boxes' labels; the camera's box (labelled ``camera``) is not tracked.
+
+    Returns:
+        The indices of the boxes tracked, their tracked centres ``(n, F, 2)`` in pixels and whether each point
+        was still reliably tracked ``(n, F)``; ``None`` without the evaluation extra (OpenCV) or with no box to track.
+    """
+    try:
+        import cv2  # the tracker needs it
+
+        from ..evaluation.tracking import LucasKanadeTracker, box_query_points
+    except ImportError:
+        return None
+    del cv2
+    chosen = [n for n in range(len(boxes)) if n >= len(labels) or labels[n] != "camera"]
+    if not chosen:
+        return None
+    tracks, valid = LucasKanadeTracker().track(frames, box_query_points(np.asarray(boxes)[chosen, 0]))
+    return chosen, tracks, valid
+
+
+def tracked_overlay(frames: np.ndarray, boxes: np.ndarray, labels: tuple[str, ...] = ()) -> np.ndarray | None:
+    """The overlay (each target box at its frame) with, for each box, its target path (thin, in its colour) and the
+    path its centre took in the video up to the frame (white, dots where tracking was lost); ``None`` without the
+    evaluation extra. uint8 ``(F, H, W, 3)``."""
+    found = tracked_paths(frames, boxes, labels)
+    if found is None:
+        return None
+    from PIL import ImageDraw
+
+    from ..video import PALETTE, draw_overlay
+
+    chosen, tracks, valid = found
+    targets = (np.asarray(boxes)[..., :2] + np.asarray(boxes)[..., 2:]) / 2  # (N, F, 2)
+    width = max(1, round(min(frames.shape[1:3]) / 200))
+    out = []
+    for f, frame in enumerate(draw_overlay(frames, boxes)):
+        image = Image.fromarray(frame)
+        draw = ImageDraw.Draw(image)
+        for k, n in enumerate(chosen):
+            draw.line([tuple(p) for p in targets[n]], fill=PALETTE[n % len(PALETTE)], width=width)
+            draw.line([tuple(p) for p in tracks[k, : f + 1]], fill=(255, 255, 255), width=width + 1)
+            x, y = tracks[k, f]
+            r = 2 * width + 1
+            draw.ellipse([x - r, y - r, x + r, y + r], fill=(255, 255, 255) if valid[k, f] else None, outline=(255, 255, 255))
+        out.append(np.asarray(image))
+    return np.stack(out)
 
 
 def progress_text(state: Progress) -> str:
@@ -585,7 +651,8 @@ def _page(gr, app: AppConfig, cache: PipelineCache, models: tuple[str, ...], sta
             run_status = gr.Markdown("", elem_id="run-status")
             with gr.Row():
                 video = gr.Video(label="Video", elem_id="video", interactive=False, autoplay=True, loop=True)
-                overlay = gr.Video(label="Video with the target boxes", elem_id="overlay", interactive=False, autoplay=True, loop=True)
+                overlay = gr.Video(label="Video with the target boxes and paths (white: where each box went, when tracked)",
+                                   elem_id="overlay", interactive=False, autoplay=True, loop=True)
             downloads = gr.File(label="Downloads: trajectory JSON, run record, prepared input", file_count="multiple",
                                 interactive=False, elem_id="downloads")
 
@@ -727,7 +794,8 @@ def _page(gr, app: AppConfig, cache: PipelineCache, models: tuple[str, ...], sta
             message = (f"Done in {time.perf_counter() - start:.1f} s: {paths['video'].name} "
                        f"({settings['num_frames']} frames, {settings['width']}x{settings['height']}, {settings['model']}).")
             files = [str(paths[k]) for k in ("trajectory", "record", "input", "condition")]
-            return session, str(paths["video"]), str(paths["overlay"]), files, gr.update(value=message, elem_classes=[])
+            overlay_path = paths.get("tracked", paths["overlay"])  # with the tracked paths when they could be made
+            return session, str(paths["video"]), str(overlay_path), files, gr.update(value=message, elem_classes=[])
 
         generate.click(None, js=SCROLL_TO_RESULTS, queue=False)
         generate.click(on_generate, [state, editor, *setting_inputs.values()], [state, video, overlay, downloads, run_status],
