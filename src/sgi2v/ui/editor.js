@@ -614,6 +614,7 @@
         lastSent = text;
         if (options.onChange) options.onChange(text);
       }
+      hover = null; // what is under the mouse is looked up again at its next move
       if (selected !== null && selected >= model.boxes.length) selected = null;
       if (selected === null || selectedKnot >= model.knots(selected).length) selectedKnot = null;
       syncPanel();
@@ -1080,6 +1081,9 @@
       model.load(data);
       lastSent = model.text();
       selected = selectedKnot = null;
+      const count = model.boxes.length;
+      say(count || model.data.camera ? `Showing ${count} box${count === 1 ? "" : "es"}${model.data.camera ? " and the camera" : ""} `
+        + "(Ctrl+Z brings back what was drawn before)." : "Nothing drawn yet: drag on the picture to draw a box.");
       changed();
     };
 
