@@ -17,6 +17,7 @@ import pytest
 
 from editor_page import CHROMIUM, CHROMIUM_ARGS, EditorPage
 from sgi2v.generation import prepare_inputs
+from sgi2v import trajectory
 from sgi2v.settings import resolve_settings
 from sgi2v.trajectory import parse_trajectory
 from test_ui import free_port, picture
@@ -57,6 +58,32 @@ def test_boxes_per_frame_are_those_of_parse_trajectory(frames):
     drawn = js(f"return {json.dumps(ENTRIES)}.map((e) => E.sampleEntry(e, {frames}).boxes);")
     parsed = parse_trajectory({"boxes": ENTRIES}, frames, SIZE).boxes
     np.testing.assert_allclose(np.array(drawn), parsed, atol=1e-9)
+
+
+TIMED = [
+    {"box": [20, 30, 60, 70], "path": [[40, 50], [120, 60], [120, 60], [200, 40]], "timing": "speed"},  # a repeated point
+    {"box": [20, 30, 60, 70], "path": [[40, 50], [120, 60], [200, 40], [260, 90]], "timing": "ease"},
+    {"box": [20, 30, 60, 70], "path": [[45, 52], [120, 60], [200, 40], [260, 90]], "timing": "ease", "interpolation": "spline"},
+    {"box": [200, 100, 260, 150], "path": [[230, 125], [300, 140], [320, 100]], "timing": "speed", "scale": 1.5},
+]
+
+
+@needs_node
+@pytest.mark.skipif(not hasattr(trajectory, "TIMINGS"), reason="this trajectory format has no per-box timing")
+@pytest.mark.parametrize("frames", [2, 7, 14])
+def test_timed_paths_are_those_of_parse_trajectory(frames):
+    out = js(f"return {json.dumps(TIMED)}.map((e) => E.sampleEntry(e, {frames}));")
+    parsed = parse_trajectory({"boxes": TIMED}, frames, SIZE).boxes
+    np.testing.assert_allclose(np.array([o["boxes"] for o in out]), parsed, atol=1e-6)
+    # each point is passed at the frame its knot says: the centre there is the point (linear paths)
+    for entry, o in zip(TIMED, out):
+        if entry.get("interpolation") == "spline":
+            continue
+        centres = trajectory.resample_path(np.array(entry["path"], dtype=float), 2001, entry["timing"])
+        for knot in o["knots"]:
+            at = centres[int(round(knot["t"] / (frames - 1) * 2000))]
+            assert np.hypot(*(at - np.array(entry["path"][0]) + (np.array(entry["box"][:2]) + entry["box"][2:]) / 2
+                              - [knot["x"], knot["y"]])) < 0.5
 
 
 @needs_node

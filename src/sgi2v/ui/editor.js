@@ -89,11 +89,60 @@
     return [{ x: c[0], y: c[1], t: 0, frame: null }];
   }
 
+  /** The points [[x, y]] at `fractions` of the polyline `points`' arc length (sgi2v.trajectory._arc_positions). */
+  function arcPositions(points, fractions) {
+    const kept = [points[0]], arc = [0];
+    for (let k = 1; k < points.length; k++) {
+      const length = Math.hypot(points[k][0] - points[k - 1][0], points[k][1] - points[k - 1][1]);
+      if (length > 0) { kept.push(points[k]); arc.push(arc[arc.length - 1] + length); }
+    }
+    if (kept.length === 1) return { positions: fractions.map(() => kept[0].slice()), arc, kept };
+    const total = arc[arc.length - 1];
+    const positions = fractions.map((u) => {
+      const target = u * total;
+      let k = 0;
+      while (k < arc.length - 2 && arc[k + 1] < target) k++;
+      const s = clamp((target - arc[k]) / (arc[k + 1] - arc[k]), 0, 1);
+      return [kept[k][0] + s * (kept[k + 1][0] - kept[k][0]), kept[k][1] + s * (kept[k + 1][1] - kept[k][1])];
+    });
+    return { positions, arc, kept };
+  }
+
+  const smoothstep = (u) => u * u * (3 - 2 * u);
+
+  /**
+   * A path travelled at constant speed or eased (the file's "timing": "speed" or "ease"), as
+   * sgi2v.trajectory.resample_path: the centre per frame, and the frame at which each point is passed.
+   */
+  function timedPath(entry, numFrames) {
+    const n = entry.path.length;
+    let points = entry.path, knotIndex = entry.path.map((_, k) => k);
+    if (entry.interpolation === "spline") { // the curve finely sampled by time, then travelled by arc length
+      const samples = 32 * (n - 1) + 1;
+      points = interpolateAt(evenTimes(n, samples), entry.path, Array.from({ length: samples }, (_, i) => i), "spline");
+      knotIndex = entry.path.map((_, k) => 32 * k);
+    }
+    const frames = Array.from({ length: numFrames }, (_, f) => (numFrames > 1 ? f / (numFrames - 1) : 0));
+    const u = entry.timing === "ease" ? frames.map(smoothstep) : frames;
+    const path = arcPositions(points, u).positions;
+    let length = 0;
+    const along = [0];
+    for (let k = 1; k < points.length; k++) along.push((length += Math.hypot(points[k][0] - points[k - 1][0], points[k][1] - points[k - 1][1])));
+    const times = knotIndex.map((k) => {
+      const a = length ? along[k] / length : 0;
+      let lo = 0, hi = 1; // the time u whose (eased) arc fraction is a
+      if (entry.timing !== "ease") lo = hi = a;
+      else for (let i = 0; i < 50; i++) { const mid = (lo + hi) / 2; if (smoothstep(mid) < a) lo = mid; else hi = mid; }
+      return ((lo + hi) / 2) * (numFrames - 1);
+    });
+    return { path, times };
+  }
+
   /**
    * One `boxes` entry sampled as parse_trajectory does.
    * Returns {boxes: F x [x0, y0, x1, y1], knots: [{x, y, t}], curve: [[x, y]]}: the knots are where the
    * box centre is at their time (the file's points moved so that the first is the box centre), and the
-   * curve runs through every knot (`curveTimes`: the frame, fractional, of each of its vertices).
+   * curve runs through every knot (`curveTimes`: each vertex's place along it, in the knots' `param` units).
    */
   function sampleEntry(entry, numFrames) {
     const box = entry.box;
@@ -102,7 +151,8 @@
     const keys = entry.static ? [{ x: c[0], y: c[1], t: 0 }] : motionKeys(entry, numFrames);
     const times = keys.map((k) => k.t), values = keys.map((k) => [k.x, k.y]);
     const frames = Array.from({ length: numFrames }, (_, f) => f);
-    const path = interpolateAt(times, values, frames, kind);
+    const timed = entry.path && entry.timing && entry.timing !== "time" && !entry.static ? timedPath(entry, numFrames) : null;
+    const path = timed ? timed.path : interpolateAt(times, values, frames, kind);
     const p0 = path[0];
     let boxes;
     if (entry.scale === undefined) {
@@ -121,7 +171,8 @@
       });
     }
     const shift = [c[0] - p0[0], c[1] - p0[1]];
-    const knots = keys.map((k) => ({ x: k.x + shift[0], y: k.y + shift[1], t: k.t, frame: k.frame }));
+    // t: the frame at which the box passes the point; param: where the point is along the drawn curve
+    const knots = keys.map((k, j) => ({ x: k.x + shift[0], y: k.y + shift[1], t: timed ? timed.times[j] : k.t, param: k.t, frame: k.frame }));
     const fine = new Set(times);
     const last = keys[keys.length - 1].t;
     for (let i = 0; i <= 160; i++) fine.add((i * last) / 160);
@@ -355,6 +406,7 @@
           delete entry.path;
           delete entry.keyframes;
           delete entry.interpolation;
+          delete entry.timing;
           entry.static = true;
         }
       });
@@ -367,16 +419,17 @@
       if (value === Boolean(entry.static)) return;
       this.edit(() => {
         if (value) {
-          this.stash.set(entry, { path: entry.path, keyframes: entry.keyframes, interpolation: entry.interpolation });
+          this.stash.set(entry, { path: entry.path, keyframes: entry.keyframes, interpolation: entry.interpolation, timing: entry.timing });
           delete entry.path;
           delete entry.keyframes;
           delete entry.interpolation;
+          delete entry.timing;
           entry.static = true;
         } else {
           const kept = this.stash.get(entry);
           if (!kept || (!kept.path && !kept.keyframes)) return;
           delete entry.static;
-          for (const key of ["path", "keyframes", "interpolation"]) if (kept[key] !== undefined) entry[key] = kept[key];
+          for (const key of ["path", "keyframes", "interpolation", "timing"]) if (kept[key] !== undefined) entry[key] = kept[key];
         }
       });
     }
@@ -385,6 +438,16 @@
       this.edit(() => {
         if (label) this.boxes[i].label = label;
         else delete this.boxes[i].label;
+      });
+    }
+
+    /** How box i travels along its path: "time" (its points evenly spread in time), "speed" or "ease". */
+    setTiming(i, timing) {
+      const entry = this.boxes[i];
+      if (!entry.path) return;
+      this.edit(() => {
+        if (timing && timing !== "time") entry.timing = timing;
+        else delete entry.timing;
       });
     }
 
@@ -414,6 +477,7 @@
         const keyframes = {};
         file.forEach((p, j) => { if (!p.implicit) keyframes[String(rounded[j])] = [r2(p.x), r2(p.y)]; });
         delete entry.path;
+        delete entry.timing; // keyframes give their own frames
         entry.keyframes = keyframes;
       });
       return `point ${k} at frame ${frame}`;
@@ -451,7 +515,7 @@
           if (segmentDistance(x, y, curve[j], curve[j + 1]) <= tol) {
             const t = (curveTimes[j] + curveTimes[j + 1]) / 2;
             let k = 0;
-            while (k + 2 < knots.length && knots[k + 1].t <= t) k++;
+            while (k + 2 < knots.length && knots[k + 1].param <= t) k++;
             return { kind: "segment", i, k };
           }
         }
@@ -512,6 +576,8 @@
     <label>Label <input type="text" data-field="label" maxlength="60" disabled></label>
     <label><input type="checkbox" data-field="static" disabled> Static: its content stays still</label>
     <label><input type="checkbox" data-field="smooth" disabled> Smooth path (spline)</label>
+    <label class="sgi2v-timing" hidden>Timing <select data-field="timing" disabled><option value="time">points evenly in time</option>
+      <option value="speed">constant speed</option><option value="ease">ease in and out</option></select></label>
     <label>Selected point reached at frame <input type="number" data-field="frame" min="1" step="1" disabled></label>
   </fieldset>
   <fieldset class="sgi2v-camera"><legend>Camera</legend>
@@ -632,6 +698,9 @@
       field("static").checked = Boolean(entry && entry.static);
       field("smooth").checked = Boolean(entry && entry.interpolation === "spline");
       field("smooth").disabled = !entry || Boolean(entry.static);
+      element.querySelector(".sgi2v-timing").hidden = !(scene && scene.timings && scene.timings.length);
+      field("timing").disabled = !entry || !entry.path;
+      field("timing").value = entry && entry.timing ? entry.timing : "time";
       const knot = entry && selectedKnot !== null ? model.knots(selected)[selectedKnot] : null;
       field("frame").disabled = !knot || selectedKnot === 0;
       field("frame").max = String(model.numFrames - 1);
@@ -696,6 +765,11 @@
     field("smooth").addEventListener("change", () => {
       if (selected === null) return;
       model.setSmooth(selected, field("smooth").checked);
+      changed();
+    });
+    field("timing").addEventListener("change", () => {
+      if (selected === null) return;
+      model.setTiming(selected, field("timing").value);
       changed();
     });
     field("frame").addEventListener("change", () => {
@@ -944,7 +1018,7 @@
         // arrowheads: half-way between points, and at the end
         const knots = s.knots.map((k) => toView(k.x, k.y));
         for (let k = 0; k + 1 < knots.length; k++) {
-          const t = (s.knots[k].t + s.knots[k + 1].t) / 2;
+          const t = (s.knots[k].param + s.knots[k + 1].param) / 2;
           const j = nearestIndex(s.curveTimes, t);
           const a = pts[Math.max(0, j - 1)], b = pts[Math.min(pts.length - 1, j + 1)];
           if (Math.hypot(b[0] - a[0], b[1] - a[1]) > 1) arrowHead(pts[j][0], pts[j][1], Math.atan2(b[1] - a[1], b[0] - a[0]), 7, rgb(color));
