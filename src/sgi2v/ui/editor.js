@@ -898,7 +898,8 @@
       }
     });
 
-    canvas.addEventListener("keydown", (event) => {
+    element.addEventListener("keydown", (event) => { // anywhere in the editor but its text and number fields
+      if (["INPUT", "SELECT", "TEXTAREA"].includes(event.target.tagName)) return;
       const key = event.key.toLowerCase();
       const mod = event.ctrlKey || event.metaKey;
       if (mod && key === "z") act(event.shiftKey ? "redo" : "undo");

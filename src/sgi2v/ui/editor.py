@@ -23,7 +23,7 @@ from .. import trajectory
 from ..fitting import Fit
 from ..trajectory import TrajectoryError, read_json_text
 
-__all__ = ["EditorBlock", "build_editor", "editor_script", "scene_json", "read_editor_value"]
+__all__ = ["TIMINGS", "EditorBlock", "build_editor", "editor_script", "scene_json", "read_editor_value"]
 
 #: The per-box ``timing`` values the trajectory format accepts (none where the format has no ``timing``):
 #: the editor offers a timing choice only when there is one.
