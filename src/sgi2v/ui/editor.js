@@ -665,6 +665,8 @@
       return toSource(event.clientX - r.left, event.clientY - r.top);
     }
 
+    const plural = (n, word, many = word + "s") => `${n} ${n === 1 ? word : many}`;
+
     function say(message, error = false) {
       statusLine.textContent = message;
       statusLine.classList.toggle("error", error);
@@ -691,7 +693,7 @@
     function syncPanel() {
       const entry = selected !== null ? model.boxes[selected] : null;
       element.querySelector(".sgi2v-selected").textContent = entry
-        ? `${name(selected)}: ${entry.static ? "static" : `${model.knots(selected).length - 1} path points`}`
+        ? `${name(selected)}: ${entry.static ? "static" : plural(model.knots(selected).length - 1, "path point")}`
         : "none: click a box, or drag to draw one";
       for (const f of ["label", "static", "smooth"]) field(f).disabled = !entry;
       field("label").value = entry ? entry.label || "" : "";
@@ -1026,7 +1028,8 @@
         }
         if (pts.length > 1) {
           const a = pts[pts.length - 2], b = pts[pts.length - 1];
-          if (Math.hypot(b[0] - a[0], b[1] - a[1]) > 0.01) arrowHead(b[0], b[1], Math.atan2(b[1] - a[1], b[0] - a[0]), 9, rgb(color));
+          const angle = Math.atan2(b[1] - a[1], b[0] - a[0]); // just past the last point, which is drawn over the end
+          if (Math.hypot(b[0] - a[0], b[1] - a[1]) > 0.01) arrowHead(b[0] + 14 * Math.cos(angle), b[1] + 14 * Math.sin(angle), angle, 8, rgb(color));
         }
         knots.forEach((p, k) => {
           const r = isSel && k === selectedKnot ? 7 : 5;
@@ -1157,7 +1160,7 @@
       lastSent = model.text();
       selected = selectedKnot = null;
       const count = model.boxes.length;
-      say(count || model.data.camera ? `Showing ${count} box${count === 1 ? "" : "es"}${model.data.camera ? " and the camera" : ""} `
+      say(count || model.data.camera ? `Showing ${plural(count, "box", "boxes")}${model.data.camera ? " and the camera" : ""} `
         + "(Ctrl+Z brings back what was drawn before)." : "Nothing drawn yet: drag on the picture to draw a box.");
       changed();
     };
