@@ -552,6 +552,7 @@
     ["click a box", "select it; drag it to move it with its path"],
     ["drag a handle", "resize the selected box"],
     ["drag a point", "move it (the first point moves the box)"],
+    ["move over a path", "the frame of the nearest tick"],
     ["double-click the path", "insert a point there"],
     ["right-click a point, or Delete", "delete the point (Delete with no point chosen: the box)"],
     ["Ctrl+Z / Ctrl+Shift+Z or Ctrl+Y", "undo / redo"],
@@ -840,6 +841,15 @@
       if (!gesture) {
         const h = model.hit(x, y, tolerance(), selected);
         hover = h;
+        if (h && h.kind === "segment") { // the frame whose tick is nearest the mouse
+          const boxes = model.sample(h.i).boxes;
+          let best = 0, distance = Infinity;
+          boxes.forEach((b, f) => {
+            const d = Math.hypot((b[0] + b[2]) / 2 - x, (b[1] + b[3]) / 2 - y);
+            if (d < distance) { distance = d; best = f; }
+          });
+          hover.frame = best;
+        }
         canvas.style.cursor = !h ? "crosshair" : h.kind === "handle" ? `${h.handle}-resize` : h.kind === "segment" ? "copy" : "move";
         draw();
         return;
@@ -1052,6 +1062,15 @@
             ctx.fillText(label, p[0] + 8, p[1] - 6);
           }
         });
+      }
+      if (hover && hover.kind === "segment" && hover.i === i && !entry.static) {
+        const b = s.boxes[hover.frame];
+        const [hx, hy] = toView((b[0] + b[2]) / 2, (b[1] + b[3]) / 2);
+        ctx.beginPath();
+        ctx.arc(hx, hy, 4, 0, 2 * Math.PI);
+        ctx.fillStyle = "#fff";
+        ctx.fill();
+        tag(`frame ${hover.frame}`, hx + 8, hy - 6, "#fff");
       }
       if (isSel) {
         const pos = handlePositions(entry.box);
