@@ -345,6 +345,9 @@ def test_download_then_load_gives_back_what_was_on_screen(editor, tmp_path):
     assert editor.data() == shown
     assert page.locator(".sgi2v-canvas").evaluate("c => c.toDataURL()") == picture_before  # the same picture, pixel for pixel
     expect(page.locator(".sgi2v-side [data-field=amount]")).to_have_value("0.2")  # not rounded to a slider step
+    page.locator(".sgi2v-side [data-field=zoom]").fill("1.1")  # touching the zoom keeps the pan amount
+    page.locator(".sgi2v-side [data-field=zoom]").press("Enter")
+    assert editor.data()["camera"] == {"pan": "up", "amount": 0.2, "zoom": 1.1}
     editor.click(100, 80)
     expect(page.locator(".sgi2v-side [data-field=label]")).to_have_value("car")  # the loaded label
 
@@ -388,3 +391,29 @@ def test_the_preview_appears_after_an_edit(editor):
     page.wait_for_function(f"document.querySelector('#preview video').getAttribute('src') !== {json.dumps(first)}",
                            timeout=60_000)
     page.wait_for_function("document.querySelector('#preview video').readyState >= 2", timeout=30_000)
+
+
+@pytest.mark.parametrize("fit", ["crop", "pad"])
+def test_the_picture_is_shown_as_the_model_gets_it(editor, fit):
+    """The editor maps the upload's pixels onto the prepared picture as sgi2v.fitting.Fit does."""
+    from playwright.sync_api import expect
+
+    from sgi2v.fitting import Fit
+
+    page = editor.page
+    page.locator(f"#image_fit label:has-text('{fit}')").click()
+    expect(page.locator("#status")).to_contain_text(f"({fit})", timeout=30_000)
+    page.wait_for_function("window.sgi2vEditor.model.bounds[0] > 0 || window.sgi2vEditor.model.bounds[1] > 0"
+                           if fit == "crop" else "window.sgi2vEditor.model.bounds[2] === 400", timeout=30_000)
+    mapping = Fit.make(fit, SIZE, (1024, 576))
+    rect = page.locator(".sgi2v-canvas").bounding_box()
+    k = rect["width"] / 1024
+    for x, y in [(60, 20), (200, 100), (390, 190)]:
+        X, Y = editor.at(x, y)
+        rect = page.locator(".sgi2v-canvas").bounding_box()
+        ox, oy = mapping.to_output(x, y)
+        assert abs(X - rect["x"] - ox * k) < 0.01 and abs(Y - rect["y"] - oy * k) < 0.01
+    if fit == "crop":  # boxes stay on the visible part of the picture
+        editor.drag((200, 120), (10, 20))  # ending beyond the left edge of the picture shown
+        x0 = editor.data()["boxes"][0]["box"][0]
+        assert x0 == np.ceil(mapping.crop[0] * 100) / 100  # on the edge, rounded inwards to 0.01 pixel

@@ -228,6 +228,13 @@
 
     get boxes() { return this.data.boxes; }
 
+    /** The bounds rounded inwards to 0.01 pixel: coordinates clamped to them stay inside once written. */
+    get limits() {
+      const [x0, y0, x1, y1] = this.bounds;
+      return [Math.ceil(x0 * 100 - 1e-9) / 100, Math.ceil(y0 * 100 - 1e-9) / 100,
+        Math.floor(x1 * 100 + 1e-9) / 100, Math.floor(y1 * 100 + 1e-9) / 100];
+    }
+
     text() { return JSON.stringify(this.data); }
 
     /** Runs `change` as one edit (one undo step); nothing is recorded when the object did not change. */
@@ -277,7 +284,7 @@
 
     // -- boxes --
     addBox(x0, y0, x1, y1) {
-      const [bx0, by0, bx1, by1] = this.bounds;
+      const [bx0, by0, bx1, by1] = this.limits;
       const box = [clamp(Math.min(x0, x1), bx0, bx1), clamp(Math.min(y0, y1), by0, by1),
         clamp(Math.max(x0, x1), bx0, bx1), clamp(Math.max(y0, y1), by0, by1)];
       if (box[2] - box[0] < this.minSize || box[3] - box[1] < this.minSize) return null;
@@ -288,7 +295,7 @@
 
     /** Box `i` of `original` moved by (dx, dy) with its whole path, kept inside the bounds. */
     moveBox(i, original, dx, dy) {
-      const [bx0, by0, bx1, by1] = this.bounds;
+      const [bx0, by0, bx1, by1] = this.limits;
       const b = original.box;
       dx = clamp(dx, bx0 - b[0], bx1 - b[2]);
       dy = clamp(dy, by0 - b[1], by1 - b[3]);
@@ -301,7 +308,7 @@
 
     /** Box `i` of `original` with one handle (nw, n, ..., w) dragged to (x, y); its frame-0 point follows the centre. */
     resizeBox(i, original, handle, x, y) {
-      const [bx0, by0, bx1, by1] = this.bounds;
+      const [bx0, by0, bx1, by1] = this.limits;
       let [x0, y0, x1, y1] = original.box;
       x = clamp(x, bx0, bx1);
       y = clamp(y, by0, by1);
@@ -326,7 +333,7 @@
     }
 
     _clampPoint(x, y) {
-      const [bx0, by0, bx1, by1] = this.bounds;
+      const [bx0, by0, bx1, by1] = this.limits;
       return [clamp(x, bx0, bx1), clamp(y, by0, by1)];
     }
 
