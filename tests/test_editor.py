@@ -282,6 +282,11 @@ def test_path_points_move_insert_and_delete(editor):
     editor.key("Delete")
     assert close(editor.data()["boxes"][0]["path"], [[70, 70], [300, 70]])
     assert "point deleted" in editor.status()
+    editor.click(300, 70)  # the arrow keys move the chosen point by one pixel of the upload, with Shift by ten
+    before = editor.data()["boxes"][0]["path"][1]
+    editor.key("ArrowRight")
+    editor.key("Shift+ArrowUp")
+    assert editor.data()["boxes"][0]["path"][1] == [before[0] + 1, before[1] - 10]
     page.locator(".sgi2v-canvas").scroll_into_view_if_needed()
 
 

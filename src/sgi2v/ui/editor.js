@@ -563,6 +563,7 @@
     ["double-click the path", "insert a point there"],
     ["right-click a point, or Delete", "delete the point (Delete with no point chosen: the box)"],
     ["Ctrl+Z / Ctrl+Shift+Z or Ctrl+Y", "undo / redo"],
+    ["arrow keys (Shift: by 10)", "move the selected point, else the box, by one pixel"],
     ["Esc", "select nothing"],
   ];
 
@@ -790,6 +791,19 @@
     });
     for (const f of ["pan", "amount", "zoom"]) field(f).addEventListener("change", readCamera);
 
+    /** The selected point (else box) moved by `step` pixels of the upload, as one edit. */
+    function nudge(key, step) {
+      const [dx, dy] = { arrowleft: [-step, 0], arrowright: [step, 0], arrowup: [0, -step], arrowdown: [0, step] }[key];
+      const original = clone(model.boxes[selected]);
+      model.edit(() => {
+        if (selectedKnot !== null) {
+          const knot = model.knots(selected)[selectedKnot];
+          model.moveKnot(selected, original, selectedKnot, knot.x + dx, knot.y + dy);
+        } else model.moveBox(selected, original, dx, dy);
+      });
+      changed();
+    }
+
     function act(action) {
       if (action === "undo" || action === "redo") {
         const done = action === "undo" ? model.undo() : model.redo();
@@ -925,6 +939,7 @@
       else if (mod && key === "y") act("redo");
       else if (key === "delete" || key === "backspace") act("delete");
       else if (key === "escape") { selected = selectedKnot = null; say("Nothing selected."); changed(); }
+      else if (key.startsWith("arrow") && selected !== null) nudge(key, event.shiftKey ? 10 : 1);
       else return;
       event.preventDefault();
     });
