@@ -379,6 +379,16 @@ def test_a_new_upload_starts_empty_with_the_controls_to_match(editor, tmp_path):
     editor.wait_for_picture(300, 300)
     page.wait_for_function("window.sgi2vEditor.text() === '{\"boxes\":[]}'", timeout=30_000)
     expect(page.locator(".sgi2v-side [data-field=pan]")).to_have_value("none")
+    custom = tmp_path / "custom.json"  # a pan as [dx, dy] fractions: shown as such, its amount not offered
+    custom.write_text(json.dumps({"boxes": [], "camera": {"pan": [0.1, -0.05], "zoom": 0.9}}))
+    editor.load(custom)
+    page.wait_for_function("window.sgi2vEditor.text().includes('camera')", timeout=30_000)
+    expect(page.locator(".sgi2v-side [data-field=pan]")).to_have_value("custom")
+    expect(page.locator(".sgi2v-side [data-field=amount]")).to_be_disabled()
+    expect(page.locator(".sgi2v-side [data-field=zoom]")).to_have_value("0.9")
+    page.locator(".sgi2v-side [data-field=zoom]").fill("1.5")
+    page.locator(".sgi2v-side [data-field=zoom]").press("Enter")
+    assert editor.data() == {"boxes": [], "camera": {"pan": [0.1, -0.05], "zoom": 1.5}}
 
 
 def test_the_preview_appears_after_an_edit(editor):
