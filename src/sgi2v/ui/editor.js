@@ -598,7 +598,8 @@
   <details class="sgi2v-help" open><summary>Mouse and keys</summary><table>
     ${HELP.map(([k, v]) => `<tr><td><b>${k}</b></td><td>${v}</td></tr>`).join("")}</table>
     <div>Ticks across a path: the box centre at each frame. Arrowheads: the direction. The camera: a white
-    frame with a camera symbol, dashed at frame 0, solid at the last frame.</div></details>
+    frame with a camera symbol, dashed at frame 0, solid at the last frame; its arrow is where the scene moves
+    (against the camera).</div></details>
 </div>`;
 
   const CSS = `
@@ -1142,16 +1143,16 @@
       const k = scale();
       const view = (b) => [b[0] * k, b[1] * k, (b[2] - b[0]) * k, (b[3] - b[1]) * k];
       const first = view(boxes[0]), last = view(boxes[F - 1]);
-      ctx.lineWidth = 3;
-      ctx.strokeStyle = "rgba(0,0,0,0.7)";
-      ctx.setLineDash([10, 6]);
-      ctx.strokeRect(...first);
-      ctx.strokeRect(...last);
-      ctx.lineWidth = 1.5;
-      ctx.strokeStyle = "#fff";
-      ctx.strokeRect(...first);
+      for (const [outline, dash] of [[first, [10, 6]], [last, []]]) {
+        ctx.setLineDash(dash);
+        ctx.lineWidth = 3;
+        ctx.strokeStyle = "rgba(0,0,0,0.7)";
+        ctx.strokeRect(...outline);
+        ctx.lineWidth = 1.5;
+        ctx.strokeStyle = "#fff";
+        ctx.strokeRect(...outline);
+      }
       ctx.setLineDash([]);
-      ctx.strokeRect(...last);
       const c0 = [first[0] + first[2] / 2, first[1] + first[3] / 2], c1 = [last[0] + last[2] / 2, last[1] + last[3] / 2];
       if (Math.hypot(c1[0] - c0[0], c1[1] - c0[1]) > 2) {
         ctx.beginPath();
