@@ -89,7 +89,9 @@ def build_editor(gr, elem_id: str = "editor") -> EditorBlock:
     """Adds the editor to the current Blocks; returns its components.
 
     The editor's page object is ``window.sgi2vEditor`` (see ``mount`` in ``editor.js``); its value
-    changes (``editor.change``) after each finished edit.
+    changes (``editor.change``) after each finished edit. A handler shows another picture by
+    returning :func:`scene_json` to ``scene``, and replaces the drawing (one undo step in the page) by
+    returning the trajectory object's JSON text to ``editor`` (``""``: nothing drawn).
     """
     on_load = editor_script() + """
 const mountPoint = element.querySelector('.sgi2v-mount');
