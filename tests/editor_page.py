@@ -44,6 +44,12 @@ class EditorPage:
     def key(self, keys: str) -> None:
         self.page.locator(".sgi2v-canvas").press(keys)
 
+    def load(self, *paths) -> None:
+        """Load trajectory files with the page's button, as a user does (through the file chooser)."""
+        with self.page.expect_file_chooser() as chooser:
+            self.page.locator("#load-trajectory").click()
+        chooser.value.set_files([str(p) for p in paths])
+
     def data(self) -> dict:
         """The trajectory object the editor holds."""
         return json.loads(self.page.evaluate("window.sgi2vEditor.text()"))

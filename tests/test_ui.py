@@ -1,4 +1,4 @@
-"""The web app: its drawing logic, one generation, failures, and a real browser session (Chromium + Playwright)."""
+"""The web app: the prepared picture, loaded files, one generation, failures, and a real browser session (Chromium + Playwright)."""
 
 import json
 import os

@@ -89,11 +89,60 @@
     return [{ x: c[0], y: c[1], t: 0, frame: null }];
   }
 
+  /** The points [[x, y]] at `fractions` of the polyline `points`' arc length (sgi2v.trajectory._arc_positions). */
+  function arcPositions(points, fractions) {
+    const kept = [points[0]], arc = [0];
+    for (let k = 1; k < points.length; k++) {
+      const length = Math.hypot(points[k][0] - points[k - 1][0], points[k][1] - points[k - 1][1]);
+      if (length > 0) { kept.push(points[k]); arc.push(arc[arc.length - 1] + length); }
+    }
+    if (kept.length === 1) return { positions: fractions.map(() => kept[0].slice()), arc, kept };
+    const total = arc[arc.length - 1];
+    const positions = fractions.map((u) => {
+      const target = u * total;
+      let k = 0;
+      while (k < arc.length - 2 && arc[k + 1] < target) k++;
+      const s = clamp((target - arc[k]) / (arc[k + 1] - arc[k]), 0, 1);
+      return [kept[k][0] + s * (kept[k + 1][0] - kept[k][0]), kept[k][1] + s * (kept[k + 1][1] - kept[k][1])];
+    });
+    return { positions, arc, kept };
+  }
+
+  const smoothstep = (u) => u * u * (3 - 2 * u);
+
+  /**
+   * A path travelled at constant speed or eased (the file's "timing": "speed" or "ease"), as
+   * sgi2v.trajectory.resample_path: the centre per frame, and the frame at which each point is passed.
+   */
+  function timedPath(entry, numFrames) {
+    const n = entry.path.length;
+    let points = entry.path, knotIndex = entry.path.map((_, k) => k);
+    if (entry.interpolation === "spline") { // the curve finely sampled by time, then travelled by arc length
+      const samples = 32 * (n - 1) + 1;
+      points = interpolateAt(evenTimes(n, samples), entry.path, Array.from({ length: samples }, (_, i) => i), "spline");
+      knotIndex = entry.path.map((_, k) => 32 * k);
+    }
+    const frames = Array.from({ length: numFrames }, (_, f) => (numFrames > 1 ? f / (numFrames - 1) : 0));
+    const u = entry.timing === "ease" ? frames.map(smoothstep) : frames;
+    const path = arcPositions(points, u).positions;
+    let length = 0;
+    const along = [0];
+    for (let k = 1; k < points.length; k++) along.push((length += Math.hypot(points[k][0] - points[k - 1][0], points[k][1] - points[k - 1][1])));
+    const times = knotIndex.map((k) => {
+      const a = length ? along[k] / length : 0;
+      let lo = 0, hi = 1; // the time u whose (eased) arc fraction is a
+      if (entry.timing !== "ease") lo = hi = a;
+      else for (let i = 0; i < 50; i++) { const mid = (lo + hi) / 2; if (smoothstep(mid) < a) lo = mid; else hi = mid; }
+      return ((lo + hi) / 2) * (numFrames - 1);
+    });
+    return { path, times };
+  }
+
   /**
    * One `boxes` entry sampled as parse_trajectory does.
    * Returns {boxes: F x [x0, y0, x1, y1], knots: [{x, y, t}], curve: [[x, y]]}: the knots are where the
    * box centre is at their time (the file's points moved so that the first is the box centre), and the
-   * curve runs through every knot (`curveTimes`: the frame, fractional, of each of its vertices).
+   * curve runs through every knot (`curveTimes`: each vertex's place along it, in the knots' `param` units).
    */
   function sampleEntry(entry, numFrames) {
     const box = entry.box;
@@ -102,7 +151,8 @@
     const keys = entry.static ? [{ x: c[0], y: c[1], t: 0 }] : motionKeys(entry, numFrames);
     const times = keys.map((k) => k.t), values = keys.map((k) => [k.x, k.y]);
     const frames = Array.from({ length: numFrames }, (_, f) => f);
-    const path = interpolateAt(times, values, frames, kind);
+    const timed = entry.path && entry.timing && entry.timing !== "time" && !entry.static ? timedPath(entry, numFrames) : null;
+    const path = timed ? timed.path : interpolateAt(times, values, frames, kind);
     const p0 = path[0];
     let boxes;
     if (entry.scale === undefined) {
@@ -121,7 +171,8 @@
       });
     }
     const shift = [c[0] - p0[0], c[1] - p0[1]];
-    const knots = keys.map((k) => ({ x: k.x + shift[0], y: k.y + shift[1], t: k.t, frame: k.frame }));
+    // t: the frame at which the box passes the point; param: where the point is along the drawn curve
+    const knots = keys.map((k, j) => ({ x: k.x + shift[0], y: k.y + shift[1], t: timed ? timed.times[j] : k.t, param: k.t, frame: k.frame }));
     const fine = new Set(times);
     const last = keys[keys.length - 1].t;
     for (let i = 0; i <= 160; i++) fine.add((i * last) / 160);
@@ -177,6 +228,13 @@
 
     get boxes() { return this.data.boxes; }
 
+    /** The bounds rounded inwards to 0.01 pixel: coordinates clamped to them stay inside once written. */
+    get limits() {
+      const [x0, y0, x1, y1] = this.bounds;
+      return [Math.ceil(x0 * 100 - 1e-9) / 100, Math.ceil(y0 * 100 - 1e-9) / 100,
+        Math.floor(x1 * 100 + 1e-9) / 100, Math.floor(y1 * 100 + 1e-9) / 100];
+    }
+
     text() { return JSON.stringify(this.data); }
 
     /** Runs `change` as one edit (one undo step); nothing is recorded when the object did not change. */
@@ -226,7 +284,7 @@
 
     // -- boxes --
     addBox(x0, y0, x1, y1) {
-      const [bx0, by0, bx1, by1] = this.bounds;
+      const [bx0, by0, bx1, by1] = this.limits;
       const box = [clamp(Math.min(x0, x1), bx0, bx1), clamp(Math.min(y0, y1), by0, by1),
         clamp(Math.max(x0, x1), bx0, bx1), clamp(Math.max(y0, y1), by0, by1)];
       if (box[2] - box[0] < this.minSize || box[3] - box[1] < this.minSize) return null;
@@ -237,7 +295,7 @@
 
     /** Box `i` of `original` moved by (dx, dy) with its whole path, kept inside the bounds. */
     moveBox(i, original, dx, dy) {
-      const [bx0, by0, bx1, by1] = this.bounds;
+      const [bx0, by0, bx1, by1] = this.limits;
       const b = original.box;
       dx = clamp(dx, bx0 - b[0], bx1 - b[2]);
       dy = clamp(dy, by0 - b[1], by1 - b[3]);
@@ -250,7 +308,7 @@
 
     /** Box `i` of `original` with one handle (nw, n, ..., w) dragged to (x, y); its frame-0 point follows the centre. */
     resizeBox(i, original, handle, x, y) {
-      const [bx0, by0, bx1, by1] = this.bounds;
+      const [bx0, by0, bx1, by1] = this.limits;
       let [x0, y0, x1, y1] = original.box;
       x = clamp(x, bx0, bx1);
       y = clamp(y, by0, by1);
@@ -275,7 +333,7 @@
     }
 
     _clampPoint(x, y) {
-      const [bx0, by0, bx1, by1] = this.bounds;
+      const [bx0, by0, bx1, by1] = this.limits;
       return [clamp(x, bx0, bx1), clamp(y, by0, by1)];
     }
 
@@ -355,6 +413,7 @@
           delete entry.path;
           delete entry.keyframes;
           delete entry.interpolation;
+          delete entry.timing;
           entry.static = true;
         }
       });
@@ -367,16 +426,17 @@
       if (value === Boolean(entry.static)) return;
       this.edit(() => {
         if (value) {
-          this.stash.set(entry, { path: entry.path, keyframes: entry.keyframes, interpolation: entry.interpolation });
+          this.stash.set(entry, { path: entry.path, keyframes: entry.keyframes, interpolation: entry.interpolation, timing: entry.timing });
           delete entry.path;
           delete entry.keyframes;
           delete entry.interpolation;
+          delete entry.timing;
           entry.static = true;
         } else {
           const kept = this.stash.get(entry);
           if (!kept || (!kept.path && !kept.keyframes)) return;
           delete entry.static;
-          for (const key of ["path", "keyframes", "interpolation"]) if (kept[key] !== undefined) entry[key] = kept[key];
+          for (const key of ["path", "keyframes", "interpolation", "timing"]) if (kept[key] !== undefined) entry[key] = kept[key];
         }
       });
     }
@@ -385,6 +445,16 @@
       this.edit(() => {
         if (label) this.boxes[i].label = label;
         else delete this.boxes[i].label;
+      });
+    }
+
+    /** How box i travels along its path: "time" (its points evenly spread in time), "speed" or "ease". */
+    setTiming(i, timing) {
+      const entry = this.boxes[i];
+      if (!entry.path) return;
+      this.edit(() => {
+        if (timing && timing !== "time") entry.timing = timing;
+        else delete entry.timing;
       });
     }
 
@@ -414,6 +484,7 @@
         const keyframes = {};
         file.forEach((p, j) => { if (!p.implicit) keyframes[String(rounded[j])] = [r2(p.x), r2(p.y)]; });
         delete entry.path;
+        delete entry.timing; // keyframes give their own frames
         entry.keyframes = keyframes;
       });
       return `point ${k} at frame ${frame}`;
@@ -451,7 +522,7 @@
           if (segmentDistance(x, y, curve[j], curve[j + 1]) <= tol) {
             const t = (curveTimes[j] + curveTimes[j + 1]) / 2;
             let k = 0;
-            while (k + 2 < knots.length && knots[k + 1].t <= t) k++;
+            while (k + 2 < knots.length && knots[k + 1].param <= t) k++;
             return { kind: "segment", i, k };
           }
         }
@@ -488,9 +559,11 @@
     ["click a box", "select it; drag it to move it with its path"],
     ["drag a handle", "resize the selected box"],
     ["drag a point", "move it (the first point moves the box)"],
+    ["move over a path", "the frame of the nearest tick"],
     ["double-click the path", "insert a point there"],
     ["right-click a point, or Delete", "delete the point (Delete with no point chosen: the box)"],
     ["Ctrl+Z / Ctrl+Shift+Z or Ctrl+Y", "undo / redo"],
+    ["arrow keys (Shift: by 10)", "move the selected point, else the box, by one pixel"],
     ["Esc", "select nothing"],
   ];
 
@@ -512,6 +585,8 @@
     <label>Label <input type="text" data-field="label" maxlength="60" disabled></label>
     <label><input type="checkbox" data-field="static" disabled> Static: its content stays still</label>
     <label><input type="checkbox" data-field="smooth" disabled> Smooth path (spline)</label>
+    <label class="sgi2v-timing" hidden>Timing <select data-field="timing" disabled><option value="time">points evenly in time</option>
+      <option value="speed">constant speed</option><option value="ease">ease in and out</option></select></label>
     <label>Selected point reached at frame <input type="number" data-field="frame" min="1" step="1" disabled></label>
   </fieldset>
   <fieldset class="sgi2v-camera"><legend>Camera</legend>
@@ -523,7 +598,8 @@
   <details class="sgi2v-help" open><summary>Mouse and keys</summary><table>
     ${HELP.map(([k, v]) => `<tr><td><b>${k}</b></td><td>${v}</td></tr>`).join("")}</table>
     <div>Ticks across a path: the box centre at each frame. Arrowheads: the direction. The camera: a white
-    frame with a camera symbol, dashed at frame 0, solid at the last frame.</div></details>
+    frame with a camera symbol, dashed at frame 0, solid at the last frame; its arrow is where the scene moves
+    (against the camera).</div></details>
 </div>`;
 
   const CSS = `
@@ -599,6 +675,8 @@
       return toSource(event.clientX - r.left, event.clientY - r.top);
     }
 
+    const plural = (n, word, many = word + "s") => `${n} ${n === 1 ? word : many}`;
+
     function say(message, error = false) {
       statusLine.textContent = message;
       statusLine.classList.toggle("error", error);
@@ -614,6 +692,7 @@
         lastSent = text;
         if (options.onChange) options.onChange(text);
       }
+      hover = null; // what is under the mouse is looked up again at its next move
       if (selected !== null && selected >= model.boxes.length) selected = null;
       if (selected === null || selectedKnot >= model.knots(selected).length) selectedKnot = null;
       syncPanel();
@@ -624,13 +703,16 @@
     function syncPanel() {
       const entry = selected !== null ? model.boxes[selected] : null;
       element.querySelector(".sgi2v-selected").textContent = entry
-        ? `${name(selected)}: ${entry.static ? "static" : `${model.knots(selected).length - 1} path points`}`
+        ? `${name(selected)}: ${entry.static ? "static" : plural(model.knots(selected).length - 1, "path point")}`
         : "none: click a box, or drag to draw one";
       for (const f of ["label", "static", "smooth"]) field(f).disabled = !entry;
       field("label").value = entry ? entry.label || "" : "";
       field("static").checked = Boolean(entry && entry.static);
       field("smooth").checked = Boolean(entry && entry.interpolation === "spline");
       field("smooth").disabled = !entry || Boolean(entry.static);
+      element.querySelector(".sgi2v-timing").hidden = !(scene && scene.timings && scene.timings.length);
+      field("timing").disabled = !entry || !entry.path;
+      field("timing").value = entry && entry.timing ? entry.timing : "time";
       const knot = entry && selectedKnot !== null ? model.knots(selected)[selectedKnot] : null;
       field("frame").disabled = !knot || selectedKnot === 0;
       field("frame").max = String(model.numFrames - 1);
@@ -697,6 +779,11 @@
       model.setSmooth(selected, field("smooth").checked);
       changed();
     });
+    field("timing").addEventListener("change", () => {
+      if (selected === null) return;
+      model.setTiming(selected, field("timing").value);
+      changed();
+    });
     field("frame").addEventListener("change", () => {
       if (selected === null || selectedKnot === null) return;
       const message = model.setKeyframe(selected, selectedKnot, field("frame").value);
@@ -704,6 +791,19 @@
       changed();
     });
     for (const f of ["pan", "amount", "zoom"]) field(f).addEventListener("change", readCamera);
+
+    /** The selected point (else box) moved by `step` pixels of the upload, as one edit. */
+    function nudge(key, step) {
+      const [dx, dy] = { arrowleft: [-step, 0], arrowright: [step, 0], arrowup: [0, -step], arrowdown: [0, step] }[key];
+      const original = clone(model.boxes[selected]);
+      model.edit(() => {
+        if (selectedKnot !== null) {
+          const knot = model.knots(selected)[selectedKnot];
+          model.moveKnot(selected, original, selectedKnot, knot.x + dx, knot.y + dy);
+        } else model.moveBox(selected, original, dx, dy);
+      });
+      changed();
+    }
 
     function act(action) {
       if (action === "undo" || action === "redo") {
@@ -763,6 +863,15 @@
       if (!gesture) {
         const h = model.hit(x, y, tolerance(), selected);
         hover = h;
+        if (h && h.kind === "segment") { // the frame whose tick is nearest the mouse
+          const boxes = model.sample(h.i).boxes;
+          let best = 0, distance = Infinity;
+          boxes.forEach((b, f) => {
+            const d = Math.hypot((b[0] + b[2]) / 2 - x, (b[1] + b[3]) / 2 - y);
+            if (d < distance) { distance = d; best = f; }
+          });
+          hover.frame = best;
+        }
         canvas.style.cursor = !h ? "crosshair" : h.kind === "handle" ? `${h.handle}-resize` : h.kind === "segment" ? "copy" : "move";
         draw();
         return;
@@ -823,13 +932,15 @@
       }
     });
 
-    canvas.addEventListener("keydown", (event) => {
+    element.addEventListener("keydown", (event) => { // anywhere in the editor but its text and number fields
+      if (["INPUT", "SELECT", "TEXTAREA"].includes(event.target.tagName)) return;
       const key = event.key.toLowerCase();
       const mod = event.ctrlKey || event.metaKey;
       if (mod && key === "z") act(event.shiftKey ? "redo" : "undo");
       else if (mod && key === "y") act("redo");
       else if (key === "delete" || key === "backspace") act("delete");
       else if (key === "escape") { selected = selectedKnot = null; say("Nothing selected."); changed(); }
+      else if (key.startsWith("arrow") && selected !== null) nudge(key, event.shiftKey ? 10 : 1);
       else return;
       event.preventDefault();
     });
@@ -943,14 +1054,15 @@
         // arrowheads: half-way between points, and at the end
         const knots = s.knots.map((k) => toView(k.x, k.y));
         for (let k = 0; k + 1 < knots.length; k++) {
-          const t = (s.knots[k].t + s.knots[k + 1].t) / 2;
+          const t = (s.knots[k].param + s.knots[k + 1].param) / 2;
           const j = nearestIndex(s.curveTimes, t);
           const a = pts[Math.max(0, j - 1)], b = pts[Math.min(pts.length - 1, j + 1)];
           if (Math.hypot(b[0] - a[0], b[1] - a[1]) > 1) arrowHead(pts[j][0], pts[j][1], Math.atan2(b[1] - a[1], b[0] - a[0]), 7, rgb(color));
         }
         if (pts.length > 1) {
           const a = pts[pts.length - 2], b = pts[pts.length - 1];
-          if (Math.hypot(b[0] - a[0], b[1] - a[1]) > 0.01) arrowHead(b[0], b[1], Math.atan2(b[1] - a[1], b[0] - a[0]), 9, rgb(color));
+          const angle = Math.atan2(b[1] - a[1], b[0] - a[0]); // just past the last point, which is drawn over the end
+          if (Math.hypot(b[0] - a[0], b[1] - a[1]) > 0.01) arrowHead(b[0] + 14 * Math.cos(angle), b[1] + 14 * Math.sin(angle), angle, 8, rgb(color));
         }
         knots.forEach((p, k) => {
           const r = isSel && k === selectedKnot ? 7 : 5;
@@ -973,6 +1085,15 @@
             ctx.fillText(label, p[0] + 8, p[1] - 6);
           }
         });
+      }
+      if (hover && hover.kind === "segment" && hover.i === i && !entry.static) {
+        const b = s.boxes[hover.frame];
+        const [hx, hy] = toView((b[0] + b[2]) / 2, (b[1] + b[3]) / 2);
+        ctx.beginPath();
+        ctx.arc(hx, hy, 4, 0, 2 * Math.PI);
+        ctx.fillStyle = "#fff";
+        ctx.fill();
+        tag(`frame ${hover.frame}`, hx + 8, hy - 6, "#fff");
       }
       if (isSel) {
         const pos = handlePositions(entry.box);
@@ -1022,16 +1143,16 @@
       const k = scale();
       const view = (b) => [b[0] * k, b[1] * k, (b[2] - b[0]) * k, (b[3] - b[1]) * k];
       const first = view(boxes[0]), last = view(boxes[F - 1]);
-      ctx.lineWidth = 3;
-      ctx.strokeStyle = "rgba(0,0,0,0.7)";
-      ctx.setLineDash([10, 6]);
-      ctx.strokeRect(...first);
-      ctx.strokeRect(...last);
-      ctx.lineWidth = 1.5;
-      ctx.strokeStyle = "#fff";
-      ctx.strokeRect(...first);
+      for (const [outline, dash] of [[first, [10, 6]], [last, []]]) {
+        ctx.setLineDash(dash);
+        ctx.lineWidth = 3;
+        ctx.strokeStyle = "rgba(0,0,0,0.7)";
+        ctx.strokeRect(...outline);
+        ctx.lineWidth = 1.5;
+        ctx.strokeStyle = "#fff";
+        ctx.strokeRect(...outline);
+      }
       ctx.setLineDash([]);
-      ctx.strokeRect(...last);
       const c0 = [first[0] + first[2] / 2, first[1] + first[3] / 2], c1 = [last[0] + last[2] / 2, last[1] + last[3] / 2];
       if (Math.hypot(c1[0] - c0[0], c1[1] - c0[1]) > 2) {
         ctx.beginPath();
@@ -1080,6 +1201,9 @@
       model.load(data);
       lastSent = model.text();
       selected = selectedKnot = null;
+      const count = model.boxes.length;
+      say(count || model.data.camera ? `Showing ${plural(count, "box", "boxes")}${model.data.camera ? " and the camera" : ""} `
+        + "(Ctrl+Z brings back what was drawn before)." : "Nothing drawn yet: drag on the picture to draw a box.");
       changed();
     };
 

@@ -19,11 +19,15 @@ from typing import Any
 
 from PIL import Image
 
+from .. import trajectory
 from ..fitting import Fit
 from ..trajectory import TrajectoryError, read_json_text
 
-__all__ = ["EditorBlock", "build_editor", "editor_script", "scene_json", "read_editor_value"]
+__all__ = ["TIMINGS", "EditorBlock", "build_editor", "editor_script", "scene_json", "read_editor_value"]
 
+#: The per-box ``timing`` values the trajectory format accepts (none where the format has no ``timing``):
+#: the editor offers a timing choice only when there is one.
+TIMINGS: tuple[str, ...] = tuple(getattr(trajectory, "TIMINGS", ()))
 #: Largest picture (pixels) sent to the page as PNG; larger ones go as JPEG (the editor only shows it).
 PNG_LIMIT = 300_000
 
@@ -53,7 +57,7 @@ def scene_json(prepared: Image.Image, fit: Fit, num_frames: int, message: str | 
     scene = {
         "image": f"data:{mime};base64," + base64.b64encode(buffer.getvalue()).decode("ascii"),
         "source": list(fit.source), "size": list(fit.size), "crop": list(fit.crop), "placed": list(fit.placed),
-        "num_frames": int(num_frames),
+        "num_frames": int(num_frames), "timings": list(TIMINGS),
     }
     if message is not None:
         scene["message"], scene["error"] = message, bool(error)
@@ -85,7 +89,9 @@ def build_editor(gr, elem_id: str = "editor") -> EditorBlock:
     """Adds the editor to the current Blocks; returns its components.
 
     The editor's page object is ``window.sgi2vEditor`` (see ``mount`` in ``editor.js``); its value
-    changes (``editor.change``) after each finished edit.
+    changes (``editor.change``) after each finished edit. A handler shows another picture by
+    returning :func:`scene_json` to ``scene``, and replaces the drawing (one undo step in the page) by
+    returning the trajectory object's JSON text to ``editor`` (``""``: nothing drawn).
     """
     on_load = editor_script() + """
 const mountPoint = element.querySelector('.sgi2v-mount');
