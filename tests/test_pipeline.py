@@ -122,7 +122,7 @@ def test_xt_frames_and_other_sizes():
         (dict(boxes=np.array([[[0, 0, 10, 10]] * FRAMES]) * np.array([1, 1, 0, 1])), "x1 > x0"),
         (dict(boxes=np.array([[[-5, 0, 10, 10]] * FRAMES])), "frame 0 must lie inside"),
         (dict(config=SGI2VConfig(feature_layers=("up_blocks.2.attention.1",))), "unknown feature layer"),
-        (dict(config=SGI2VConfig()), r"exceed num_inference_steps=6.*scaled_to_steps"),
+        (dict(config=SGI2VConfig()), r"exceed num_inference_steps=6 and would never run; choose timesteps from 1 to 6 \(the paper's window at 6 steps is 4-5\)"),
         (dict(config={"iterations": 1}), "SGI2VConfig"),
         (dict(num_videos_per_prompt=2), "one video"),
     ],

@@ -189,8 +189,7 @@ def test_auto_checkpointing_reaches_the_pipeline_from_every_road(inputs, tmp_pat
     app = AppConfig(models=("tiny-random",), device=torch.device("cpu"), dtype=torch.float32, root=tmp_path)
     session = Session()
     session.set_image(Image.open(image), 128, 64)
-    for x, y in [(10, 10), (50, 40), (80, 30)]:
-        session.drawing.click(x, y)
+    session.trajectory = {"boxes": [{"box": [8, 8, 39, 31], "path": [[23.5, 19.5], [62, 23]]}]}  # what the editor sends
     values = {"model": "tiny-random", "num_frames": 4, "width": 128, "height": 64, "num_inference_steps": 3,
               "optimize_timesteps": "2", "iterations": 1}
     generate_video(session, values, app, PipelineCache(), tmp_path / "ui")
@@ -279,7 +278,12 @@ def test_every_bundled_example_prepares_from_the_web_app_at_every_size(name, tmp
         values = {"model": "tiny-random", "width": width, "height": height, "num_frames": 14}
         paths = ui.generate_video(session, values, app, ui.PipelineCache(loader=lambda *a, **k: object()), tmp_path / f"{width}")
         record = json.loads(paths["record"].read_text())
-        np.testing.assert_allclose(record["boxes"], session.drawing.trajectory(14).boxes, atol=0.05)
+        # What the editor holds (the example's trajectory, in the upload's pixels) brought to the output size.
+        from sgi2v.trajectory import parse_trajectory
+
+        expected = Fit.make("stretch", session.original.size, (width, height)).boxes(
+            parse_trajectory(session.trajectory, 14, session.original.size).boxes)
+        np.testing.assert_allclose(record["boxes"], expected, atol=0.05)
 
 
 def _generate_example(name: str, width: int, height: int, tmp_path: Path) -> None:

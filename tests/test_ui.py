@@ -1,4 +1,4 @@
-"""The web app: its drawing logic, one generation, failures, and a real browser session (Chromium + Playwright)."""
+"""The web app: the prepared picture, loaded files, one generation, failures, and a real browser session (Chromium + Playwright)."""
 
 import json
 import os
@@ -11,13 +11,11 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
+from editor_page import CHROMIUM, CHROMIUM_ARGS, EditorPage
 from sgi2v.trajectory import parse_trajectory
 from sgi2v.fitting import Fit
-from sgi2v.ui.state import BoxDraft, Drawing, display_scale, fit_image, render
+from sgi2v.ui.state import fit_image
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 # Small enough for 2 busy CPU cores: 64 x 128 pixels, 4 frames, 2 steps, 1 optimised step.
 FAST = dict(model="tiny-random", num_frames=4, width=128, height=64, num_inference_steps=2, seed=817, offload=False,
@@ -40,91 +38,7 @@ def picture(width=200, height=100):
     return image
 
 
-# -- drawing logic ----------------------------------------------------------------------------------
-
-def test_clicks_draw_boxes_and_paths_that_parse():
-    d = Drawing(width=128, height=64)
-    assert "First corner" in d.click(10, 10)
-    assert "drawn" in d.click(40, 30)
-    assert d.boxes[0].box == [10, 10, 40, 30] and d.mode == "path" and d.selected == 0
-    d.click(60, 20)
-    d.click(90, 25)
-    assert d.boxes[0].points == [[60, 20], [90, 25]]
-    d.new_box()
-    d.click(120, 60)  # corners in any order
-    d.click(100, 40)
-    assert d.boxes[1].box == [100, 40, 120, 60]
-    d.set_static(True)
-    data = d.to_json()
-    assert data == {"boxes": [{"box": [10, 10, 40, 30], "path": [[25, 20], [60, 20], [90, 25]]},
-                              {"box": [100, 40, 120, 60], "static": True}]}
-    traj = parse_trajectory(json.loads(json.dumps(data)), 5, (128, 64))
-    assert traj.boxes.shape == (2, 5, 4)
-    np.testing.assert_allclose(traj.boxes[0, -1], [75, 15, 105, 35])  # moved by (90, 25) - (25, 20)
-    np.testing.assert_allclose(traj.boxes[1], [[100, 40, 120, 60]] * 5)
-    assert d.choices() == [("box 1 (red), 2 path points", 0), ("box 2 (blue), static", 1)]
-
-
-def test_clicks_are_clamped_and_tiny_boxes_refused():
-    d = Drawing(width=128, height=64)
-    d.click(-5, 70)
-    assert d.pending == [0, 64]
-    assert "under" in d.click(2, 62)
-    assert not d.boxes and d.pending == [0, 64]  # still waiting for a proper corner
-    d.click(30, 40)
-    assert d.boxes[0].box == [0, 40, 30, 64]
-
-
-def test_undo_delete_clear_and_static_paths():
-    d = Drawing(width=128, height=64)
-    assert d.undo() == "Nothing to undo."
-    d.click(10, 10)
-    d.undo()
-    assert d.pending is None and not d.boxes
-    d.click(10, 10), d.click(40, 30), d.click(60, 20), d.click(80, 20)
-    d.undo()
-    assert d.boxes[0].points == [[60, 20]]
-    d.undo()
-    assert d.boxes[0].points == []
-    d.undo()  # takes back the box's second corner
-    assert not d.boxes and d.pending == [10, 10] and d.mode == "box"
-    d.click(40, 30)
-    assert d.boxes[0].box == [10, 10, 40, 30]
-    d.set_static(True)
-    assert "static" in d.click(70, 20)  # a static box takes no path points
-    assert d.boxes[0].points == []
-    d.set_static(False)
-    d.click(70, 20)
-    d.new_box(), d.click(80, 40), d.click(100, 60)
-    d.new_box(), d.click(5, 40), d.click(25, 60)
-    assert len(d.boxes) == 3
-    d.delete(0)
-    assert [b.box for b in d.boxes] == [[80, 40, 100, 60], [5, 40, 25, 60]] and d.selected == 1
-    d.select(0)
-    d.delete()
-    assert [b.box for b in d.boxes] == [[5, 40, 25, 60]] and d.selected == 0
-    d.set_camera("left", 0.2, 1.3)
-    d.clear()
-    assert not d.boxes and d.selected is None and d.camera == {} and d.mode == "box"
-
-
-def test_camera_presets_add_the_camera_box():
-    d = Drawing(width=128, height=64)
-    assert d.set_camera("none", 0.25, 1.0) == "No camera motion."
-    d.set_camera("right", 0.25, 1.0)
-    assert d.to_json() == {"boxes": [], "camera": {"pan": "right", "amount": 0.25}}
-    traj = d.trajectory(4)
-    assert traj.labels == ("camera",)
-    assert traj.boxes[0, -1, 0] < traj.boxes[0, 0, 0]  # the camera pans right: the scene moves left
-    d.set_camera("none", 0.25, 1.5)
-    traj = d.trajectory(4)
-    size = traj.boxes[0, :, 2] - traj.boxes[0, :, 0]
-    assert size[-1] == pytest.approx(1.5 * size[0])
-    d.click(10, 10), d.click(40, 30)
-    assert d.trajectory(4).labels == ("box 0", "camera")
-    with pytest.raises(ValueError, match="pan direction"):
-        d.set_camera("sideways", 0.2, 1.0)
-
+# -- the picture and loaded files ------------------------------------------------------------------
 
 def test_fit_crops_to_the_aspect_and_maps_points_both_ways():
     image = picture(200, 100)  # 2:1 -> 1:1 crops the sides
@@ -136,49 +50,15 @@ def test_fit_crops_to_the_aspect_and_maps_points_both_ways():
     assert tall.crop == (0.0, 75.0, 100.0, 125.0)
 
 
-def test_refit_moves_boxes_with_the_image():
-    image = picture(256, 128)
-    _, old = fit_image(image, 256, 128)
-    _, new = fit_image(image, 128, 64)
-    d = Drawing(width=256, height=128, boxes=[BoxDraft([20, 20, 60, 60], [[100, 40]])])
-    d.refit(old, new)
-    assert d.boxes[0].box == pytest.approx([10, 10, 30, 30]) and d.boxes[0].points == [pytest.approx([50, 20])]
-    assert (d.width, d.height) == (128, 64)
+def test_reference_boxes_become_paths_with_the_same_motion():
+    from sgi2v.ui.app import reference_trajectory
 
-
-def test_load_trajectory_json_round_trip():
-    fit = Fit.make("crop", (256, 128), (128, 64))  # half size, no crop
-    data = {"boxes": [{"label": "car", "box": [20, 20, 60, 60], "path": [[45, 45], [145, 65]]},  # path[0] off the centre
-                      {"box": [100, 10, 140, 50], "static": True},
-                      {"box": [160, 60, 200, 100], "keyframes": {"2": [200, 80]}, "scale": 1.5}],
-            "camera": {"pan": "up", "amount": 0.1}}
-    d = Drawing.from_json(data, 4, fit, (256, 128))
-    assert d.boxes[0].label == "car" and d.boxes[0].box == [10, 10, 30, 30] and d.boxes[0].points == [[70, 30]]
-    assert d.boxes[1].static and d.camera == {"pan": "up", "amount": 0.1}
-    assert d.boxes[2].extra == {"scale": 1.5} and len(d.boxes[2].points) == 3
-    original = parse_trajectory(data, 4, (256, 128)).resized(128, 64)
-    again = parse_trajectory(d.to_json(), 4, (128, 64))
-    np.testing.assert_allclose(again.boxes, original.boxes, atol=0.02)  # the same motion after the round trip
-    assert again.labels == original.labels
-
-
-def test_from_boxes_reads_per_frame_boxes():
     boxes = np.array([[[10, 10, 30, 30], [20, 10, 40, 30], [30, 12, 50, 32]],
                       [[60, 40, 80, 60]] * 3], dtype=np.float32)
-    d = Drawing.from_boxes(boxes, Fit.make("stretch", (128, 64), (128, 64)))
-    assert d.boxes[0].points == [[30, 20], [40, 22]] and d.boxes[1].static
-    np.testing.assert_allclose(d.trajectory(3).boxes, boxes)
-
-
-def test_render_draws_on_a_copy():
-    image = picture(128, 64)
-    d = Drawing(width=128, height=64)
-    d.click(10, 10)
-    d_img = render(image, d, 4)
-    assert d_img.size == image.size and np.asarray(d_img).tolist() != np.asarray(image).tolist()
-    d.click(40, 30), d.click(80, 20)
-    assert render(image, d, 4).size == (128, 64)
-    assert np.asarray(image).tolist() == np.asarray(picture(128, 64)).tolist()  # the input is untouched
+    data = reference_trajectory(boxes)
+    assert data["boxes"][1] == {"box": [60, 40, 80, 60], "static": True}
+    assert data["boxes"][0]["path"] == [[20, 20], [30, 20], [40, 22]]
+    np.testing.assert_allclose(parse_trajectory(data, 3, (128, 64)).boxes, boxes)
 
 
 # -- generation -------------------------------------------------------------------------------------
@@ -196,8 +76,7 @@ def session_with_box():
 
     session = Session()
     session.set_image(picture(256, 100), 128, 64)
-    for x, y in [(10, 10), (50, 40), (80, 30)]:
-        session.drawing.click(x, y)
+    session.trajectory = {"boxes": [{"box": [20, 15.63, 100, 62.5], "path": [[60, 39.06], [160, 46.88]]}]}  # upload pixels
     return session
 
 
@@ -208,17 +87,27 @@ def test_generate_writes_the_cli_files_and_reuses_the_pipeline(app_parts, tmp_pa
     app, cache = app_parts
     session = session_with_box()
     seen = []
-    paths = generate_video(session, FAST, app, cache, tmp_path / "s", lambda done, total, desc: seen.append((done, total)))
-    assert seen[-1] == (2, 2) and (1, 2) in seen
+    paths = generate_video(session, FAST, app, cache, tmp_path / "s", lambda done, total, desc: seen.append((done, total, desc)))
+    # 2 steps, the paper's t = 2 is the first step (i = 2 - 2 = 0), optimised by 2 iterations first: 4 ticks in all.
+    assert seen == [(0, 4, "loading the model tiny-random"), (0, 4, "encoding the image"),
+                    (0, 4, "optimising the latent: step 1 of 2, iteration 1 of 2"),
+                    (1, 4, "optimising the latent: step 1 of 2, iteration 2 of 2"),
+                    (2, 4, "denoising: step 1 of 2"), (3, 4, "denoising: step 2 of 2"),
+                    (4, 4, "decoding the frames"), (4, 4, "writing the videos")]
     assert read_video(paths["video"]).shape == (4, 64, 128, 3)
     assert read_video(paths["overlay"]).shape == (4, 64, 128, 3)
+    try:
+        import cv2  # noqa: F401
+    except ImportError:
+        assert "tracked" not in paths
+    else:  # with the evaluation extra: the overlay with the tracked paths as well
+        assert read_video(paths["tracked"]).shape == (4, 64, 128, 3) and paths["tracked"].parent == paths["video"].parent
     record = json.loads(paths["record"].read_text())
     assert record["model"] == "tiny-random" and record["settings"]["num_frames"] == 4 and record["config"]["optimize_timesteps"] == [2]
     assert record["inputs"]["image"] == str(paths["input"].resolve())
     trajectory = json.loads(paths["trajectory"].read_text())  # in the uploaded image's pixels, as a trajectory file
-    assert trajectory == session.drawing.to_source_json(session.fit)
-    np.testing.assert_allclose(record["boxes"], parse_trajectory(trajectory, 4, (256, 100)).resized(128, 64).boxes, atol=0.02)
-    np.testing.assert_allclose(record["boxes"], session.drawing.trajectory(4).boxes, atol=0.02)  # what is on screen
+    assert trajectory == session.trajectory  # what was drawn, as it was drawn
+    np.testing.assert_allclose(record["boxes"], parse_trajectory(trajectory, 4, (256, 100)).resized(128, 64).boxes, atol=1e-9)
     assert Image.open(paths["input"]).size == (256, 100)  # the upload, fitted by the generation as the record says
 
     again = generate_video(session, FAST, app, cache, tmp_path / "s")
@@ -256,8 +145,8 @@ def test_load_files_json_and_reference_format(tmp_path):
     with pytest.raises(UIError, match="Upload the image first"):
         load_files(session, [str(traj)], 4, 128, 64, tmp_path)
     session.set_image(picture(256, 128), 128, 64)
-    message, frames = load_files(session, [str(traj)], 4, 128, 64, tmp_path)
-    assert "1 boxes" in message and frames == 4 and session.drawing.boxes[0].box == [10, 10, 30, 30]
+    message, frames, data = load_files(session, [str(traj)], 4, 128, 64, tmp_path)
+    assert "Loaded 1 box from" in message and frames == 4 and data == json.loads(traj.read_text())  # shown as it is in the file
     bad = tmp_path / "bad.json"
     bad.write_text('{"boxes": [{"box": [1, 2, 3]}]}')
     with pytest.raises(UIError, match=r"boxes\[0\]\.box"):
@@ -270,9 +159,9 @@ def test_load_files_json_and_reference_format(tmp_path):
     picture(256, 128).save(folder / "img.png")
     raw = np.array([[[20, 20], [60, 60], [40, 40], [60, 40], [80, 50], [100, 60], [120, 70]]], dtype=np.float32)  # 5 frames
     np.save(folder / "traj.npy", raw)
-    message, frames = load_files(session, [str(folder / "img.png"), str(folder / "traj.npy")], 4, 128, 64, tmp_path)
+    message, frames, data = load_files(session, [str(folder / "img.png"), str(folder / "traj.npy")], 4, 128, 64, tmp_path)
     assert frames == 5 and session.original.size == (256, 128)
-    assert session.drawing.boxes[0].box == [10, 10, 30, 30] and session.drawing.boxes[0].points[-1] == [60, 35]
+    assert data == {"boxes": [{"box": [20, 20, 60, 60], "path": [[40, 40], [60, 40], [80, 50], [100, 60], [120, 70]]}]}
     assert not any(p.name.startswith("reference-") for p in tmp_path.iterdir())  # its scratch copy is gone
 
 
@@ -287,12 +176,19 @@ def free_port() -> int:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     pytest.importorskip("gradio")
-    from sgi2v.ui.app import launch
+    from sgi2v.ui.app import launch, stop
 
     port = free_port()
+    # A closed page is noticed at the next heartbeat: every second here rather than Gradio's 15 s.
+    heartbeat = os.environ.get("GRADIO_HEARTBEAT_INTERVAL")
+    os.environ["GRADIO_HEARTBEAT_INTERVAL"] = "1"
     demo = launch(model="tiny-random", device="cpu", dtype="fp32", port=port, block=False, root=tmp_path_factory.mktemp("ui"))
     yield demo, f"http://127.0.0.1:{port}/"
-    demo.close()
+    stop(demo)
+    if heartbeat is None:
+        os.environ.pop("GRADIO_HEARTBEAT_INTERVAL", None)
+    else:
+        os.environ["GRADIO_HEARTBEAT_INTERVAL"] = heartbeat
 
 
 def test_server_listens_on_localhost_only_and_serves_no_other_files(server):
@@ -341,33 +237,21 @@ def test_browser_draw_and_generate(server, tmp_path):
             page.locator("#upload input[type=file]").set_input_files(str(image_path))
             sync_api.expect(status).to_contain_text("Image prepared at 128x64", timeout=30_000)
 
-            canvas = page.locator("#canvas img")
-            sync_api.expect(canvas).to_be_visible(timeout=30_000)
-
-            def click(x: float, y: float, expected: str) -> None:
-                # The picture is enlarged (display_scale) and then fitted into its frame, centred: click where
-                # the pixel (x, y) of the 128 x 64 image is on the screen.
-                page.wait_for_function("() => { const i = document.querySelector('#canvas img');"
-                                       " return i && i.complete && i.naturalWidth > 0; }", timeout=30_000)
-                box = canvas.bounding_box()
-                natural_w, natural_h = canvas.evaluate("img => [img.naturalWidth, img.naturalHeight]")
-                k = display_scale((128, 64))
-                assert (natural_w, natural_h) == (128 * k, 64 * k)
-                r = min(box["width"] / natural_w, box["height"] / natural_h, 1)
-                left, top = (box["width"] - natural_w * r) / 2, (box["height"] - natural_h * r) / 2
-                canvas.click(position={"x": left + (x + 0.5) * k * r, "y": top + (y + 0.5) * k * r})
-                sync_api.expect(status).to_contain_text(expected, timeout=30_000)
-
-            click(20, 16, "First corner")
-            click(52, 44, "box 1 (red) drawn")
-            click(80, 30, "path point 1")
-            click(108, 24, "path point 2")
-            page.locator("#new-box").click()
-            sync_api.expect(status).to_contain_text("Click two opposite corners", timeout=30_000)
-            click(90, 40, "First corner")
-            click(120, 60, "box 2 (blue) drawn")
-            page.locator("#static input").check()
-            sync_api.expect(status).to_contain_text("box 2 (blue) is static", timeout=30_000)
+            editor = EditorPage(page)
+            editor.wait_for_picture(400, 200)
+            # In the 400 x 200 upload's pixels: a box, two path points, a second box marked static.
+            editor.drag((62.5, 50), (162.5, 137.5))
+            sync_api.expect(page.locator(".sgi2v-status")).to_contain_text("box 1 (red) drawn", timeout=30_000)
+            editor.click(250, 93.75)
+            editor.click(337.5, 75)
+            sync_api.expect(page.locator(".sgi2v-status")).to_contain_text("path point 2 added", timeout=30_000)
+            editor.drag((281.25, 125), (375, 187.5))
+            sync_api.expect(page.locator(".sgi2v-status")).to_contain_text("box 2 (blue) drawn", timeout=30_000)
+            editor.click(112.5, 70)  # select box 1, then box 2 again: clicking a box selects it
+            editor.click(330, 160)
+            sync_api.expect(page.locator(".sgi2v-side [data-field=static]")).to_be_checked()  # no path yet: an anchor
+            second = editor.data()["boxes"][1]
+            assert second["static"] is True and np.allclose(second["box"], [281.25, 125, 375, 187.5], atol=1)
 
             page.get_by_text("SG-I2V method").click()  # one optimised step, one iteration: quick on a CPU
             for field, value in (("#optimize_timesteps textarea, #optimize_timesteps input", "2"), ("#iterations input", "1")):
@@ -402,6 +286,10 @@ def test_browser_draw_and_generate(server, tmp_path):
                 sync_api.expect(page.locator(f"#downloads a[href$='/{name}']")).to_have_count(1, timeout=30_000)
             page.wait_for_function("document.querySelector('#video video').readyState >= 1", timeout=30_000)
             page.screenshot(path=str(shot), full_page=True)
+            runs = [p for p in demo.sgi2v.root.rglob("sgi2v-001.trajectory.json")]  # read while the session lasts
+            assert len(runs) == 1
+            trajectory = json.loads(runs[0].read_text())
+            record = json.loads(runs[0].with_name("sgi2v-001.json").read_text())
         except Exception:
             page.screenshot(path=str(ARTIFACTS / "ui-failure.png"), full_page=True)
             raise
@@ -409,13 +297,301 @@ def test_browser_draw_and_generate(server, tmp_path):
             browser.close()
     print(f"screenshot: {shot}")
 
-    runs = [p for p in demo.sgi2v.root.rglob("sgi2v-001.trajectory.json")]
-    assert len(runs) == 1
-    trajectory = json.loads(runs[0].read_text())
     assert len(trajectory["boxes"]) == 2 and trajectory["boxes"][1]["static"] is True
     assert len(trajectory["boxes"][0]["path"]) == 3  # the centre and two clicked points
     x0, y0, x1, y1 = trajectory["boxes"][0]["box"]  # in the 400 x 200 upload's pixels: the 128 x 64 clicks times 3.125
     assert abs(x0 - 62.5) <= 6 and abs(y0 - 50) <= 6 and abs(x1 - 162.5) <= 6 and abs(y1 - 137.5) <= 6
-    record = json.loads(runs[0].with_name("sgi2v-001.json").read_text())
     assert record["frames_shape"] == [4, 64, 128, 3] and record["settings"]["num_inference_steps"] == 2
     assert record["config"]["optimize_timesteps"] == [2] and record["config"]["iterations"] == 1
+
+
+# -- sessions, messages, examples -------------------------------------------------------------------
+
+def test_session_folders_are_separate_unguessable_and_removed(tmp_path):
+    from sgi2v.ui.app import SessionFolders, UIError
+
+    folders = SessionFolders(tmp_path)
+    a, b = folders.get("tab-a"), folders.get("tab-b")
+    assert a != b and a.parent == b.parent == tmp_path
+    assert folders.get("tab-a") == a  # the same session keeps its folder
+    assert "tab-a" not in a.name and len(a.name) >= 32  # named at random, not after anything the page sends
+    assert oct(a.stat().st_mode & 0o777) == oct(0o700)
+    (a / "run-001").mkdir()
+    (b / "x.json").write_text("{}")
+    folders.remove("tab-a")
+    assert not a.exists() and (b / "x.json").exists()
+    with pytest.raises(UIError, match="session has ended"):  # a late event of the closed page makes no new folder
+        folders.get("tab-a")
+    assert folders.get(None) != folders.get(None)  # without a session id: a new folder each time, never a shared one
+    folders.remove(folder=b)
+    assert not b.exists()
+    folders.remove_all()
+    assert not any(tmp_path.iterdir()) and len(folders) == 0
+
+
+def _png_declaring(width: int, height: int) -> bytes:
+    """A PNG whose header declares ``width`` x ``height`` (a decompression bomb) with one row of data."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit gray
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\x00" * (width + 1)))
+            + chunk(b"IEND", b""))
+
+
+def test_upload_errors_name_the_file_not_the_server_folder(tmp_path):
+    from sgi2v.ui.app import UIError, read_image_upload
+
+    text = tmp_path / "notes.png"
+    text.write_text("not an image")
+    good = tmp_path / "photo.png"
+    picture(64, 32).save(good)
+    truncated = tmp_path / "cut.png"
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(_png_declaring(16000, 12000))
+    for path, expected in ((text, "notes.png: not an image file"), (truncated, "cut.png: cannot read the image"),
+                           (bomb, "bomb.png: the image is 16000x12000")):
+        with pytest.raises(UIError) as err:
+            read_image_upload(path)
+        assert str(err.value).startswith(expected) and str(tmp_path) not in str(err.value)
+    assert read_image_upload(good).size == (64, 32)
+
+
+def test_keyframes_past_the_last_frame_ask_for_the_frame_count(tmp_path):
+    from sgi2v.ui.app import FramesNeeded, Session, load_files
+
+    session = Session()
+    session.set_image(picture(256, 128), 128, 64)
+    traj = tmp_path / "late.json"
+    traj.write_text(json.dumps({"boxes": [{"box": [20, 20, 60, 60], "keyframes": {"5": [80, 40], "20": [120, 60]}}]}))
+    with pytest.raises(FramesNeeded) as err:
+        load_files(session, [str(traj)], 14, 128, 64, tmp_path)
+    assert err.value.frames == 21 and "late.json: its keyframes go up to frame 20, but the video has 14 frames" in str(err.value)
+    message, frames, data = load_files(session, [str(traj)], err.value.frames, 128, 64, tmp_path)  # the offer taken
+    assert frames == 21 and data == json.loads(traj.read_text())
+    bad = tmp_path / "broken.json"
+    bad.write_text('{"boxes": [')
+    with pytest.raises(ValueError, match="broken.json"):
+        load_files(session, [str(bad)], 14, 128, 64, tmp_path)
+
+
+def test_every_bundled_example_loads_its_image_and_trajectory(tmp_path):
+    from sgi2v.images import load_image
+    from sgi2v.ui.app import EXAMPLES_DIR, Session, examples, load_example
+
+    names = examples()
+    assert names == sorted(p.name for p in EXAMPLES_DIR.iterdir() if p.is_dir())
+    for name in names:
+        session = Session()
+        message, frames, image, trajectory = load_example(session, name, 14, 128, 64, tmp_path)
+        assert f"the example '{name}'" in message and frames == 14
+        assert image.parent == tmp_path and image.read_bytes() == (EXAMPLES_DIR / name / "image.jpg").read_bytes()
+        assert trajectory == json.loads((EXAMPLES_DIR / name / "trajectory.json").read_text())
+        assert session.original.size == load_image(EXAMPLES_DIR / name / "image.jpg").size
+        assert session.prepared.size == (128, 64)
+
+
+@pytest.mark.parametrize("signum", ["SIGINT", "SIGTERM"])
+def test_the_server_removes_its_folders_when_stopped(tmp_path, signum):
+    pytest.importorskip("gradio")
+    import signal
+    import subprocess
+    import sys
+    import urllib.request
+
+    port = free_port()
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    env = dict(os.environ, TMPDIR=str(scratch), PYTHONPATH=os.pathsep.join(filter(None, [str(Path(__file__).parent.parent / "src"),
+                                                                                        os.environ.get("PYTHONPATH")])))
+    process = subprocess.Popen([sys.executable, "-m", "sgi2v", "ui", "--model", "tiny-random", "--device", "cpu", "--port", str(port)],
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5):
+                    break
+            except OSError:
+                assert process.poll() is None and time.monotonic() < deadline, process.stdout.read().decode()[-2000:]
+                time.sleep(1)
+        roots = [p for p in scratch.iterdir() if p.name.startswith("sgi2v-ui-")]
+        assert len(roots) == 1 and (roots[0] / "examples").is_dir()  # the server's folder, with what it serves
+        process.send_signal(getattr(signal, signum))
+        assert process.wait(timeout=60) == 0
+        assert not roots[0].exists()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def _fast_form(page, sync_api, steps: str = "3") -> None:
+    """The form set for a quick run on a CPU: 128 x 64, 4 frames, ``steps`` steps, one optimised step of 2 iterations."""
+    for elem, value in (("#width", "128"), ("#height", "64"), ("#num_frames", "4"), ("#num_inference_steps", steps)):
+        page.locator(f"{elem} input").fill(value)
+        page.locator(f"{elem} input").press("Tab")
+        sync_api.expect(page.locator(f"{elem} input")).to_have_value(value)
+    page.get_by_text("SG-I2V method").click()
+    for field, value in (("#optimize_timesteps textarea, #optimize_timesteps input", "2"), ("#iterations input", "2")):
+        box = page.locator(field).first
+        sync_api.expect(box).to_be_editable(timeout=30_000)
+        for _ in range(3):  # a busy page may re-render the field while it opens: type again
+            box.fill(value)
+            box.press("Tab")
+            if box.input_value() == value:
+                break
+        sync_api.expect(box).to_have_value(value)
+
+
+@pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+def test_browser_failed_uploads_show_their_message_until_a_good_one(server, tmp_path):
+    sync_api = pytest.importorskip("playwright.sync_api")
+    demo, url = server
+    text, good = tmp_path / "notes.png", tmp_path / "photo.png"
+    text.write_text("a text file named .png")
+    picture(400, 200).save(good)
+    ARTIFACTS.mkdir(exist_ok=True)
+
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        try:
+            page.goto(url, timeout=60_000)
+            status = page.locator("#status")
+            sync_api.expect(status).to_contain_text("Upload an image", timeout=60_000)
+            assert page.locator("#generate").bounding_box()["y"] + 40 < 800  # Generate is seen without scrolling
+            page.locator("#upload input[type=file]").set_input_files(str(text))
+            sync_api.expect(status).to_contain_text("Error: notes.png: not an image file", timeout=30_000)
+            sync_api.expect(status).to_be_in_viewport()
+            page.screenshot(path=str(ARTIFACTS / "ui-bad-upload.png"))
+            page.locator("#upload input[type=file]").set_input_files(str(good))  # the field was emptied for the next try
+            sync_api.expect(status).to_contain_text("Image prepared at 1024x576", timeout=30_000)
+            sync_api.expect(status).not_to_contain_text("Error")
+            sync_api.expect(page.locator("#status.error")).to_have_count(0)
+
+            page.locator("#width input").fill("100")  # an invalid number: said at once, gone once fixed
+            page.locator("#width input").press("Tab")
+            sync_api.expect(page.locator("#form-status")).to_contain_text("width: expected an integer", timeout=30_000)
+            page.locator("#width input").fill("1024")
+            page.locator("#width input").press("Tab")
+            sync_api.expect(page.locator("#form-status")).to_have_text("", timeout=30_000)
+        except Exception:
+            page.screenshot(path=str(ARTIFACTS / "ui-bad-upload-failure.png"), full_page=True)
+            raise
+        finally:
+            browser.close()
+
+
+@pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+def test_browser_two_sessions_generate_at_once_each_with_its_own_files(server):
+    """Two browser sessions load different examples from the gallery and generate at the same time: each gets its own
+    folder and files, whose SHA-256 are those of its own run record; the progress names each phase; closing one
+    session removes its folder only."""
+    import hashlib
+    import re
+    import urllib.request
+
+    sync_api = pytest.importorskip("playwright.sync_api")
+    from sgi2v.ui.app import EXAMPLES_DIR
+
+    demo, url = server
+    ARTIFACTS.mkdir(exist_ok=True)
+    names = ("cat", "rocket")  # both fit 4 frames
+    watch = """() => { window.phases = []; new MutationObserver(() => {
+        const text = document.querySelector('#video')?.innerText || '';
+        const match = text.match(/(Loading the model|Encoding|Optimising the latent: step \\d+ of \\d+, iteration \\d+ of \\d+|Denoising: step \\d+ of \\d+|Decoding|Writing)/);
+        if (match && window.phases[window.phases.length - 1] !== match[1]) window.phases.push(match[1]);
+    }).observe(document.body, {subtree: true, childList: true, characterData: true}); }"""
+
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        contexts = [browser.new_context(viewport={"width": 1280, "height": 800}) for _ in names]
+        pages = [context.new_page() for context in contexts]
+        try:
+            for page, name in zip(pages, names):
+                page.goto(url, timeout=60_000)
+                sync_api.expect(page.locator("#status")).to_contain_text("Upload an image", timeout=60_000)
+                _fast_form(page, sync_api)
+                page.locator("#examples img").nth(sorted(p.name for p in EXAMPLES_DIR.iterdir() if p.is_dir()).index(name)).click()
+                sync_api.expect(page.locator("#status")).to_contain_text(f"from the example '{name}'", timeout=30_000)
+                page.evaluate(watch)
+            for page in pages:  # both at once: one runs, the other waits its turn
+                page.locator("#generate").click()
+            for page, name in zip(pages, names):
+                sync_api.expect(page.locator("#run-status")).to_contain_text("Done in", timeout=300_000)
+                assert page.evaluate("window.scrollY") > 400  # the page went down to the results
+                page.screenshot(path=str(ARTIFACTS / f"ui-session-{name}.png"))
+
+            folders = []
+            for page, name in zip(pages, names):
+                links = {Path(href).name: url.rstrip("/") + href if href.startswith("/") else href
+                         for href in page.locator("#downloads a").evaluate_all("els => els.map(a => a.getAttribute('href'))")}
+                record = json.loads(urllib.request.urlopen(links["sgi2v-001.json"], timeout=30).read())
+                served_input = urllib.request.urlopen(links["sgi2v-001.input.png"], timeout=30).read()
+                served_trajectory = json.loads(urllib.request.urlopen(links["sgi2v-001.trajectory.json"], timeout=30).read())
+                assert hashlib.sha256(served_input).hexdigest() == record["inputs"]["image_sha256"]
+                assert served_trajectory == record["inputs"]["trajectory"] == json.loads((EXAMPLES_DIR / name / "trajectory.json").read_text())
+                assert Image.open(EXAMPLES_DIR / name / "image.jpg").size == tuple(record["inputs"]["image_size"])
+                video = Path(record["inputs"]["image"]).with_name("sgi2v-001.mp4")
+                assert hashlib.sha256(video.read_bytes()).hexdigest() == hashlib.sha256(
+                    urllib.request.urlopen(links["sgi2v-001.mp4"] if "sgi2v-001.mp4" in links else
+                                           url.rstrip("/") + page.locator("#video video").get_attribute("src").split(url.rstrip("/"))[-1],
+                                           timeout=30).read()).hexdigest()
+                folders.append(Path(record["inputs"]["image"]).parent.parent)  # <session folder>/run-001/
+                # 3 steps; the paper's t = 2 is the second step (i = 3 - 2 = 1), its latent optimised first.
+                phases = page.evaluate("window.phases")
+                first = {}
+                for index, phase in enumerate(phases):
+                    first.setdefault(re.sub(r":.*", "", phase), index)
+                order = ["Loading the model", "Encoding", "Denoising", "Optimising the latent", "Decoding", "Writing"]
+                assert sorted(first, key=first.get) == order, phases
+                assert any(p.startswith("Optimising the latent: step 2 of 3, iteration") for p in phases), phases
+                assert "Denoising: step 3 of 3" in phases, phases
+            assert folders[0] != folders[1] and all(f.parent == demo.sgi2v.root for f in folders)
+
+            contexts[0].close()  # the first session ends: its folder goes, the other's stays
+            deadline = time.monotonic() + 60
+            while folders[0].exists() and time.monotonic() < deadline:
+                time.sleep(0.5)
+            assert not folders[0].exists() and folders[1].exists()
+            time.sleep(3)  # late events of the closed page (its motion preview) leave no new folder behind
+            assert {f.name for f in demo.sgi2v.root.glob("session-*")} == {folders[1].name}
+        except Exception:
+            for page, name in zip(pages, names):
+                with __import__("contextlib").suppress(Exception):
+                    page.screenshot(path=str(ARTIFACTS / f"ui-session-{name}-failure.png"), full_page=True)
+            raise
+        finally:
+            browser.close()
+
+
+def test_tracked_paths_follow_a_square_moved_by_a_known_path():
+    pytest.importorskip("cv2")
+    from sgi2v.ui.app import tracked_overlay, tracked_paths
+    from sgi2v.video import draw_overlay
+
+    rng = np.random.RandomState(0)
+    background = (rng.rand(64, 128, 3) * 60).astype(np.uint8)
+    texture = 160 + (rng.rand(16, 16, 3) * 90).astype(np.uint8)
+    frames, boxes = [], []
+    for f in range(5):  # a textured light square moving 3 px right and 1 px down per frame
+        frame = background.copy()
+        x, y = 20 + 3 * f, 16 + f
+        frame[y:y + 16, x:x + 16] = texture
+        frames.append(frame)
+        boxes.append([x, y, x + 16, y + 16])
+    frames = np.stack(frames)
+    boxes = np.array([boxes, [[0, 0, 128, 64]] * 5], dtype=np.float64)  # the square's box and a camera box
+    chosen, tracks, valid = tracked_paths(frames, boxes, ("square", "camera"))
+    assert chosen == [0]  # the camera is not tracked
+    expected = (boxes[0, :, :2] + boxes[0, :, 2:]) / 2
+    np.testing.assert_allclose(tracks[0], expected, atol=0.5)
+    assert valid.all()
+    shown = tracked_overlay(frames, boxes, ("square", "camera"))
+    plain = draw_overlay(frames, boxes)
+    assert shown.shape == plain.shape and (shown != plain).any()

@@ -38,7 +38,7 @@ from .trajectory import parse_trajectory, read_reference_dir, reference_boxes
 from .video import draw_condition, draw_overlay, frames_sha256, to_uint8, write_gif, write_mp4
 
 __all__ = [
-    "RECORD_VERSION", "PreparedInputs", "Generation", "prepare_inputs", "prepare_reference", "read_record", "record_settings",
+    "RECORD_VERSION", "PreparedInputs", "Generation", "Progress", "prepare_inputs", "prepare_reference", "read_record", "record_settings",
     "prepare_replay",
     "output_paths", "check_outputs", "check_output_file", "generate", "write_outputs", "file_sha256", "remove_stale_temporaries",
     "write_atomic", "write_text_atomic", "Timer",
@@ -69,6 +69,27 @@ class Generation:
 
     frames: np.ndarray
     record: dict
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where a running generation is, as :func:`generate` reports it.
+
+    ``phase`` is one of :data:`PHASES`: ``encoding`` (the input image, by CLIP and the VAE),
+    ``optimising`` (the latent, before denoising step ``step``: AdamW iteration ``iteration`` of
+    ``iterations``), ``denoising`` (step ``step`` of ``steps`` has begun) and ``decoding`` (the
+    latent to frames). ``step`` counts from 1; it is 0 where it does not apply.
+    """
+
+    phase: str
+    step: int = 0
+    steps: int = 0
+    iteration: int = 0
+    iterations: int = 0
+
+
+#: The phases of one pipeline call, in order (``optimising`` and ``denoising`` alternate).
+PHASES = ("encoding", "optimising", "denoising", "decoding")
 
 
 # -- 1. inputs --------------------------------------------------------------------------------------
@@ -348,13 +369,16 @@ def write_outputs(paths: dict[str, Path], generation: Generation, prepared: Prep
 # -- 3. generation ----------------------------------------------------------------------------------
 
 def generate(prepared: PreparedInputs, settings: GenerationSettings, config: SGI2VConfig, pipe, *, model: str,
-             callback_on_step_end: Callable | None = None, extra: dict | None = None) -> Generation:
+             callback_on_step_end: Callable | None = None, extra: dict | None = None,
+             progress: Callable[[Progress], None] | None = None) -> Generation:
     """Run the pipeline on prepared inputs; returns the uint8 frames ``(F, H, W, 3)`` and the run record.
 
     The seed drives a CPU generator, so the same seed gives the same initial noise on every device.
     torch uses ``settings.threads`` CPU threads during the call (default: every core this process
     may use), which the frames depend on when running on the CPU; the record holds the number. ``extra`` is merged
-    into the record (e.g. the batch's part).
+    into the record (e.g. the batch's part). ``progress`` is called with a :class:`Progress` as each
+    phase, optimisation iteration and denoising step begins; it only observes (the frames are the same
+    bit for bit with or without it).
     """
     import torch
 
@@ -363,7 +387,8 @@ def generate(prepared: PreparedInputs, settings: GenerationSettings, config: SGI
     device = getattr(pipe, "_execution_device", None) or pipe.device
     used = settings.replace(device=str(device), dtype=str(pipe.unet.dtype).replace("torch.", ""), threads=threads)
     generator = torch.Generator("cpu").manual_seed(settings.seed)
-    with timer("generate"), _torch_threads(threads):
+    watching = _phases(pipe, settings.num_inference_steps, config.iterations, progress) if progress else contextlib.nullcontext()
+    with timer("generate"), _torch_threads(threads), watching:
         out = pipe(
             prepared.image, prepared.boxes, config=config, height=settings.height, width=settings.width,
             num_frames=settings.num_frames, num_inference_steps=settings.num_inference_steps,
@@ -390,6 +415,41 @@ def generate(prepared: PreparedInputs, settings: GenerationSettings, config: SGI
         **(extra or {}),
     }
     return Generation(frames, record)
+
+
+@contextlib.contextmanager
+def _phases(pipe, steps: int, iterations: int, report: Callable[[Progress], None]):
+    """Report the phases of one pipeline call from forward pre-hooks on its UNet and VAE decoder, removed afterwards.
+
+    The UNet runs once per denoising step without gradients and once per optimisation iteration with
+    them (the latent is optimised before the step it belongs to); the decoder runs only at the end.
+    The hooks read nothing and change nothing.
+    """
+    import torch
+
+    done = {"steps": 0, "iteration": 0, "decoding": False}
+
+    def on_unet(module, args):
+        if torch.is_grad_enabled():
+            done["iteration"] += 1
+            report(Progress("optimising", done["steps"] + 1, steps, done["iteration"], iterations))
+        else:
+            done["steps"] += 1
+            done["iteration"] = 0
+            report(Progress("denoising", done["steps"], steps))
+
+    def on_decoder(module, args):
+        if not done["decoding"]:
+            done["decoding"] = True
+            report(Progress("decoding", steps, steps))
+
+    report(Progress("encoding", 0, steps))
+    handles = [pipe.unet.register_forward_pre_hook(on_unet), pipe.vae.decoder.register_forward_pre_hook(on_decoder)]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 @contextlib.contextmanager

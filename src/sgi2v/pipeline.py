@@ -68,9 +68,11 @@ class SGI2VPipeline(StableVideoDiffusionPipeline):
         if config.enabled:
             late = [t for t in config.optimize_timesteps if t > num_inference_steps]
             if late:
+                window = SGI2VConfig().scaled_to_steps(num_inference_steps).optimize_timesteps
                 raise ValueError(
                     f"optimize_timesteps {late} exceed num_inference_steps={num_inference_steps} and would never run; "
-                    f"use config.scaled_to_steps({num_inference_steps}) to move the paper's window to {num_inference_steps} steps"
+                    f"choose timesteps from 1 to {num_inference_steps} (the paper's window at {num_inference_steps} steps is "
+                    f"{min(window)}-{max(window)})"
                 )
         return validate_boxes(boxes, num_frames, height, width)
 

@@ -191,8 +191,10 @@ def resolve_settings(values: Mapping[str, Any], *, model: str | None = None, def
         raise ValueError(_at(source, err)) from None
     late = [t for t in config.optimize_timesteps if t > steps] if config.enabled else []
     if late:
+        window = SGI2VConfig().scaled_to_steps(steps).optimize_timesteps
         raise ValueError(_at(source, f"optimize_timesteps: {late} exceed num_inference_steps={steps} and would never run "
-                         f"(leave optimize_timesteps out to move the paper's window to {steps} steps)"))
+                         f"(without optimize_timesteps the paper's window is moved to {steps} steps: "
+                         f"{min(window)}-{max(window)})"))
     for name in config.feature_layers:
         if not _LAYER_PATTERN.fullmatch(name) or (model in (DEFAULT_MODEL, XT_MODEL) and name not in SVD_FEATURE_LAYERS):
             raise ValueError(_at(source, f"feature_layers: {name!r} is not a spatial transformer of the SVD UNet "

@@ -12,7 +12,9 @@ import contextlib
 import json
 import logging
 import os
+import secrets
 import shutil
+import signal
 import tempfile
 import threading
 import time
@@ -26,26 +28,40 @@ from PIL import Image
 
 from ..config import SGI2VConfig
 from ..fitting import Fit
-from ..generation import Timer, generate, output_paths, prepare_inputs, write_outputs
+from ..generation import Progress, Timer, generate, output_paths, prepare_inputs, write_outputs
 from ..loading import DEFAULT_MODEL, XT_MODEL, load_pipeline, resolve_device, resolve_dtype
 from ..schema import parse_value
 from ..settings import GenerationSettings, default_num_frames, resolve_settings, setting_specs
 from ..testing import TINY_MODEL_ID
 from ..images import load_image, to_rgb
 from ..formats import read_any
-from ..trajectory import DEFAULT_PAN_AMOUNT, TrajectoryError, load_reference_dir
-from .state import PAN_CHOICES, Drawing, display_scale, fit_image, render
+from ..trajectory import TrajectoryError, load_reference_dir, parse_trajectory
+from ..preview import preview_prepared, write_preview
+from ..video import write_mp4
+from .editor import build_editor, read_editor_value, scene_json
+from .state import fit_image
 
-__all__ = ["PipelineCache", "Session", "UIError", "generate_video", "build_app", "launch"]
+__all__ = ["PipelineCache", "Session", "SessionFolders", "UIError", "FramesNeeded", "generate_video", "read_image_upload",
+           "load_files", "examples", "load_example", "build_app", "launch", "stop"]
 
 logger = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 TRAJECTORY_SUFFIXES = (".json", ".npy", ".npz", ".pt", ".pth", *IMAGE_SUFFIXES)
+#: The bundled examples: one folder each with ``image.jpg`` and ``trajectory.json``.
+EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
 
 
 class UIError(ValueError):
     """A problem the page's user can fix; its message is shown in the page."""
+
+
+class FramesNeeded(UIError):
+    """A trajectory whose keyframes go past the last frame; ``frames`` is the number of frames it needs."""
+
+    def __init__(self, message: str, frames: int):
+        super().__init__(message)
+        self.frames = frames
 
 
 class PipelineCache:
@@ -84,28 +100,89 @@ class PipelineCache:
 
 @dataclass
 class Session:
-    """One browser session: the uploaded image, its prepared form and the drawing on it."""
+    """One browser session: the uploaded image, its prepared form and the trajectory drawn on it.
+
+    ``trajectory`` is the editor's trajectory object (documented format, in the upload's pixels), as
+    read at the last Generate; the editor in the page holds the one being edited.
+    """
 
     original: Image.Image | None = None
     prepared: Image.Image | None = None
     fit: Fit | None = None
-    drawing: Drawing = field(default_factory=Drawing)
+    trajectory: dict = field(default_factory=lambda: {"boxes": []})
     runs: int = 0
+    folder: Path | None = None  # the session's own folder, once it has one (see SessionFolders)
+    frames_needed: int | None = None  # the frame count a refused trajectory asked for (the page offers to set it)
+    example: str | None = None  # the bundled example last loaded, if the trajectory came from one
 
     def set_image(self, image: Image.Image, width: int, height: int, image_fit: str = "stretch") -> None:
-        """A new upload: prepare it for the output size; the drawing starts empty."""
+        """A new upload: prepare it for the output size; the trajectory starts empty."""
         self.original = to_rgb(image)
         self.prepared, self.fit = fit_image(self.original, width, height, image_fit)
-        self.drawing = Drawing(width=int(width), height=int(height))
+        self.trajectory = {"boxes": []}
 
     def resize(self, width: int, height: int, image_fit: str = "stretch") -> None:
-        """Another output size or image fit: prepare the image again and move the drawing with it."""
-        if self.original is None:
-            self.drawing.width, self.drawing.height = int(width), int(height)
-            return
-        prepared, fit = fit_image(self.original, width, height, image_fit)
-        self.drawing.refit(self.fit, fit)
-        self.prepared, self.fit = prepared, fit
+        """Another output size or image fit: prepare the image again (the trajectory, in the upload's pixels, stays)."""
+        if self.original is not None:
+            self.prepared, self.fit = fit_image(self.original, width, height, image_fit)
+
+
+class SessionFolders:
+    """The browser sessions' own folders under ``root``, one per session, made on first use.
+
+    A folder's name is random (128 bits), not derived from anything a page sends, so the paths one
+    page is sent say nothing about another session's files; the app writes a session's files only
+    into its own folder. :meth:`remove` is called when the session ends, :meth:`remove_all` when the
+    server stops. A session that has ended gets no new folder (an event of its page still in the queue
+    then fails with a message instead of leaving a folder behind).
+    """
+
+    #: How many ended sessions are remembered (to refuse them a new folder).
+    ENDED_MEMORY = 10_000
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self._folders: dict[str, Path] = {}
+        self._ended: dict[str, None] = {}  # ordered: the oldest forgotten first
+        self._lock = threading.Lock()
+
+    def get(self, session: str | None) -> Path:
+        """The folder of the session with this id (a browser session's hash); a new one for ``None``.
+
+        Raises :class:`UIError` for a session that has ended.
+        """
+        key = session or f"anonymous-{secrets.token_hex(8)}"
+        with self._lock:
+            if key in self._ended:
+                raise UIError("This page's session has ended: reload the page.")
+            folder = self._folders.get(key)
+            if folder is None or not folder.is_dir():
+                folder = self.root / f"session-{secrets.token_hex(16)}"
+                folder.mkdir(mode=0o700, parents=True)
+                self._folders[key] = folder
+            return folder
+
+    def remove(self, session: str | None = None, folder: Path | None = None) -> None:
+        """Remove a session's folder and everything in it, named by the session's id or by the folder."""
+        with self._lock:
+            keys = [k for k, f in self._folders.items() if k == session or (folder is not None and f == folder)]
+            removed = [self._folders.pop(k) for k in keys]
+            for key in [*keys, *([session] if session else [])]:
+                self._ended[key] = None
+            while len(self._ended) > self.ENDED_MEMORY:
+                del self._ended[next(iter(self._ended))]
+        for path in removed:
+            shutil.rmtree(path, ignore_errors=True)
+
+    def remove_all(self) -> None:
+        """Remove every session's folder (the server stops)."""
+        with self._lock:
+            removed, self._folders = list(self._folders.values()), {}
+        for path in removed:
+            shutil.rmtree(path, ignore_errors=True)
+
+    def __len__(self) -> int:
+        return len(self._folders)
 
 
 @dataclass(frozen=True)
@@ -115,13 +192,15 @@ class AppConfig:
     models: tuple[str, ...]
     device: torch.device
     dtype: torch.dtype
-    root: Path  # per-session folders are made under it
+    root: Path  # the sessions' folders are made under it
+    folders: SessionFolders = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self):
+        object.__setattr__(self, "folders", SessionFolders(self.root))
 
     def session_dir(self, session_hash: str | None) -> Path:
-        name = "".join(c for c in (session_hash or "local") if c.isalnum() or c in "-_")[:64] or "local"
-        path = self.root / name
-        path.mkdir(parents=True, exist_ok=True)
-        return path
+        """The session's own folder (see :class:`SessionFolders`)."""
+        return self.folders.get(session_hash)
 
 
 # -- settings ---------------------------------------------------------------------------------------
@@ -152,22 +231,26 @@ def generate_video(session: Session, values: dict, app: AppConfig, cache: Pipeli
     files of ``sgi2v generate`` plus the uploaded image and the trajectory in its pixels.
 
     Args:
-        session: the uploaded image and the drawing.
+        session: the uploaded image and the trajectory drawn on it.
         values: the page's values by setting name, and ``model``.
         app: models on offer, device, dtype.
         cache: where pipelines are kept between runs.
         out_dir: the session's own folder; each run gets a new ``run-NNN`` folder in it.
-        progress: called with (done, total, description) as the denoising advances.
+        progress: called with (done, total, description) as the run advances: ``done`` of ``total`` counts
+            the denoising steps and optimisation iterations, the description names the phase (loading the
+            model, encoding, optimising the latent at step k of n, denoising step k of n, decoding, writing).
 
     Returns:
-        Paths by kind: ``video``, ``overlay``, ``condition``, ``record``, ``trajectory``, ``input``.
+        Paths by kind: ``video``, ``overlay``, ``condition``, ``record``, ``trajectory``, ``input``, and ``tracked``
+        (the overlay with the target paths and the paths tracked in the video, :func:`tracked_overlay`) when the
+        evaluation extra is installed.
     """
     report = progress or (lambda done, total, desc: None)
     if session.prepared is None:
         raise UIError("Upload an image first.")
-    drawing = session.drawing
-    if not drawing.boxes and not drawing.camera:
-        raise UIError("Draw at least one box (two clicks on the image), or choose a camera motion.")
+    trajectory = session.trajectory
+    if not trajectory.get("boxes") and not trajectory.get("camera"):
+        raise UIError("Draw at least one box (drag on the image), or choose a camera motion.")
     model = values.get("model")
     if model not in app.models:
         raise UIError(f"unknown model {model!r}: choose one of {', '.join(app.models)}")
@@ -176,7 +259,6 @@ def generate_video(session: Session, values: dict, app: AppConfig, cache: Pipeli
     if (settings.width, settings.height) != session.prepared.size or settings.image_fit != session.fit.mode:
         raise UIError(f"the image is prepared at {session.prepared.size[0]}x{session.prepared.size[1]} ({session.fit.mode}) but "
                       f"the settings say {settings.width}x{settings.height} ({settings.image_fit}): set the size again")
-    trajectory = drawing.to_source_json(session.fit)
 
     number = session.runs + 1
     run_dir = Path(out_dir) / f"run-{number:03d}"
@@ -193,46 +275,150 @@ def generate_video(session: Session, values: dict, app: AppConfig, cache: Pipeli
                 prepared = prepare_inputs(input_path, trajectory_path, settings)
             except ValueError as err:
                 raise UIError(str(err).replace(str(trajectory_path), "drawing")) from None
-        report(0, settings.num_inference_steps, f"loading {model}")
+        steps = settings.num_inference_steps
+        optimised = sum(1 for t in config.optimize_timesteps if 1 <= t <= steps) if config.enabled else 0
+        ticks = {"done": 0, "total": steps + optimised * config.iterations}
+        report(0, ticks["total"], f"loading the model {model}")
         with timer("load"):
             pipe = cache.get(model, app.device, app.dtype, settings.num_frames, settings.offload)
-        steps = settings.num_inference_steps
 
-        def on_step_end(pipeline, step: int, timestep, tensors: dict) -> dict:
-            optimising = config.enabled and (steps - step - 1) in config.optimize_timesteps  # the next step
-            report(step + 1, steps, "optimising the latent and denoising" if optimising else "denoising")
-            return {}
+        def on_progress(state: Progress) -> None:  # done: the steps and iterations finished before this one begins
+            if state.phase == "decoding":
+                ticks["done"] = ticks["total"]
+            report(ticks["done"], ticks["total"], progress_text(state))
+            if state.phase in ("optimising", "denoising"):
+                ticks["done"] = min(ticks["done"] + 1, ticks["total"])
 
-        report(0, steps, "denoising")
         with timer("generate"):
-            generation = generate(prepared, settings, config, pipe, model=model, callback_on_step_end=on_step_end)
-        report(steps, steps, "writing the videos")
+            generation = generate(prepared, settings, config, pipe, model=model, progress=on_progress)
+        report(ticks["total"], ticks["total"], "writing the videos")
         with timer("write"):
             generation.record["timings"] = {**{k: round(v, 3) for k, v in timer.times.items()}, "total": round(timer.total, 3)}
             write_outputs(paths, generation, prepared, settings.fps)
+            extra = {}
+            try:
+                tracked = tracked_overlay(generation.frames, prepared.boxes, prepared.labels)
+            except Exception:  # the tracked paths are an extra: the run's own files are written
+                logger.warning("could not track the boxes in the video", exc_info=True)
+                tracked = None
+            if tracked is not None:
+                extra["tracked"] = run_dir / f"{stem}.tracked.mp4"
+                write_mp4(extra["tracked"], tracked, settings.fps)
     except BaseException:
         shutil.rmtree(run_dir, ignore_errors=True)  # a failed run leaves nothing behind
         raise
     session.runs = number
     logger.info("wrote %s in %.1f s", paths["video"], timer.total)
-    return {**paths, "trajectory": trajectory_path, "input": input_path}
+    return {**paths, "trajectory": trajectory_path, "input": input_path, **extra}
+
+
+def tracked_paths(frames: np.ndarray, boxes: np.ndarray, labels: tuple[str, ...] = ()) -> tuple[list[int], np.ndarray, np.ndarray] | None:
+    """Where each box's centre went in the generated video, tracked by the evaluation's Lucas-Kanade tracker.
+
+    Args:
+        frames: uint8 ``(F, H, W, 3)``.
+        boxes: ``(N, F, 4)`` target boxes in output pixels.
+        labels: the boxes' labels; the camera's box (labelled ``camera``) is not tracked.
+
+    Returns:
+        The indices of the boxes tracked, their tracked centres ``(n, F, 2)`` in pixels and whether each point
+        was still reliably tracked ``(n, F)``; ``None`` without the evaluation extra (OpenCV) or with no box to track.
+    """
+    try:
+        import cv2  # the tracker needs it
+
+        from ..evaluation.tracking import LucasKanadeTracker, box_query_points
+    except ImportError:
+        return None
+    del cv2
+    chosen = [n for n in range(len(boxes)) if n >= len(labels) or labels[n] != "camera"]
+    if not chosen:
+        return None
+    tracks, valid = LucasKanadeTracker().track(frames, box_query_points(np.asarray(boxes)[chosen, 0]))
+    return chosen, tracks, valid
+
+
+def tracked_overlay(frames: np.ndarray, boxes: np.ndarray, labels: tuple[str, ...] = ()) -> np.ndarray | None:
+    """The overlay (each target box at its frame) with, for each box, its target path (thin, in its colour) and the
+    path its centre took in the video up to the frame (white, dots where tracking was lost); ``None`` without the
+    evaluation extra. uint8 ``(F, H, W, 3)``."""
+    found = tracked_paths(frames, boxes, labels)
+    if found is None:
+        return None
+    from PIL import ImageDraw
+
+    from ..video import PALETTE, draw_overlay
+
+    chosen, tracks, valid = found
+    targets = (np.asarray(boxes)[..., :2] + np.asarray(boxes)[..., 2:]) / 2  # (N, F, 2)
+    width = max(1, round(min(frames.shape[1:3]) / 200))
+    out = []
+    for f, frame in enumerate(draw_overlay(frames, boxes)):
+        image = Image.fromarray(frame)
+        draw = ImageDraw.Draw(image)
+        for k, n in enumerate(chosen):
+            draw.line([tuple(p) for p in targets[n]], fill=PALETTE[n % len(PALETTE)], width=width)
+            draw.line([tuple(p) for p in tracks[k, : f + 1]], fill=(255, 255, 255), width=width + 1)
+            x, y = tracks[k, f]
+            r = 2 * width + 1
+            draw.ellipse([x - r, y - r, x + r, y + r], fill=(255, 255, 255) if valid[k, f] else None, outline=(255, 255, 255))
+        out.append(np.asarray(image))
+    return np.stack(out)
+
+
+def progress_text(state: Progress) -> str:
+    """What the page says of a generation's phase."""
+    if state.phase == "optimising":
+        return (f"optimising the latent: step {state.step} of {state.steps}, "
+                f"iteration {state.iteration} of {state.iterations}")
+    if state.phase == "denoising":
+        return f"denoising: step {state.step} of {state.steps}"
+    return {"encoding": "encoding the image", "decoding": "decoding the frames"}.get(state.phase, state.phase)
 
 
 # -- loading files ----------------------------------------------------------------------------------
 
+def read_image_upload(path: str | os.PathLike) -> Image.Image:
+    """An uploaded image file read as every surface reads images (:func:`sgi2v.images.load_image`: any mode,
+    EXIF orientation, the pixel limit checked before decoding); a file that is not an image, a truncated
+    one or one too large raises :class:`UIError` naming the file (its name only, not the server's folder)."""
+    path = Path(path)
+    try:
+        return load_image(path)
+    except (ValueError, FileNotFoundError) as err:
+        raise UIError(_one_line(err).replace(str(path.parent) + os.sep, "")) from None
+
+
+def _frames_needed(data, frames: int, name: str) -> None:
+    """Raise :class:`FramesNeeded` if a box's keyframes go past the last of ``frames`` frames."""
+    last = -1
+    for entry in data.get("boxes", []) if isinstance(data, dict) and isinstance(data.get("boxes"), list) else []:
+        keys = entry.get("keyframes") if isinstance(entry, dict) else None
+        for key in keys if isinstance(keys, dict) else []:
+            with contextlib.suppress(TypeError, ValueError):
+                last = max(last, int(key))
+    if last >= frames:
+        raise FramesNeeded(f"{name}: its keyframes go up to frame {last}, but the video has {frames} frames (0 to {frames - 1}); "
+                           f"set the number of frames to {last + 1} or more", last + 1)
+
+
 def load_files(session: Session, files: list[str], frames: int, width: int, height: int, scratch: Path,
-               image_fit: str = "stretch") -> tuple[str, int]:
-    """Load a trajectory JSON, or a reference folder's ``img.png`` and ``traj.npy`` (both given), into the session.
+               image_fit: str = "stretch") -> tuple[str, int, dict]:
+    """Read a trajectory JSON, or a reference folder's ``img.png`` and ``traj.npy`` (both given), for the editor.
 
     ``files`` are paths of uploads the server received. A trajectory JSON's coordinates are in the
-    uploaded image's pixels, so the image comes first; a ``.npy`` brings its image along. Returns a
-    message for the page and the number of frames to use.
+    uploaded image's pixels, so the image comes first; it is checked as every surface checks it and
+    returned unchanged (what was saved is what is shown). A ``.npy`` brings its image along (set in
+    the session) and becomes one ``path`` per box with a point at each frame (the same motion).
+
+    Returns:
+        A message for the page, the number of frames to use and the trajectory object.
     """
     files = [Path(f) for f in files or []]
     by_suffix: dict[str, list[Path]] = {}
     for f in files:
         if f.suffix.lower() not in TRAJECTORY_SUFFIXES:
-            raise UIError(f"{f.name}: not a trajectory file (give a .json, or img.png and traj.npy)")
+            raise UIError(f"{f.name}: not a trajectory file (give a .json, .npy, .npz or .pt, or img.png and traj.npy; docs/trajectories.md)")
         by_suffix.setdefault(".png" if f.suffix.lower() in IMAGE_SUFFIXES else f.suffix.lower(), []).append(f)
     if ".npy" in by_suffix and len(files) > 1:  # a lone .npy is Wan-Move tracks
         if len(by_suffix[".npy"]) != 1 or len(by_suffix.get(".png", [])) != 1 or ".json" in by_suffix:
@@ -255,8 +441,8 @@ def load_files(session: Session, files: list[str], frames: int, width: int, heig
         finally:
             shutil.rmtree(folder, ignore_errors=True)
         session.set_image(original, width, height, image_fit)
-        session.drawing = Drawing.from_boxes(boxes, session.fit)
-        return f"Loaded {len(boxes)} boxes over {num_frames} frames with their image.", num_frames
+        session.trajectory = reference_trajectory(boxes)
+        return f"Loaded {len(boxes)} boxes over {num_frames} frames with their image.", num_frames, session.trajectory
     if len(files) != 1 or ".png" in by_suffix:
         raise UIError("give one trajectory file (docs/trajectories.md), or the two files img.png and traj.npy of the reference format")
     if session.original is None:
@@ -268,25 +454,74 @@ def load_files(session: Session, files: list[str], frames: int, width: int, heig
         raise UIError(str(err).replace(str(path), path.name)) from None
     if isinstance(data, dict) and isinstance(data.get("num_frames"), int) and data["num_frames"] >= 2:
         frames = data["num_frames"]
+    _frames_needed(data, frames, path.name)
     try:
-        drawing = Drawing.from_json(data, frames, session.fit, session.original.size, source=path.name)
+        parse_trajectory(data, frames, session.original.size, source=path.name)
     except TrajectoryError as err:
         raise UIError(str(err)) from None
-    session.drawing = drawing
-    camera = " and a camera motion" if drawing.camera else ""
-    return f"Loaded {len(drawing.boxes)} boxes{camera} from {path.name}.", frames
+    session.trajectory = data
+    count = len(data.get("boxes", []))
+    what = [f"{count} box{'es' if count != 1 else ''}"] if count else []
+    what += ["a camera motion"] if data.get("camera") else []
+    return f"Loaded {' and '.join(what) or 'nothing'} from {path.name}.", frames, data
+
+
+def reference_trajectory(boxes: np.ndarray) -> dict:
+    """Per-frame boxes ``(N, F, 4)`` (upload pixels, e.g. a ``traj.npy``) -> a trajectory object with the same motion:
+    each box's frame-0 box and its centre at every frame as a ``path`` (``static`` when it never moves)."""
+    entries = []
+    for track in np.asarray(boxes, dtype=np.float64):
+        centres = (track[:, :2] + track[:, 2:]) / 2  # (F, 2)
+        entry: dict = {"box": [round(float(v), 2) for v in track[0]]}
+        if np.allclose(centres, centres[0], atol=1e-3):
+            entry["static"] = True
+        else:
+            entry["path"] = [[round(float(x), 2), round(float(y), 2)] for x, y in centres]
+        entries.append(entry)
+    return {"boxes": entries}
+
+
+def examples(folder: Path = EXAMPLES_DIR) -> list[str]:
+    """The names of the bundled examples (folders holding ``image.jpg`` and ``trajectory.json``), sorted."""
+    return sorted(p.name for p in Path(folder).iterdir() if (p / "image.jpg").is_file() and (p / "trajectory.json").is_file())
+
+
+def load_example(session: Session, name: str, frames: int, width: int, height: int, scratch: Path,
+                 image_fit: str = "stretch", folder: Path = EXAMPLES_DIR) -> tuple[str, int, Path, dict]:
+    """Load a bundled example's image and trajectory into the session, as an upload and a loaded trajectory file.
+
+    The image is copied into ``scratch`` (the session's folder, from where the page may be sent it). Returns
+    the message for the page, the number of frames to use, the copy of the image and the trajectory object.
+    """
+    if name not in examples(folder):
+        raise UIError(f"unknown example {name!r}: choose one of {', '.join(examples(folder))}")
+    image = Path(scratch) / f"example-{name}.jpg"
+    shutil.copyfile(Path(folder) / name / "image.jpg", image)
+    session.set_image(read_image_upload(image), width, height, image_fit)
+    try:
+        message, frames, trajectory = load_files(session, [str(Path(folder) / name / "trajectory.json")], frames, width, height, scratch,
+                                     image_fit)
+    except FramesNeeded as err:
+        raise FramesNeeded(str(err).replace("trajectory.json", f"the example {name!r}"), err.frames) from None
+    except UIError as err:
+        raise UIError(str(err).replace("trajectory.json", f"the example {name!r}")) from None
+    return message.replace("trajectory.json", f"the example {name!r}"), frames, image, trajectory
 
 
 # -- the page ---------------------------------------------------------------------------------------
 
 CSS = """
-#canvas img { cursor: crosshair; }
-#run-status.error, #status.error { color: #c62828; }
+#run-status.error, #status.error, #form-status.error { color: #c62828; }
+#examples .caption-label { font-size: 0.8em; }
+#downloads .label-clear-button, #downloads [aria-label="Remove this file"] { display: none; }
 """
 
-HELP = """**Draw:** click two opposite corners of a box, then click the points its centre should go through
-(first point at frame 0: the box's centre; the last at the last frame). **New box** starts another one.
-Each box has its own colour and number. A *static* box keeps its content still (an anchor)."""
+#: Scrolls the page to the results (the progress shows on the video) as soon as Generate is pressed.
+SCROLL_TO_RESULTS = "() => { document.getElementById('results')?.scrollIntoView({behavior: 'smooth', block: 'start'}); }"
+
+HELP = """**Draw:** drag on the picture to draw a box, then click the points its centre should go through
+(the first at frame 0: the box's centre; the last at the last frame). Each box has its own colour and
+number; a *static* box keeps its content still (an anchor). The mouse and keys are listed beside the picture."""
 
 
 #: The form's sections: the settings' groups, the first open.
@@ -360,87 +595,87 @@ def build_app(model: str | None = None, device: torch.device | str | None = None
     root.mkdir(parents=True, exist_ok=True)
     app = AppConfig(models=models, device=device, dtype=dtype, root=root.resolve())
     cache = cache or PipelineCache()
+    demo = _page(gr, app, cache, models, start_model)
+    demo.sgi2v = app
+    demo.sgi2v_cache = cache
+    return demo
+
+
+def _page(gr, app: AppConfig, cache: PipelineCache, models: tuple[str, ...], start_model: str):
+    """The page and its event handlers."""
+    device, dtype = app.device, app.dtype
+    example_names = examples()
+    thumbnails = _thumbnails(app.root / "examples", example_names)
+
+    def folder(session: Session, request) -> Path:
+        """The session's own folder (made on first use)."""
+        session.folder = app.session_dir(request.session_hash if request else None)
+        return session.folder
 
     def view(session: Session, frames, message: str | None, error: bool = False):
-        """Outputs shared by every editing event: state, canvas, box picker, static box, status (kept when ``message`` is None)."""
-        drawing = session.drawing
+        """Outputs shared by the picture's events: state, the editor's scene, status (kept when ``message`` is None)."""
         try:
             num_frames = max(2, int(frames))
         except (TypeError, ValueError):
             num_frames = default_num_frames(None)
-        canvas = render(session.prepared, drawing, num_frames, display_scale(session.prepared.size)) if session.prepared is not None else None
-        selected = drawing.selected
-        static = drawing.boxes[selected].static if selected is not None else False
+        scene = scene_json(session.prepared, session.fit, num_frames) if session.prepared is not None else gr.update()
         text = f"**Error:** {message}" if error else message
         status_update = gr.update() if message is None else gr.update(value=text, elem_classes=["error"] if error else [])
-        return session, canvas, gr.update(choices=drawing.choices(), value=selected), gr.update(value=static), status_update
-
-    def edit(action: Callable[[Session], str | None]):
-        def handler(session: Session, frames):
-            try:
-                message = action(session)
-            except (UIError, ValueError) as err:
-                return view(session, frames, str(err), error=True)
-            return view(session, frames, message)
-
-        return handler
+        return session, scene, status_update
 
     with gr.Blocks(title="SG-I2V: draw the motion", analytics_enabled=False, delete_cache=(3600, 24 * 3600)) as demo:
-        state = gr.State(Session())
+        state = gr.State(Session(), delete_callback=lambda s: app.folders.remove(folder=getattr(s, "folder", None)))
         gr.Markdown("## SG-I2V: image to video along drawn paths\n" + HELP)
         with gr.Row():
             with gr.Column(scale=3):
-                canvas = gr.Image(label="Click on the image to draw", type="pil", format="png", interactive=False,
-                                  buttons=[], elem_id="canvas", height=480)
+                # The server's messages (uploads, loaded files) above the picture, where they are seen at once.
                 status = gr.Markdown("Upload an image to start.", elem_id="status")
-                with gr.Row():
-                    new_box = gr.Button("New box", elem_id="new-box", size="sm")
-                    undo = gr.Button("Undo last point", elem_id="undo", size="sm")
-                    delete = gr.Button("Delete box", elem_id="delete-box", size="sm")
-                    clear = gr.Button("Clear all", elem_id="clear", size="sm", variant="stop")
-                with gr.Row():
-                    box_pick = gr.Dropdown(label="Selected box (clicks extend its path)", choices=[], value=None,
-                                           type="value", elem_id="box-pick", interactive=True)
-                    static = gr.Checkbox(label="Static: its content stays still", value=False, elem_id="static")
-                with gr.Row():
-                    pan = gr.Radio(PAN_CHOICES, value="none", label="Camera pan (the scene moves the other way)", elem_id="pan")
-                    pan_amount = gr.Slider(0.05, 0.75, value=DEFAULT_PAN_AMOUNT, step=0.05, label="Pan amount (fraction of the image)")
-                    zoom = gr.Slider(0.5, 2.0, value=1.0, step=0.05, label="Camera zoom by the last frame (>1 in, <1 out)")
+                block = build_editor(gr)
             with gr.Column(scale=2):
-                upload = gr.Image(label="Image (fitted to the output size as 'Image fit' says)", type="filepath", image_mode=None,
-                                  sources=["upload", "clipboard"], elem_id="upload", height=220)
-                traj_files = gr.File(label="Load a trajectory .json, or img.png + traj.npy", file_count="multiple",
-                                     file_types=list(TRAJECTORY_SUFFIXES), elem_id="traj-files", height=120)
+                preview = gr.Video(label="Motion preview (no model: each box's content moved along its path)", elem_id="preview",
+                                   interactive=False, autoplay=True, loop=True, height=240, buttons=[])
+                preview_status = gr.Markdown("", elem_id="preview-status")
+                upload = _image_input(gr, label="Image (fitted to the output size as 'Image fit' says)", type="filepath",
+                                      image_mode=None, sources=["upload", "clipboard"], elem_id="upload", height=160)
+                gallery = gr.Gallery(thumbnails, label="Examples: click one to load its image and trajectory", columns=4,
+                                     height=100, allow_preview=False, elem_id="examples", interactive=False, buttons=[])
+                generate = gr.Button("Generate", variant="primary", elem_id="generate")
+                form_status = gr.Markdown("", elem_id="form-status")
+                traj_files = gr.UploadButton("Load trajectory (.json, or img.png + traj.npy)", file_count="multiple",
+                                             file_types=list(TRAJECTORY_SUFFIXES), elem_id="load-trajectory", size="sm")
+                set_frames = gr.Button("Set the number of frames", visible=False, elem_id="set-frames", size="sm")
                 model_box = gr.Dropdown(list(models), value=start_model, label="Model", elem_id="model")
                 controls = setting_controls(gr, start_model)
                 frames, width, height, image_fit = (controls[k] for k in ("num_frames", "width", "height", "image_fit"))
                 gr.Markdown(f"Device: `{device}`, dtype: `{str(dtype).replace('torch.', '')}` (set when the server starts).")
-        generate = gr.Button("Generate", variant="primary", elem_id="generate")
-        run_status = gr.Markdown("", elem_id="run-status")
-        with gr.Row():
-            video = gr.Video(label="Video", elem_id="video", interactive=False, autoplay=True, loop=True)
-            overlay = gr.Video(label="Video with the target boxes", elem_id="overlay", interactive=False, autoplay=True, loop=True)
-        downloads = gr.File(label="Downloads: trajectory JSON, run record, prepared input", file_count="multiple",
-                            interactive=False, elem_id="downloads")
+        with gr.Column(elem_id="results"):
+            run_status = gr.Markdown("", elem_id="run-status")
+            with gr.Row():
+                video = gr.Video(label="Video", elem_id="video", interactive=False, autoplay=True, loop=True)
+                overlay = gr.Video(label="Video with the target boxes and paths (white: where each box went, when tracked)",
+                                   elem_id="overlay", interactive=False, autoplay=True, loop=True)
+            downloads = gr.File(label="Downloads: trajectory JSON, run record, prepared input", file_count="multiple",
+                                interactive=False, elem_id="downloads")
 
-        view_outputs = [state, canvas, box_pick, static, status]
+        editor, scene = block.editor, block.scene
+        view_outputs = [state, scene, status]
         light = dict(concurrency_limit=None, show_progress="hidden")
 
         def on_upload(session: Session, image, frames, w, h, fit):
             if image is None:
-                return view(Session(), frames, "Upload an image to start.")
+                return (*view(Session(folder=session.folder), frames, "Upload an image to start."), "", gr.update())
             try:
                 # The file as uploaded, read as every surface reads images (any mode, EXIF, size limit).
-                pixels = load_image(image) if isinstance(image, (str, os.PathLike)) else image
+                pixels = read_image_upload(image) if isinstance(image, (str, os.PathLike)) else image
                 session.set_image(pixels, _size(w, "width"), _size(h, "height"), fit)
-            except (UIError, ValueError) as err:
-                return view(session, frames, _one_line(err).replace(str(Path(str(image)).parent) + os.sep, ""), error=True)
-            return view(session, frames, f"Image prepared at {session.prepared.size[0]}x{session.prepared.size[1]}: "
-                                         "click two opposite corners of a box.")
+            except UIError as err:  # shown in the page; the upload field is emptied for the next try
+                return (*view(session, frames, str(err), error=True), gr.update(), None)
+            return (*view(session, frames, f"Image prepared at {session.prepared.size[0]}x{session.prepared.size[1]}: "
+                                           "drag on it to draw a box."), "", gr.update())  # a new picture starts with nothing drawn
 
         size_inputs = [frames, width, height, image_fit]
-        upload.upload(on_upload, [state, upload, *size_inputs], view_outputs, **light)
-        upload.clear(on_upload, [state, upload, *size_inputs], view_outputs, **light)
+        upload.upload(on_upload, [state, upload, *size_inputs], [*view_outputs, editor, upload], **light)
+        upload.clear(on_upload, [state, upload, *size_inputs], [*view_outputs, editor, upload], **light)
 
         def on_size(session: Session, frames, w, h, fit):
             try:
@@ -450,81 +685,109 @@ def build_app(model: str | None = None, device: torch.device | str | None = None
             if session.prepared is not None and session.prepared.size == size and session.fit.mode == fit:
                 return view(session, frames, None)
             session.resize(*size, fit)
-            return view(session, frames, f"Output size {size[0]}x{size[1]} ({fit}); the boxes moved with the image.")
+            return view(session, frames, f"Output size {size[0]}x{size[1]} ({fit}); the boxes stay on the same part of the picture.")
 
         for control in (width, height, image_fit):
             control.change(on_size, [state, *size_inputs], view_outputs, **light)
-        frames.change(edit(lambda s: None), [state, frames], view_outputs, **light)
-
-        def on_click(session: Session, frames, evt: gr.SelectData):
-            if session.prepared is None:
-                return view(session, frames, "Upload an image first.", error=True)
-            scale = display_scale(session.prepared.size)  # the page shows small images enlarged
-            x, y = evt.index
-            return view(session, frames, session.drawing.click(x / scale, y / scale))
-
-        canvas.select(on_click, [state, frames], view_outputs, **light)
-        new_box.click(edit(lambda s: s.drawing.new_box()), [state, frames], view_outputs, **light)
-        undo.click(edit(lambda s: s.drawing.undo()), [state, frames], view_outputs, **light)
-        delete.click(edit(lambda s: s.drawing.delete()), [state, frames], view_outputs, **light)
-        clear.click(lambda s, f: (*view(_cleared(s), f, "Cleared: click two opposite corners to draw a box."), "none", 1.0),
-                    [state, frames], [*view_outputs, pan, zoom], **light)
-
-        def on_pick(session: Session, frames, index):
-            return view(session, frames, session.drawing.select(None if index is None else int(index)))
-
-        box_pick.input(on_pick, [state, frames, box_pick], view_outputs, **light)
-
-        def on_static(session: Session, frames, value):
-            return view(session, frames, session.drawing.set_static(bool(value)))
-
-        static.input(on_static, [state, frames, static], view_outputs, **light)
-
-        def on_camera(session: Session, frames, direction, amount, factor):
-            try:
-                return view(session, frames, session.drawing.set_camera(direction, amount, factor))
-            except ValueError as err:
-                return view(session, frames, str(err), error=True)
-
-        for control in (pan, pan_amount, zoom):
-            control.input(on_camera, [state, frames, pan, pan_amount, zoom], view_outputs, **light)
+        frames.change(lambda session, frames: view(session, frames, None), [state, frames], view_outputs, **light)
 
         def on_model(name, current):
             return default_num_frames(name) if name in (DEFAULT_MODEL, XT_MODEL) else current
 
         model_box.input(on_model, [model_box, frames], [frames], **light)
 
+        def loaded(session: Session, message: str, count: int, trajectory: dict, image):
+            """The outputs of a loaded trajectory: the view, the editor's value, the frame count, the image shown."""
+            return (*view(session, count, message), json.dumps(trajectory), count, image, gr.update(visible=False))
+
+        def refused(session: Session, frames_value, err: UIError):
+            offer = (gr.update(value=f"Set the number of frames to {err.frames} and load again", visible=True)
+                     if isinstance(err, FramesNeeded) else gr.update(visible=False))
+            session.frames_needed = err.frames if isinstance(err, FramesNeeded) else None
+            return (*view(session, frames_value, str(err), error=True), gr.update(), gr.update(), gr.update(), offer)
+
         def on_files(session: Session, files, frames_value, w, h, fit, request: gr.Request):
+            session.example = None
             if not files:
-                return (*view(session, frames_value, None), gr.update(), gr.update(), gr.update(), gr.update())
+                return (*view(session, frames_value, None), gr.update(), gr.update(), gr.update(), gr.update(visible=False))
             try:
                 count = _setting("num_frames", frames_value) or default_num_frames(None)
-                scratch = app.session_dir(request.session_hash if request else None)
-                message, count = load_files(session, [str(f) for f in files], count, _size(w, "width"), _size(h, "height"), scratch,
-                                            fit)
+                message, count, trajectory = load_files(session, [str(f) for f in files], count, _size(w, "width"),
+                                                        _size(h, "height"), folder(session, request), fit)
             except UIError as err:
-                return (*view(session, frames_value, str(err), error=True), gr.update(), gr.update(), gr.update(), gr.update())
-            camera = session.drawing.camera
-            named = isinstance(camera.get("pan"), str)
-            return (*view(session, count, message), count, session.original,
-                    camera.get("pan") if named else "none", camera.get("zoom", 1.0))
+                return refused(session, frames_value, err)
+            return loaded(session, message, count, trajectory, session.original)
 
-        traj_files.upload(on_files, [state, traj_files, *size_inputs],
-                          [*view_outputs, frames, upload, pan, zoom], **light)
+        loaded_outputs = [*view_outputs, editor, frames, upload, set_frames]
+        traj_files.upload(on_files, [state, traj_files, *size_inputs], loaded_outputs, **light)
+
+        def on_example(session: Session, frames_value, w, h, fit, name: str, request: gr.Request):
+            session.example = name
+            try:
+                count = _setting("num_frames", frames_value) or default_num_frames(None)
+                message, count, image, trajectory = load_example(session, name, count, _size(w, "width"), _size(h, "height"),
+                                                                 folder(session, request), fit)
+            except UIError as err:
+                return refused(session, frames_value, err)
+            return loaded(session, message, count, trajectory, str(image))
+
+        def on_gallery(session: Session, frames_value, w, h, fit, evt: gr.SelectData, request: gr.Request):
+            return on_example(session, frames_value, w, h, fit, example_names[evt.index], request)
+
+        gallery.select(on_gallery, [state, *size_inputs], loaded_outputs, **light)
+
+        def on_set_frames(session: Session, frames_value):
+            return session.frames_needed or frames_value
+
+        def on_reload(session: Session, files, frames_value, w, h, fit, request: gr.Request):
+            """Load again what was refused for its keyframes, now that the number of frames is set."""
+            if session.example:
+                return on_example(session, frames_value, w, h, fit, session.example, request)
+            return on_files(session, files, frames_value, w, h, fit, request)
+
+        set_frames.click(on_set_frames, [state, frames], [frames], **light).then(
+            on_reload, [state, traj_files, *size_inputs], loaded_outputs, **light)
+
+        # gr.Request is handed only to a parameter before *values (a keyword-only one gets None): every event of a
+        # session must know it, or its files would go to a folder of no session, never removed.
+        def on_preview(session: Session, drawn: str, model_name, request: gr.Request, *values):
+            if session.original is None:
+                return None, ""
+            try:
+                trajectory = read_editor_value(drawn)
+                if not trajectory.get("boxes") and not trajectory.get("camera"):
+                    return None, "Draw a box to see its motion here."
+                names = ("num_frames", "width", "height", "image_fit", "fps")
+                settings, _ = settings_and_config(dict(zip(names, values)), model_name)
+                prepared = prepare_inputs(session.original, trajectory, settings, source="drawing")
+                previews = folder(session, request) / "preview"
+                previews.mkdir(exist_ok=True)
+                for old in previews.glob("preview-*.mp4"):
+                    old.unlink(missing_ok=True)
+                path = previews / f"preview-{time.monotonic_ns()}.mp4"  # a new name: the page reloads it
+                write_preview(path, preview_prepared(prepared), settings.fps)
+            except ValueError as err:
+                return None, f"**Preview:** {_one_line(err)}"
+            return str(path), f"Preview: {settings.num_frames} frames at {settings.width}x{settings.height}."
+
+        preview_inputs = [state, editor, model_box, frames, width, height, image_fit, controls["fps"]]
+        for trigger in (editor.change, scene.change):  # after each finished edit (not each mouse move), a new picture or size
+            trigger(on_preview, preview_inputs, [preview, preview_status], trigger_mode="always_last",
+                    concurrency_limit=2, concurrency_id="preview", show_progress="hidden")
 
         setting_inputs = {"model": model_box, **controls}
         names = list(setting_inputs)
 
-        def on_generate(session: Session, *values, request: gr.Request = None, progress=gr.Progress()):
+        def on_generate(session: Session, drawn: str, request: gr.Request, *values, progress=gr.Progress()):
             settings = dict(zip(names, values))
             start = time.perf_counter()
 
             def report(done: int, total: int, desc: str) -> None:
-                progress((done, total), desc=desc, unit="steps")
+                progress((done, total), desc=desc[:1].upper() + desc[1:], unit="steps")
 
             try:
-                out_dir = app.session_dir(request.session_hash if request else None)
-                paths = generate_video(session, settings, app, cache, out_dir, report)
+                session.trajectory = read_editor_value(drawn)
+                paths = generate_video(session, settings, app, cache, folder(session, request), report)
             except Exception as err:  # shown in the page; the app keeps serving
                 if not isinstance(err, (UIError, TrajectoryError)):
                     logger.exception("generation failed")
@@ -532,25 +795,75 @@ def build_app(model: str | None = None, device: torch.device | str | None = None
             message = (f"Done in {time.perf_counter() - start:.1f} s: {paths['video'].name} "
                        f"({settings['num_frames']} frames, {settings['width']}x{settings['height']}, {settings['model']}).")
             files = [str(paths[k]) for k in ("trajectory", "record", "input", "condition")]
-            return session, str(paths["video"]), str(paths["overlay"]), files, gr.update(value=message, elem_classes=[])
+            overlay_path = paths.get("tracked", paths["overlay"])  # with the tracked paths when they could be made
+            return session, str(paths["video"]), str(overlay_path), files, gr.update(value=message, elem_classes=[])
 
-        generate.click(on_generate, [state, *setting_inputs.values()], [state, video, overlay, downloads, run_status],
-                       concurrency_limit=1, concurrency_id="device", show_progress_on=[video], scroll_to_output=False)
+        generate.click(None, js=SCROLL_TO_RESULTS, queue=False)
+        generate.click(on_generate, [state, editor, *setting_inputs.values()], [state, video, overlay, downloads, run_status],
+                       concurrency_limit=1, concurrency_id="device", show_progress_on=[video], scroll_to_output=True)
+
+        def on_form(*values):
+            """The form's settings checked as the server will check them, as soon as one changes."""
+            try:
+                settings_and_config(dict(zip(names, values)), values[0])
+            except UIError as err:
+                return gr.update(value=f"**Error:** {_one_line(err)}", elem_classes=["error"])
+            return gr.update(value="", elem_classes=[])
+
+        for control in setting_inputs.values():
+            control.change(on_form, list(setting_inputs.values()), [form_status], **light)
 
         def on_unload(request: gr.Request):
             if request is not None and request.session_hash:
-                shutil.rmtree(app.root / "".join(c for c in request.session_hash if c.isalnum() or c in "-_")[:64],
-                              ignore_errors=True)
+                app.folders.remove(request.session_hash)
 
         demo.unload(on_unload)
-    demo.sgi2v = app
-    demo.sgi2v_cache = cache
     return demo
 
 
-def _cleared(session: Session) -> Session:
-    session.drawing.clear()
-    return session
+def _image_input(gr, **kwargs):
+    """A ``gr.Image`` upload field whose handler gets the uploaded file's path without Gradio decoding it first, so
+    a file that is not an image, a truncated one or a decompression bomb is reported in the page by
+    :func:`read_image_upload` (Gradio's own decoding fails before any handler runs, and the page stays silent)."""
+
+    class ImageUpload(gr.Image):
+        is_template = True  # drawn by the page as gr.Image
+
+        def preprocess(self, payload):
+            return None if payload is None else payload.path
+
+    return ImageUpload(**kwargs)
+
+
+def _thumbnails(folder: Path, names: list[str], size: int = 160) -> list[tuple[str, str]]:
+    """Small copies of the examples' images in ``folder`` (one for all sessions), with their names as captions."""
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for name in names:
+        path = folder / f"{name}.jpg"
+        if not path.exists():
+            image = load_image(EXAMPLES_DIR / name / "image.jpg")
+            image.thumbnail((size, size))
+            image.save(path, quality=85)
+        out.append((str(path), name))
+    return out
+
+
+def _serve_from(folder: Path) -> Callable[[], None]:
+    """Make ``folder`` Gradio's file folder (where uploads land and from where pages are sent files) until the
+    returned function is called: the sessions' files are sent from their own folders rather than copied into
+    a folder shared with other apps, and nothing the server kept outlives it. Gradio reads the folder from
+    ``GRADIO_TEMP_DIR`` whenever it needs it, so it is set for the whole time the server runs."""
+    before = os.environ.get("GRADIO_TEMP_DIR")
+    os.environ["GRADIO_TEMP_DIR"] = str(folder)
+
+    def restore() -> None:
+        if before is None:
+            os.environ.pop("GRADIO_TEMP_DIR", None)
+        else:
+            os.environ["GRADIO_TEMP_DIR"] = before
+
+    return restore
 
 
 def _setting(name: str, value):
@@ -575,19 +888,70 @@ def launch(model: str | None = None, device: torch.device | str | None = None, d
            block: bool = True, root: str | os.PathLike | None = None):
     """Build the app, start its queue (one generation at a time) and serve it.
 
-    With ``block=False`` returns the running app at once (``app.close()`` stops it).
+    With ``block=True`` serves until Ctrl-C (SIGINT) or SIGTERM, then removes every session's folder (and
+    the root folder, when it made it). With ``block=False`` returns the running app at once: :func:`stop`
+    stops it and removes the folders.
     """
     own_root = root is None
-    demo = build_app(model=model, device=device, dtype=dtype, root=root)
+    root = (Path(root) if root is not None else Path(tempfile.mkdtemp(prefix="sgi2v-ui-"))).resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    restore = _serve_from(root)
+    try:
+        demo = build_app(model=model, device=device, dtype=dtype, root=root)
+    except BaseException:
+        restore()
+        raise
+
+    def stop_serving() -> None:
+        with contextlib.suppress(Exception):
+            demo.close()
+        demo.sgi2v.folders.remove_all()
+        if own_root:
+            shutil.rmtree(root, ignore_errors=True)
+        restore()
+
+    demo.sgi2v_stop = stop_serving
     demo.queue(max_size=queue_size, default_concurrency_limit=1, api_open=False)
     if host not in ("127.0.0.1", "localhost", "::1"):
         logger.warning("listening on %s: anyone who can reach this address can use the app and its device", host)
     try:
-        demo.launch(server_name=host, server_port=port, share=False, inbrowser=False, prevent_thread_lock=not block,
-                    max_file_size=max_file_size, allowed_paths=[], ssr_mode=False, mcp_server=False, enable_monitoring=False,
-                    run_history=False, footer_links=[], show_error=False, quiet=not block, css=CSS)
+        demo.launch(server_name=host, server_port=port, share=False, inbrowser=False, prevent_thread_lock=True,
+                    max_file_size=max_file_size, allowed_paths=[], ssr_mode=False, mcp_server=False,
+                    enable_monitoring=False, run_history=False, footer_links=[], show_error=False, quiet=not block, css=CSS)
+    except BaseException:
+        stop(demo)
+        raise
+    if not block:
+        return demo
+    try:
+        with _interrupted_by(signal.SIGTERM):
+            while demo.is_running:
+                time.sleep(0.2)
+    except KeyboardInterrupt:
+        logger.info("stopping the server")
     finally:
-        if block and own_root:
-            with contextlib.suppress(Exception):
-                shutil.rmtree(demo.sgi2v.root, ignore_errors=True)
+        stop(demo)
     return demo
+
+
+def stop(demo) -> None:
+    """Stop a server started by :func:`launch` and remove every session's folder (and the root, if launch made it)."""
+    demo.sgi2v_stop()
+
+
+@contextlib.contextmanager
+def _interrupted_by(signum: int):
+    """Within the block, the signal ``signum`` stops the main thread as Ctrl-C does (a KeyboardInterrupt)."""
+
+    def interrupt(number, frame):
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signum, interrupt)
+    except ValueError:  # not the main thread: signals cannot be handled here
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signum, previous)

@@ -1,0 +1,856 @@
+"""The Gradio app of ``sgi2v ui``: the page, its event handlers, the pipeline cache and one generation.
+
+The generation itself (:func:`generate_video`) goes through :mod:`sgi2v.generation` like every
+other surface, so the files it writes are those of ``sgi2v generate``: ``NAME.mp4``,
+``NAME.overlay.mp4``, ``NAME.condition.png`` and the run record ``NAME.json``, plus the uploaded
+image ``NAME.input.png`` and the trajectory ``NAME.trajectory.json`` in its pixels (documented
+format), so that ``sgi2v generate NAME.input.png --traj NAME.trajectory.json`` with the record's
+settings (or ``--replay NAME.json``) redoes the run from the command line.
+"""
+
+import contextlib
+import json
+import logging
+import os
+import secrets
+import shutil
+import signal
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..config import SGI2VConfig
+from ..fitting import Fit
+from ..generation import Progress, Timer, generate, output_paths, prepare_inputs, write_outputs
+from ..loading import DEFAULT_MODEL, XT_MODEL, load_pipeline, resolve_device, resolve_dtype
+from ..schema import parse_value
+from ..settings import GenerationSettings, default_num_frames, resolve_settings, setting_specs
+from ..testing import TINY_MODEL_ID
+from ..images import load_image, to_rgb
+from ..trajectory import DEFAULT_PAN_AMOUNT, TrajectoryError, load_reference_dir, read_trajectory_file
+from .state import PAN_CHOICES, Drawing, display_scale, fit_image, render
+
+__all__ = ["PipelineCache", "Session", "SessionFolders", "UIError", "FramesNeeded", "generate_video", "read_image_upload",
+           "load_files", "examples", "load_example", "build_app", "launch", "stop"]
+
+logger = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+TRAJECTORY_SUFFIXES = (".json", ".npy", *IMAGE_SUFFIXES)
+#: The bundled examples: one folder each with ``image.jpg`` and ``trajectory.json``.
+EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
+
+
+class UIError(ValueError):
+    """A problem the page's user can fix; its message is shown in the page."""
+
+
+class FramesNeeded(UIError):
+    """A trajectory whose keyframes go past the last frame; ``frames`` is the number of frames it needs."""
+
+    def __init__(self, message: str, frames: int):
+        super().__init__(message)
+        self.frames = frames
+
+
+class PipelineCache:
+    """Loaded pipelines by (model, device, dtype, offload); keeps the ``capacity`` most recently used.
+
+    A capacity of 1 (the default) frees a model's memory before another one is loaded: two SVD
+    pipelines rarely fit on one GPU at once.
+    """
+
+    def __init__(self, loader: Callable[..., Any] = load_pipeline, capacity: int = 1):
+        self.loader = loader
+        self.capacity = capacity
+        self.loads = 0
+        self._pipes: dict[tuple, Any] = {}
+        self._lock = threading.Lock()
+
+    def get(self, model: str, device: torch.device, dtype: torch.dtype, num_frames: int, offload: bool = False):
+        """The pipeline for these settings, loading it the first time."""
+        key = (model, str(device), str(dtype), bool(offload))
+        with self._lock:
+            if key in self._pipes:
+                self._pipes[key] = self._pipes.pop(key)  # most recently used last
+                return self._pipes[key]
+            while self._pipes and len(self._pipes) >= self.capacity:
+                old = next(iter(self._pipes))
+                logger.info("unloading %s", old[0])
+                del self._pipes[old]
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+            logger.info("loading %s on %s (%s)%s", model, device, str(dtype).replace("torch.", ""), ", CPU offload" if offload else "")
+            pipe = self.loader(model, device=device, dtype=dtype, num_frames=num_frames, offload=offload)
+            self.loads += 1
+            self._pipes[key] = pipe
+            return pipe
+
+
+@dataclass
+class Session:
+    """One browser session: the uploaded image, its prepared form and the drawing on it."""
+
+    original: Image.Image | None = None
+    prepared: Image.Image | None = None
+    fit: Fit | None = None
+    drawing: Drawing = field(default_factory=Drawing)
+    runs: int = 0
+    folder: Path | None = None  # the session's own folder, once it has one (see SessionFolders)
+    frames_needed: int | None = None  # the frame count a refused trajectory asked for (the page offers to set it)
+
+    def set_image(self, image: Image.Image, width: int, height: int, image_fit: str = "stretch") -> None:
+        """A new upload: prepare it for the output size; the drawing starts empty."""
+        self.original = to_rgb(image)
+        self.prepared, self.fit = fit_image(self.original, width, height, image_fit)
+        self.drawing = Drawing(width=int(width), height=int(height))
+
+    def resize(self, width: int, height: int, image_fit: str = "stretch") -> None:
+        """Another output size or image fit: prepare the image again and move the drawing with it."""
+        if self.original is None:
+            self.drawing.width, self.drawing.height = int(width), int(height)
+            return
+        prepared, fit = fit_image(self.original, width, height, image_fit)
+        self.drawing.refit(self.fit, fit)
+        self.prepared, self.fit = prepared, fit
+
+
+class SessionFolders:
+    """The browser sessions' own folders under ``root``, one per session, made on first use.
+
+    A folder's name is random (128 bits), not derived from anything a page sends, so the paths one
+    page is sent say nothing about another session's files; the app writes a session's files only
+    into its own folder. :meth:`remove` is called when the session ends, :meth:`remove_all` when the
+    server stops.
+    """
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self._folders: dict[str, Path] = {}
+        self._lock = threading.Lock()
+
+    def get(self, session: str | None) -> Path:
+        """The folder of the session with this id (a browser session's hash); a new one for ``None``."""
+        key = session or f"anonymous-{secrets.token_hex(8)}"
+        with self._lock:
+            folder = self._folders.get(key)
+            if folder is None or not folder.is_dir():
+                folder = self.root / f"session-{secrets.token_hex(16)}"
+                folder.mkdir(mode=0o700, parents=True)
+                self._folders[key] = folder
+            return folder
+
+    def remove(self, session: str | None = None, folder: Path | None = None) -> None:
+        """Remove a session's folder and everything in it, named by the session's id or by the folder."""
+        with self._lock:
+            keys = [k for k, f in self._folders.items() if k == session or (folder is not None and f == folder)]
+            removed = [self._folders.pop(k) for k in keys]
+        for path in removed:
+            shutil.rmtree(path, ignore_errors=True)
+
+    def remove_all(self) -> None:
+        """Remove every session's folder (the server stops)."""
+        with self._lock:
+            removed, self._folders = list(self._folders.values()), {}
+        for path in removed:
+            shutil.rmtree(path, ignore_errors=True)
+
+    def __len__(self) -> int:
+        return len(self._folders)
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    """What the server decides, not the page: the models on offer, device, dtype, where files go."""
+
+    models: tuple[str, ...]
+    device: torch.device
+    dtype: torch.dtype
+    root: Path  # the sessions' folders are made under it
+    folders: SessionFolders = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self):
+        object.__setattr__(self, "folders", SessionFolders(self.root))
+
+    def session_dir(self, session_hash: str | None) -> Path:
+        """The session's own folder (see :class:`SessionFolders`)."""
+        return self.folders.get(session_hash)
+
+
+# -- settings ---------------------------------------------------------------------------------------
+
+def form_settings() -> dict:
+    """The settings the page has a control for, by name (the server decides device, dtype and threads)."""
+    return {name: fs for name, fs in setting_specs().items() if fs[1].form}
+
+
+def settings_and_config(values: dict, model: str | None = None) -> tuple[GenerationSettings, SGI2VConfig]:
+    """The page's values (by setting name) -> validated settings, as every surface reads them.
+
+    An empty text field (timesteps) means the default; a number field sends floats, which are read as
+    integers where the setting is one.
+    """
+    given = {k: v for k, v in values.items() if k in setting_specs() and not (isinstance(v, str) and not v.strip())}
+    try:
+        return resolve_settings(given, model=model, source="")
+    except ValueError as err:
+        raise UIError(str(err)) from None
+
+
+# -- one generation ---------------------------------------------------------------------------------
+
+def generate_video(session: Session, values: dict, app: AppConfig, cache: PipelineCache, out_dir: Path,
+                   progress: Callable[[int, int, str], None] | None = None) -> dict[str, Path]:
+    """Generate the video of the session's drawing with :func:`sgi2v.generation.generate`, writing the
+    files of ``sgi2v generate`` plus the uploaded image and the trajectory in its pixels.
+
+    Args:
+        session: the uploaded image and the drawing.
+        values: the page's values by setting name, and ``model``.
+        app: models on offer, device, dtype.
+        cache: where pipelines are kept between runs.
+        out_dir: the session's own folder; each run gets a new ``run-NNN`` folder in it.
+        progress: called with (done, total, description) as the run advances: ``done`` of ``total`` counts
+            the denoising steps and optimisation iterations, the description names the phase (loading the
+            model, encoding, optimising the latent at step k of n, denoising step k of n, decoding, writing).
+
+    Returns:
+        Paths by kind: ``video``, ``overlay``, ``condition``, ``record``, ``trajectory``, ``input``.
+    """
+    report = progress or (lambda done, total, desc: None)
+    if session.prepared is None:
+        raise UIError("Upload an image first.")
+    drawing = session.drawing
+    if not drawing.boxes and not drawing.camera:
+        raise UIError("Draw at least one box (two clicks on the image), or choose a camera motion.")
+    model = values.get("model")
+    if model not in app.models:
+        raise UIError(f"unknown model {model!r}: choose one of {', '.join(app.models)}")
+    settings, config = settings_and_config(values, model)
+    settings = settings.replace(device=str(app.device), dtype=str(app.dtype).replace("torch.", ""))
+    if (settings.width, settings.height) != session.prepared.size or settings.image_fit != session.fit.mode:
+        raise UIError(f"the image is prepared at {session.prepared.size[0]}x{session.prepared.size[1]} ({session.fit.mode}) but "
+                      f"the settings say {settings.width}x{settings.height} ({settings.image_fit}): set the size again")
+    trajectory = drawing.to_source_json(session.fit)
+
+    number = session.runs + 1
+    run_dir = Path(out_dir) / f"run-{number:03d}"
+    stem = f"sgi2v-{number:03d}"
+    paths = output_paths(run_dir / f"{stem}.mp4")
+    input_path, trajectory_path = run_dir / f"{stem}.input.png", run_dir / f"{stem}.trajectory.json"
+    timer = Timer()
+    try:
+        with timer("prepare"):
+            run_dir.mkdir(parents=True, exist_ok=True)
+            session.original.save(input_path, format="PNG")
+            trajectory_path.write_text(json.dumps(trajectory, indent=2) + "\n")
+            try:
+                prepared = prepare_inputs(input_path, trajectory_path, settings)
+            except ValueError as err:
+                raise UIError(str(err).replace(str(trajectory_path), "drawing")) from None
+        steps = settings.num_inference_steps
+        optimised = sum(1 for t in config.optimize_timesteps if 1 <= t <= steps) if config.enabled else 0
+        ticks = {"done": 0, "total": steps + optimised * config.iterations}
+        report(0, ticks["total"], f"loading the model {model}")
+        with timer("load"):
+            pipe = cache.get(model, app.device, app.dtype, settings.num_frames, settings.offload)
+
+        def on_progress(state: Progress) -> None:
+            if state.phase in ("optimising", "denoising"):
+                ticks["done"] = min(ticks["done"] + 1, ticks["total"])
+            report(ticks["done"], ticks["total"], progress_text(state))
+
+        with timer("generate"):
+            generation = generate(prepared, settings, config, pipe, model=model, progress=on_progress)
+        report(ticks["total"], ticks["total"], "writing the videos")
+        with timer("write"):
+            generation.record["timings"] = {**{k: round(v, 3) for k, v in timer.times.items()}, "total": round(timer.total, 3)}
+            write_outputs(paths, generation, prepared, settings.fps)
+    except BaseException:
+        shutil.rmtree(run_dir, ignore_errors=True)  # a failed run leaves nothing behind
+        raise
+    session.runs = number
+    logger.info("wrote %s in %.1f s", paths["video"], timer.total)
+    return {**paths, "trajectory": trajectory_path, "input": input_path}
+
+
+def progress_text(state: Progress) -> str:
+    """What the page says of a generation's phase."""
+    if state.phase == "optimising":
+        return (f"optimising the latent: step {state.step} of {state.steps}, "
+                f"iteration {state.iteration} of {state.iterations}")
+    if state.phase == "denoising":
+        return f"denoising: step {state.step} of {state.steps}"
+    return {"encoding": "encoding the image", "decoding": "decoding the frames"}.get(state.phase, state.phase)
+
+
+# -- loading files ----------------------------------------------------------------------------------
+
+def read_image_upload(path: str | os.PathLike) -> Image.Image:
+    """An uploaded image file read as every surface reads images (:func:`sgi2v.images.load_image`: any mode,
+    EXIF orientation, the pixel limit checked before decoding); a file that is not an image, a truncated
+    one or one too large raises :class:`UIError` naming the file (its name only, not the server's folder)."""
+    path = Path(path)
+    try:
+        return load_image(path)
+    except (ValueError, FileNotFoundError) as err:
+        raise UIError(_one_line(err).replace(str(path.parent) + os.sep, "")) from None
+
+
+def _frames_needed(data, frames: int, name: str) -> None:
+    """Raise :class:`FramesNeeded` if a box's keyframes go past the last of ``frames`` frames."""
+    last = -1
+    for entry in data.get("boxes", []) if isinstance(data, dict) and isinstance(data.get("boxes"), list) else []:
+        keys = entry.get("keyframes") if isinstance(entry, dict) else None
+        for key in keys if isinstance(keys, dict) else []:
+            with contextlib.suppress(TypeError, ValueError):
+                last = max(last, int(key))
+    if last >= frames:
+        raise FramesNeeded(f"{name}: its keyframes go up to frame {last}, but the video has {frames} frames (0 to {frames - 1}); "
+                           f"set the number of frames to {last + 1} or more", last + 1)
+
+def load_files(session: Session, files: list[str], frames: int, width: int, height: int, scratch: Path,
+               image_fit: str = "stretch") -> tuple[str, int]:
+    """Load a trajectory JSON, or a reference folder's ``img.png`` and ``traj.npy`` (both given), into the session.
+
+    ``files`` are paths of uploads the server received. A trajectory JSON's coordinates are in the
+    uploaded image's pixels, so the image comes first; a ``.npy`` brings its image along. Returns a
+    message for the page and the number of frames to use.
+    """
+    files = [Path(f) for f in files or []]
+    by_suffix: dict[str, list[Path]] = {}
+    for f in files:
+        if f.suffix.lower() not in TRAJECTORY_SUFFIXES:
+            raise UIError(f"{f.name}: not a trajectory file (give a .json, or img.png and traj.npy)")
+        by_suffix.setdefault(".png" if f.suffix.lower() in IMAGE_SUFFIXES else f.suffix.lower(), []).append(f)
+    if ".npy" in by_suffix:
+        if len(by_suffix[".npy"]) != 1 or len(by_suffix.get(".png", [])) != 1 or ".json" in by_suffix:
+            raise UIError("for the reference format give exactly two files: img.png and traj.npy")
+        folder = Path(tempfile.mkdtemp(prefix="reference-", dir=scratch))
+        try:
+            shutil.copyfile(by_suffix[".png"][0], folder / "img.png")
+            shutil.copyfile(by_suffix[".npy"][0], folder / "traj.npy")
+            try:
+                shape = np.load(folder / "traj.npy", mmap_mode="r", allow_pickle=False).shape
+            except (ValueError, OSError) as err:
+                raise UIError(f"{by_suffix['.npy'][0].name}: not a readable .npy array: {err}") from None
+            if len(shape) != 3 or shape[1] < 3:
+                raise UIError(f"{by_suffix['.npy'][0].name}: expected an array of shape (N, 2 + F, 2), got {shape}")
+            num_frames = shape[1] - 2
+            original = load_image(folder / "img.png")
+            _, boxes = load_reference_dir(folder, original.size[0], original.size[1], num_frames)
+        except (TrajectoryError, ValueError, FileNotFoundError) as err:
+            raise UIError(str(err).replace(str(folder) + os.sep, "")) from None
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+        session.set_image(original, width, height, image_fit)
+        session.drawing = Drawing.from_boxes(boxes, session.fit)
+        return f"Loaded {len(boxes)} boxes over {num_frames} frames with their image.", num_frames
+    if len(by_suffix.get(".json", [])) != 1 or len(files) != 1:
+        raise UIError("give one trajectory .json, or the two files img.png and traj.npy of the reference format")
+    if session.original is None:
+        raise UIError("Upload the image first: a trajectory file's coordinates are in its pixels.")
+    path = by_suffix[".json"][0]
+    try:
+        data = read_trajectory_file(path)  # size limit, encoding and JSON checked as everywhere
+    except TrajectoryError as err:
+        raise UIError(str(err).replace(str(path), path.name)) from None
+    if isinstance(data, dict) and isinstance(data.get("num_frames"), int) and data["num_frames"] >= 2:
+        frames = data["num_frames"]
+    _frames_needed(data, frames, path.name)
+    try:
+        drawing = Drawing.from_json(data, frames, session.fit, session.original.size, source=path.name)
+    except TrajectoryError as err:
+        raise UIError(str(err)) from None
+    session.drawing = drawing
+    camera = " and a camera motion" if drawing.camera else ""
+    return f"Loaded {len(drawing.boxes)} boxes{camera} from {path.name}.", frames
+
+
+def examples(folder: Path = EXAMPLES_DIR) -> list[str]:
+    """The names of the bundled examples (folders holding ``image.jpg`` and ``trajectory.json``), sorted."""
+    return sorted(p.name for p in Path(folder).iterdir() if (p / "image.jpg").is_file() and (p / "trajectory.json").is_file())
+
+
+def load_example(session: Session, name: str, frames: int, width: int, height: int, scratch: Path,
+                 image_fit: str = "stretch", folder: Path = EXAMPLES_DIR) -> tuple[str, int, Path]:
+    """Load a bundled example's image and trajectory into the session, as an upload and a loaded trajectory file.
+
+    The image is copied into ``scratch`` (the session's folder, from where the page may be sent it). Returns
+    the message for the page, the number of frames to use and the copy of the image.
+    """
+    if name not in examples(folder):
+        raise UIError(f"unknown example {name!r}: choose one of {', '.join(examples(folder))}")
+    image = Path(scratch) / f"example-{name}.jpg"
+    shutil.copyfile(Path(folder) / name / "image.jpg", image)
+    session.set_image(read_image_upload(image), width, height, image_fit)
+    message, frames = load_files(session, [str(Path(folder) / name / "trajectory.json")], frames, width, height, scratch, image_fit)
+    return message.replace("trajectory.json", f"the example {name!r}"), frames, image
+
+
+# -- the page ---------------------------------------------------------------------------------------
+
+CSS = """
+#canvas img { cursor: crosshair; }
+#run-status.error, #status.error, #form-status.error { color: #c62828; }
+#examples .caption-label { font-size: 0.8em; }
+"""
+
+#: Scrolls the page to the results (the progress shows on the video) as soon as Generate is pressed.
+SCROLL_TO_RESULTS = "() => { document.getElementById('results')?.scrollIntoView({behavior: 'smooth', block: 'start'}); }"
+
+HELP = """**Draw:** click two opposite corners of a box, then click the points its centre should go through
+(first point at frame 0: the box's centre; the last at the last frame). **New box** starts another one.
+Each box has its own colour and number. A *static* box keeps its content still (an anchor)."""
+
+
+#: The form's sections: the settings' groups, the first open.
+OPEN_GROUPS = ("video",)
+
+
+def setting_controls(gr, model: str) -> dict[str, Any]:
+    """One control per setting of :func:`form_settings`, named (``elem_id``) and labelled from its declaration,
+    in its group's section, numbers two to a row; returns them by setting name."""
+    controls: dict[str, Any] = {}
+    groups: dict[str, list] = {}
+    for name, (field_, spec) in form_settings().items():
+        groups.setdefault(spec.group, []).append((name, field_, spec))
+    for group, members in groups.items():
+        lines: list[list] = []
+        for member in members:
+            paired = member[2].kind in ("int", "float", "names", "timesteps")
+            if paired and lines and len(lines[-1]) == 1 and lines[-1][0][2].kind in ("int", "float", "names", "timesteps"):
+                lines[-1].append(member)
+            else:
+                lines.append([member])
+        with gr.Accordion(group[:1].upper() + group[1:], open=group in OPEN_GROUPS):
+            for line in lines:
+                with gr.Row():
+                    for name, field_, spec in line:
+                        controls[name] = _control(gr, name, field_, spec, model)
+    return controls
+
+
+def _control(gr, name: str, field_, spec, model: str):
+    default = default_num_frames(model) if name == "num_frames" else field_.default
+    common = dict(label=spec.label or name, info=spec.help, elem_id=name)
+    if spec.kind == "bool":
+        return gr.Checkbox(bool(default), **common)
+    if spec.kind == "choice":
+        return gr.Radio(list(spec.choices), value=default, **common)
+    if spec.kind == "timesteps":
+        return gr.Textbox("", placeholder="empty: the paper's 30-45 of 50 steps, moved to the number of steps", **common)
+    if spec.kind == "names":
+        return gr.Textbox(",".join(default), **common)
+    number = dict(precision=0) if spec.kind == "int" else {}
+    bounds = {k: getattr(spec, k) for k in ("minimum", "maximum") if getattr(spec, k) is not None}
+    step = dict(step=spec.multiple_of) if spec.multiple_of else {}
+    return gr.Number(default, **number, **bounds, **step, **common)
+
+
+def build_app(model: str | None = None, device: torch.device | str | None = None, dtype: torch.dtype | str | None = None,
+              cache: PipelineCache | None = None, root: str | os.PathLike | None = None):
+    """The Gradio Blocks app.
+
+    Args:
+        model: the model selected at start (hub id, local folder or ``tiny-random``); offered beside
+            the SVD and SVD-XT hub ids and ``tiny-random``. The page can choose only among these.
+        device, dtype: where and in what precision to run (``auto`` by default, as the command line).
+        cache: pipeline cache shared by all sessions (a new one by default).
+        root: folder for the sessions' outputs (a new temporary folder by default).
+
+    Returns:
+        The ``gradio.Blocks``; its ``sgi2v`` attribute holds the :class:`AppConfig` and its
+        ``sgi2v_cache`` the :class:`PipelineCache`.
+    """
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    import gradio as gr
+
+    device = resolve_device(device) if isinstance(device, str) or device is None else torch.device(device)
+    if dtype is None or isinstance(dtype, str):
+        dtype = resolve_dtype(dtype or "auto", device)
+    models = tuple(dict.fromkeys([m for m in (model, DEFAULT_MODEL, XT_MODEL, TINY_MODEL_ID) if m]))
+    start_model = model or DEFAULT_MODEL
+    root = Path(root) if root is not None else Path(tempfile.mkdtemp(prefix="sgi2v-ui-"))
+    root.mkdir(parents=True, exist_ok=True)
+    app = AppConfig(models=models, device=device, dtype=dtype, root=root.resolve())
+    cache = cache or PipelineCache()
+    with _served_from(app.root):  # the page is sent the sessions' files from their folders, not copies elsewhere
+        demo = _page(gr, app, cache, models, start_model)
+    demo.sgi2v = app
+    demo.sgi2v_cache = cache
+    return demo
+
+
+def _page(gr, app: AppConfig, cache: PipelineCache, models: tuple[str, ...], start_model: str):
+    """The page and its event handlers."""
+    device, dtype = app.device, app.dtype
+    example_names = examples()
+    thumbnails = _thumbnails(app.root / "examples", example_names)
+
+    def view(session: Session, frames, message: str | None, error: bool = False):
+        """Outputs shared by every editing event: state, canvas, box picker, static box, status (kept when ``message`` is None)."""
+        drawing = session.drawing
+        try:
+            num_frames = max(2, int(frames))
+        except (TypeError, ValueError):
+            num_frames = default_num_frames(None)
+        canvas = render(session.prepared, drawing, num_frames, display_scale(session.prepared.size)) if session.prepared is not None else None
+        selected = drawing.selected
+        static = drawing.boxes[selected].static if selected is not None else False
+        text = f"**Error:** {message}" if error else message
+        status_update = gr.update() if message is None else gr.update(value=text, elem_classes=["error"] if error else [])
+        return session, canvas, gr.update(choices=drawing.choices(), value=selected), gr.update(value=static), status_update
+
+    def edit(action: Callable[[Session], str | None]):
+        def handler(session: Session, frames):
+            try:
+                message = action(session)
+            except (UIError, ValueError) as err:
+                return view(session, frames, str(err), error=True)
+            return view(session, frames, message)
+
+        return handler
+
+    def folder(session: Session, request) -> Path:
+        """The session's own folder (made on first use)."""
+        session.folder = app.session_dir(request.session_hash if request else None)
+        return session.folder
+
+    with gr.Blocks(title="SG-I2V: draw the motion", analytics_enabled=False, delete_cache=(3600, 24 * 3600)) as demo:
+        state = gr.State(Session(), delete_callback=lambda s: app.folders.remove(folder=getattr(s, "folder", None)))
+        gr.Markdown("## SG-I2V: image to video along drawn paths\n" + HELP)
+        with gr.Row():
+            with gr.Column(scale=3):
+                canvas = gr.Image(label="Click on the image to draw", type="pil", format="png", interactive=False,
+                                  buttons=[], elem_id="canvas", height=480)
+                status = gr.Markdown("Upload an image to start.", elem_id="status")
+                with gr.Row():
+                    new_box = gr.Button("New box", elem_id="new-box", size="sm")
+                    undo = gr.Button("Undo last point", elem_id="undo", size="sm")
+                    delete = gr.Button("Delete box", elem_id="delete-box", size="sm")
+                    clear = gr.Button("Clear all", elem_id="clear", size="sm", variant="stop")
+                with gr.Row():
+                    box_pick = gr.Dropdown(label="Selected box (clicks extend its path)", choices=[], value=None,
+                                           type="value", elem_id="box-pick", interactive=True)
+                    static = gr.Checkbox(label="Static: its content stays still", value=False, elem_id="static")
+                with gr.Row():
+                    pan = gr.Radio(PAN_CHOICES, value="none", label="Camera pan (the scene moves the other way)", elem_id="pan")
+                    pan_amount = gr.Slider(0.05, 0.75, value=DEFAULT_PAN_AMOUNT, step=0.05, label="Pan amount (fraction of the image)")
+                    zoom = gr.Slider(0.5, 2.0, value=1.0, step=0.05, label="Camera zoom by the last frame (>1 in, <1 out)")
+            with gr.Column(scale=2):
+                upload = _image_input(gr, label="Image (fitted to the output size as 'Image fit' says)", type="filepath",
+                                      image_mode=None, sources=["upload", "clipboard"], elem_id="upload", height=200)
+                gallery = gr.Gallery(thumbnails, label="Examples: click one to load its image and trajectory", columns=4,
+                                     height=110, allow_preview=False, elem_id="examples", interactive=False)
+                generate = gr.Button("Generate", variant="primary", elem_id="generate")
+                form_status = gr.Markdown("", elem_id="form-status")
+                traj_files = gr.File(label="Load a trajectory .json, or img.png + traj.npy", file_count="multiple",
+                                     file_types=list(TRAJECTORY_SUFFIXES), elem_id="traj-files", height=120)
+                set_frames = gr.Button("Set the number of frames", visible=False, elem_id="set-frames", size="sm")
+                model_box = gr.Dropdown(list(models), value=start_model, label="Model", elem_id="model")
+                controls = setting_controls(gr, start_model)
+                frames, width, height, image_fit = (controls[k] for k in ("num_frames", "width", "height", "image_fit"))
+                gr.Markdown(f"Device: `{device}`, dtype: `{str(dtype).replace('torch.', '')}` (set when the server starts).")
+        with gr.Column(elem_id="results"):
+            run_status = gr.Markdown("", elem_id="run-status")
+            with gr.Row():
+                video = gr.Video(label="Video", elem_id="video", interactive=False, autoplay=True, loop=True)
+                overlay = gr.Video(label="Video with the target boxes", elem_id="overlay", interactive=False, autoplay=True, loop=True)
+            downloads = gr.File(label="Downloads: trajectory JSON, run record, prepared input", file_count="multiple",
+                                interactive=False, elem_id="downloads")
+
+        view_outputs = [state, canvas, box_pick, static, status]
+        light = dict(concurrency_limit=None, show_progress="hidden")
+
+        def on_upload(session: Session, image, frames, w, h, fit):
+            if image is None:
+                return (*view(Session(folder=session.folder), frames, "Upload an image to start."), gr.update())
+            try:
+                # The file as uploaded, read as every surface reads images (any mode, EXIF, size limit).
+                pixels = read_image_upload(image) if isinstance(image, (str, os.PathLike)) else image
+                session.set_image(pixels, _size(w, "width"), _size(h, "height"), fit)
+            except UIError as err:  # shown in the page; the upload field is emptied for the next try
+                return (*view(session, frames, str(err), error=True), None)
+            return (*view(session, frames, f"Image prepared at {session.prepared.size[0]}x{session.prepared.size[1]}: "
+                                           "click two opposite corners of a box."), gr.update())
+
+        size_inputs = [frames, width, height, image_fit]
+        upload.upload(on_upload, [state, upload, *size_inputs], [*view_outputs, upload], **light)
+        upload.clear(on_upload, [state, upload, *size_inputs], [*view_outputs, upload], **light)
+
+        def on_size(session: Session, frames, w, h, fit):
+            try:
+                size = (_size(w, "width"), _size(h, "height"))
+            except UIError as err:
+                return view(session, frames, str(err), error=True)
+            if session.prepared is not None and session.prepared.size == size and session.fit.mode == fit:
+                return view(session, frames, None)
+            session.resize(*size, fit)
+            return view(session, frames, f"Output size {size[0]}x{size[1]} ({fit}); the boxes moved with the image.")
+
+        for control in (width, height, image_fit):
+            control.change(on_size, [state, *size_inputs], view_outputs, **light)
+        frames.change(edit(lambda s: None), [state, frames], view_outputs, **light)
+
+        def on_click(session: Session, frames, evt: gr.SelectData):
+            if session.prepared is None:
+                return view(session, frames, "Upload an image first.", error=True)
+            scale = display_scale(session.prepared.size)  # the page shows small images enlarged
+            x, y = evt.index
+            return view(session, frames, session.drawing.click(x / scale, y / scale))
+
+        canvas.select(on_click, [state, frames], view_outputs, **light)
+        new_box.click(edit(lambda s: s.drawing.new_box()), [state, frames], view_outputs, **light)
+        undo.click(edit(lambda s: s.drawing.undo()), [state, frames], view_outputs, **light)
+        delete.click(edit(lambda s: s.drawing.delete()), [state, frames], view_outputs, **light)
+        clear.click(lambda s, f: (*view(_cleared(s), f, "Cleared: click two opposite corners to draw a box."), "none", 1.0),
+                    [state, frames], [*view_outputs, pan, zoom], **light)
+
+        def on_pick(session: Session, frames, index):
+            return view(session, frames, session.drawing.select(None if index is None else int(index)))
+
+        box_pick.input(on_pick, [state, frames, box_pick], view_outputs, **light)
+
+        def on_static(session: Session, frames, value):
+            return view(session, frames, session.drawing.set_static(bool(value)))
+
+        static.input(on_static, [state, frames, static], view_outputs, **light)
+
+        def on_camera(session: Session, frames, direction, amount, factor):
+            try:
+                return view(session, frames, session.drawing.set_camera(direction, amount, factor))
+            except ValueError as err:
+                return view(session, frames, str(err), error=True)
+
+        for control in (pan, pan_amount, zoom):
+            control.input(on_camera, [state, frames, pan, pan_amount, zoom], view_outputs, **light)
+
+        def on_model(name, current):
+            return default_num_frames(name) if name in (DEFAULT_MODEL, XT_MODEL) else current
+
+        model_box.input(on_model, [model_box, frames], [frames], **light)
+
+        def loaded(session: Session, message: str, count: int, image):
+            """The outputs of a loaded trajectory: the view, the frame count, the image shown, the camera controls."""
+            camera = session.drawing.camera
+            named = isinstance(camera.get("pan"), str)
+            return (*view(session, count, message), count, image,
+                    camera.get("pan") if named else "none", camera.get("zoom", 1.0), gr.update(visible=False))
+
+        def refused(session: Session, frames_value, err: UIError):
+            offer = (gr.update(value=f"Set the number of frames to {err.frames} and load again", visible=True)
+                     if isinstance(err, FramesNeeded) else gr.update(visible=False))
+            session.frames_needed = err.frames if isinstance(err, FramesNeeded) else None
+            return (*view(session, frames_value, str(err), error=True), gr.update(), gr.update(), gr.update(), gr.update(), offer)
+
+        def on_files(session: Session, files, frames_value, w, h, fit, request: gr.Request):
+            if not files:
+                return (*view(session, frames_value, None), gr.update(), gr.update(), gr.update(), gr.update(), gr.update(visible=False))
+            try:
+                count = _setting("num_frames", frames_value) or default_num_frames(None)
+                message, count = load_files(session, [str(f) for f in files], count, _size(w, "width"), _size(h, "height"),
+                                            folder(session, request), fit)
+            except UIError as err:
+                return refused(session, frames_value, err)
+            return loaded(session, message, count, gr.update() if Path(str(files[0])).suffix.lower() == ".json" else session.original)
+
+        loaded_outputs = [*view_outputs, frames, upload, pan, zoom, set_frames]
+        traj_files.upload(on_files, [state, traj_files, *size_inputs], loaded_outputs, **light)
+
+        def on_set_frames(session: Session, frames_value):
+            return session.frames_needed or frames_value
+
+        set_frames.click(on_set_frames, [state, frames], [frames], **light).then(
+            on_files, [state, traj_files, *size_inputs], loaded_outputs, **light)
+
+        def on_example(session: Session, frames_value, w, h, fit, evt: gr.SelectData, request: gr.Request):
+            try:
+                count = _setting("num_frames", frames_value) or default_num_frames(None)
+                message, count, image = load_example(session, example_names[evt.index], count, _size(w, "width"),
+                                                     _size(h, "height"), folder(session, request), fit)
+            except UIError as err:
+                return refused(session, frames_value, err)
+            return loaded(session, message, count, str(image))
+
+        gallery.select(on_example, [state, *size_inputs], loaded_outputs, **light)
+
+        setting_inputs = {"model": model_box, **controls}
+        names = list(setting_inputs)
+
+        def on_generate(session: Session, *values, request: gr.Request = None, progress=gr.Progress()):
+            settings = dict(zip(names, values))
+            start = time.perf_counter()
+
+            def report(done: int, total: int, desc: str) -> None:
+                progress((done, total), desc=desc[:1].upper() + desc[1:], unit="steps")
+
+            try:
+                paths = generate_video(session, settings, app, cache, folder(session, request), report)
+            except Exception as err:  # shown in the page; the app keeps serving
+                if not isinstance(err, (UIError, TrajectoryError)):
+                    logger.exception("generation failed")
+                return session, None, None, None, gr.update(value=f"**Error:** {_one_line(err)}", elem_classes=["error"])
+            message = (f"Done in {time.perf_counter() - start:.1f} s: {paths['video'].name} "
+                       f"({settings['num_frames']} frames, {settings['width']}x{settings['height']}, {settings['model']}).")
+            files = [str(paths[k]) for k in ("trajectory", "record", "input", "condition")]
+            return session, str(paths["video"]), str(paths["overlay"]), files, gr.update(value=message, elem_classes=[])
+
+        generate.click(None, js=SCROLL_TO_RESULTS, queue=False)
+        generate.click(on_generate, [state, *setting_inputs.values()], [state, video, overlay, downloads, run_status],
+                       concurrency_limit=1, concurrency_id="device", show_progress_on=[video], scroll_to_output=True)
+
+        def on_form(*values):
+            """The form's settings checked as the server will check them, as soon as one changes."""
+            try:
+                settings_and_config(dict(zip(names, values)), values[0])
+            except UIError as err:
+                return gr.update(value=f"**Error:** {_one_line(err)}", elem_classes=["error"])
+            return gr.update(value="", elem_classes=[])
+
+        for control in setting_inputs.values():
+            control.change(on_form, list(setting_inputs.values()), [form_status], **light)
+
+        def on_unload(request: gr.Request):
+            if request is not None and request.session_hash:
+                app.folders.remove(request.session_hash)
+
+        demo.unload(on_unload)
+    return demo
+
+
+def _image_input(gr, **kwargs):
+    """A ``gr.Image`` upload field whose handler gets the uploaded file's path without Gradio decoding it first, so
+    a file that is not an image, a truncated one or a decompression bomb is reported in the page by
+    :func:`read_image_upload` (Gradio's own decoding fails before any handler runs, and the page stays silent)."""
+from gradio.events import Dependency
+
+    class ImageUpload(gr.Image):
+        is_template = True  # drawn by the page as gr.Image
+
+        def preprocess(self, payload):
+            return None if payload is None else payload.path
+
+    return ImageUpload(**kwargs)
+
+
+def _thumbnails(folder: Path, names: list[str], size: int = 160) -> list[tuple[str, str]]:
+    """Small copies of the examples' images in ``folder`` (one for all sessions), with their names as captions."""
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for name in names:
+        path = folder / f"{name}.jpg"
+        if not path.exists():
+            image = load_image(EXAMPLES_DIR / name / "image.jpg")
+            image.thumbnail((size, size))
+            image.save(path, quality=85)
+        out.append((str(path), name))
+    return out
+
+
+@contextlib.contextmanager
+def _served_from(folder: Path):
+    """Gradio's file folder (uploads, and the files it sends pages) set to ``folder`` while the app is built and
+    started: files already there are sent from where they are, and the whole folder goes when the server stops."""
+    before = os.environ.get("GRADIO_TEMP_DIR")
+    os.environ["GRADIO_TEMP_DIR"] = str(folder)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("GRADIO_TEMP_DIR", None)
+        else:
+            os.environ["GRADIO_TEMP_DIR"] = before
+
+
+def _cleared(session: Session) -> Session:
+    session.drawing.clear()
+    return session
+
+
+def _setting(name: str, value):
+    """One setting's value from the page, checked as everywhere else."""
+    try:
+        return parse_value(name, setting_specs()[name][1], value)
+    except ValueError as err:
+        raise UIError(str(err)) from None
+
+
+def _size(value, name: str) -> int:
+    return _setting(name, value)
+
+
+def _one_line(err: BaseException) -> str:
+    text = " ".join(str(err).split()) or type(err).__name__
+    return text if isinstance(err, (UIError, TrajectoryError, ValueError)) else f"{type(err).__name__}: {text}"
+
+
+def launch(model: str | None = None, device: torch.device | str | None = None, dtype: torch.dtype | str | None = None,
+           host: str = "127.0.0.1", port: int = 7860, max_file_size: str | int = "25mb", queue_size: int = 20,
+           block: bool = True, root: str | os.PathLike | None = None):
+    """Build the app, start its queue (one generation at a time) and serve it.
+
+    With ``block=True`` serves until Ctrl-C (SIGINT) or SIGTERM, then removes every session's folder (and
+    the root folder, when it made it). With ``block=False`` returns the running app at once: :func:`stop`
+    stops it and removes the folders.
+    """
+    own_root = root is None
+    root = Path(root) if root is not None else Path(tempfile.mkdtemp(prefix="sgi2v-ui-"))
+    demo = build_app(model=model, device=device, dtype=dtype, root=root)
+    demo.sgi2v_own_root = own_root
+    demo.queue(max_size=queue_size, default_concurrency_limit=1, api_open=False)
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        logger.warning("listening on %s: anyone who can reach this address can use the app and its device", host)
+    try:
+        with _served_from(demo.sgi2v.root):  # uploads land there too
+            demo.launch(server_name=host, server_port=port, share=False, inbrowser=False, prevent_thread_lock=True,
+                        max_file_size=max_file_size, allowed_paths=[], ssr_mode=False, mcp_server=False,
+                        enable_monitoring=False, run_history=False, footer_links=[], show_error=False, quiet=not block, css=CSS)
+    except BaseException:
+        stop(demo)
+        raise
+    if not block:
+        return demo
+    try:
+        with _interrupted_by(signal.SIGTERM):
+            while demo.is_running:
+                time.sleep(0.2)
+    except KeyboardInterrupt:
+        logger.info("stopping the server")
+    finally:
+        stop(demo)
+    return demo
+
+
+def stop(demo) -> None:
+    """Stop a server started by :func:`launch` and remove every session's folder (and the root, if launch made it)."""
+    with contextlib.suppress(Exception):
+        demo.close()
+    demo.sgi2v.folders.remove_all()
+    if getattr(demo, "sgi2v_own_root", False):
+        shutil.rmtree(demo.sgi2v.root, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _interrupted_by(signum: int):
+    """Within the block, the signal ``signum`` stops the main thread as Ctrl-C does (a KeyboardInterrupt)."""
+
+    def interrupt(number, frame):
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signum, interrupt)
+    except ValueError:  # not the main thread: signals cannot be handled here
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signum, previous)
