@@ -467,6 +467,8 @@ def test_browser_failed_uploads_show_their_message_until_a_good_one(server, tmp_
             assert page.locator("#generate").bounding_box()["y"] + 40 < 800  # Generate is seen without scrolling
             page.locator("#upload input[type=file]").set_input_files(str(text))
             sync_api.expect(status).to_contain_text("Error: notes.png: not an image file", timeout=30_000)
+            # the editor's own line under the canvas says the same, not "Upload an image to start"
+            sync_api.expect(page.locator(".sgi2v-status")).to_contain_text("notes.png: not an image file", timeout=30_000)
             sync_api.expect(status).to_be_in_viewport()
             page.screenshot(path=str(ARTIFACTS / "ui-bad-upload.png"))
             page.locator("#upload input[type=file]").set_input_files(str(good))  # the field was emptied for the next try
@@ -527,7 +529,7 @@ def test_browser_two_sessions_generate_at_once_each_with_its_own_files(server):
                 assert page.evaluate("window.scrollY") > 400  # the page went down to the results
                 page.screenshot(path=str(ARTIFACTS / f"ui-session-{name}.png"))
 
-            folders = []
+            folders, loaded = [], []
             for page, name in zip(pages, names):
                 links = {Path(href).name: url.rstrip("/") + href if href.startswith("/") else href
                          for href in page.locator("#downloads a").evaluate_all("els => els.map(a => a.getAttribute('href'))")}
@@ -549,9 +551,13 @@ def test_browser_two_sessions_generate_at_once_each_with_its_own_files(server):
                 for index, phase in enumerate(phases):
                     first.setdefault(re.sub(r":.*", "", phase), index)
                 order = ["Loading the model", "Encoding", "Denoising", "Optimising the latent", "Decoding", "Writing"]
-                assert sorted(first, key=first.get) == order, phases
+                # the run that finds the model already loaded may pass "Loading the model" faster than the page redraws
+                seen = sorted(first, key=first.get)
+                assert seen == [p for p in order if p in seen or p != "Loading the model"], phases
+                loaded.append("Loading the model" in seen)
                 assert any(p.startswith("Optimising the latent: step 2 of 3, iteration") for p in phases), phases
                 assert "Denoising: step 3 of 3" in phases, phases
+            assert any(loaded), "no page showed the model loading"
             assert folders[0] != folders[1] and all(f.parent == demo.sgi2v.root for f in folders)
 
             contexts[0].close()  # the first session ends: its folder goes, the other's stays

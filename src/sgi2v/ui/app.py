@@ -334,8 +334,8 @@ def tracked_paths(frames: np.ndarray, boxes: np.ndarray, labels: tuple[str, ...]
     chosen = [n for n in range(len(boxes)) if n >= len(labels) or labels[n] != "camera"]
     if not chosen:
         return None
-    tracks, valid = LucasKanadeTracker().track(frames, box_query_points(np.asarray(boxes)[chosen, 0]))
-    return chosen, tracks, valid
+    tracks = LucasKanadeTracker().track(frames, box_query_points(np.asarray(boxes)[chosen, 0]))
+    return chosen, tracks.points, ~tracks.failed
 
 
 def tracked_overlay(frames: np.ndarray, boxes: np.ndarray, labels: tuple[str, ...] = ()) -> np.ndarray | None:
@@ -618,7 +618,10 @@ def _page(gr, app: AppConfig, cache: PipelineCache, models: tuple[str, ...], sta
             num_frames = max(2, int(frames))
         except (TypeError, ValueError):
             num_frames = default_num_frames(None)
-        scene = scene_json(session.prepared, session.fit, num_frames) if session.prepared is not None else gr.update()
+        if session.prepared is not None:
+            scene = scene_json(session.prepared, session.fit, num_frames)
+        else:  # no picture: the editor's own line says what happened
+            scene = json.dumps({"message": message, "error": bool(error)}) if message else gr.update()
         text = f"**Error:** {message}" if error else message
         status_update = gr.update() if message is None else gr.update(value=text, elem_classes=["error"] if error else [])
         return session, scene, status_update

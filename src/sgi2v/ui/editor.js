@@ -1178,6 +1178,10 @@
     editor.setScene = function (value) {
       const next = typeof value === "string" ? (value ? JSON.parse(value) : null) : value;
       if (!next) return;
+      if (!next.image) {  // no picture (e.g. an upload that failed): only the message changes
+        if (next.message) say(next.message, Boolean(next.error));
+        return;
+      }
       const newImage = !scene || next.image !== scene.image;
       scene = next;
       model.numFrames = Math.max(2, scene.num_frames | 0);
