@@ -69,7 +69,6 @@ TIMED = [
 
 
 @needs_node
-@pytest.mark.skipif(not hasattr(trajectory, "TIMINGS"), reason="this trajectory format has no per-box timing")
 @pytest.mark.parametrize("frames", [2, 7, 14])
 def test_timed_paths_are_those_of_parse_trajectory(frames):
     out = js(f"return {json.dumps(TIMED)}.map((e) => E.sampleEntry(e, {frames}));")

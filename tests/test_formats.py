@@ -359,21 +359,13 @@ def test_web_app_loader_reads_spline_json_and_wanmove(tmp_path):
     session.set_image(Image.new("RGB", (256, 128)), 128, 64)
     coords = tmp_path / "coords.json"
     coords.write_text(json.dumps([{"x": 40, "y": 40}, {"x": 80, "y": 40}, {"x": 120, "y": 60}]))
-    message, frames = load_files(session, [str(coords)], 4, 128, 64, tmp_path)
-    side = formats.DEFAULT_BOX_FRACTION * 128  # the default box, in the image's pixels; the drawing is at half size
-    assert "1 boxes" in message and frames == 4
-    assert session.drawing.boxes[0].box == [(40 - side / 2) / 2, (40 - side / 2) / 2, (40 + side / 2) / 2, (40 + side / 2) / 2]
+    message, frames, data = load_files(session, [str(coords)], 4, 128, 64, tmp_path)
+    side = formats.DEFAULT_BOX_FRACTION * 128  # the default box (canvas = the upload, 256x128), in the upload's pixels
+    assert "1 box" in message and frames == 4 and session.trajectory == data
+    assert data["boxes"][0]["box"] == [40 - side / 2, 40 - side / 2, 40 + side / 2, 40 + side / 2]
+    assert len(data["boxes"][0]["path"]) == 4 and data["boxes"][0]["path"][-1] == [120, 60]
     tracks, visibility = _wanmove(4)
     np.save(tmp_path / "walk_tracks.npy", tracks)
     np.save(tmp_path / "walk_visibility.npy", visibility)
-    message, frames = load_files(session, [str(tmp_path / "walk_tracks.npy")], 4, 128, 64, tmp_path)
-    assert "2 boxes" in message and [b.label for b in session.drawing.boxes] == ["track 0", "track 1"]
-
-
-def test_web_editor_keeps_a_box_timing():
-    from sgi2v.fitting import Fit
-    from sgi2v.ui.state import Drawing
-
-    data = {"boxes": [{"box": [10, 10, 30, 30], "path": [[20, 20], [60, 25], [90, 40]], "timing": "ease"}]}
-    drawing = Drawing.from_json(data, 6, Fit.make("stretch", (128, 64), (128, 64)), (128, 64))
-    assert drawing.boxes[0].to_json()["timing"] == "ease"
+    message, frames, data = load_files(session, [str(tmp_path / "walk_tracks.npy")], 4, 128, 64, tmp_path)
+    assert "2 boxes" in message and [b.get("label") for b in data["boxes"]] == ["track 0", "track 1"]

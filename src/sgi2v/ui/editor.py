@@ -27,7 +27,7 @@ __all__ = ["TIMINGS", "EditorBlock", "build_editor", "editor_script", "scene_jso
 
 #: The per-box ``timing`` values the trajectory format accepts (none where the format has no ``timing``):
 #: the editor offers a timing choice only when there is one.
-TIMINGS: tuple[str, ...] = tuple(getattr(trajectory, "TIMINGS", ()))
+TIMINGS: tuple[str, ...] = trajectory.TIMINGS
 #: Largest picture (pixels) sent to the page as PNG; larger ones go as JPEG (the editor only shows it).
 PNG_LIMIT = 300_000
 
