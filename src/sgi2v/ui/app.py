@@ -765,7 +765,9 @@ def _page(gr, app: AppConfig, cache: PipelineCache, models: tuple[str, ...], sta
                 prepared = prepare_inputs(session.original, trajectory, settings, source="drawing")
                 previews = folder(session, request) / "preview"
                 previews.mkdir(exist_ok=True)
-                for old in previews.glob("preview-*.mp4"):
+                # Older previews go; the latest ones stay, as a preview made at the same time may still be sent.
+                done = sorted(previews.glob("preview-*.mp4"), key=lambda p: int(p.stem.split("-")[1]))
+                for old in done[:-2]:
                     old.unlink(missing_ok=True)
                 path = previews / f"preview-{time.monotonic_ns()}.mp4"  # a new name: the page reloads it
                 write_preview(path, preview_prepared(prepared), settings.fps)
