@@ -251,6 +251,11 @@ def test_bad_tracks_name_the_field(tmp_path):
         read_any(tmp_path / "t.json", num_frames=4, image_size=(10, 10), box_size=(3, 3))
     with pytest.raises(ValueError, match=r"opts: box_size: expected a width and height like 80x60 .*, got '80y60'"):
         formats.resolve_trajectory_options({"box_size": "80y60"}, source="opts")
+    with pytest.raises(ValueError, match=r"t.json: Wan-Move tracks are read from a .npy, .npz, .pt or .pth file, not .json$"):
+        read_any(tmp_path / "t.json", format="wanmove", num_frames=4, image_size=(10, 10))
+    (tmp_path / "t.pt").write_text("not a torch file")
+    with pytest.raises(ValueError, match=r"t.pt: not a torch file of tensors \(saved with torch.save\): [^\n]{1,120}$"):
+        read_any(tmp_path / "t.pt", num_frames=4, image_size=(10, 10))
 
 
 @pytest.fixture

@@ -388,6 +388,8 @@ def read_wanmove(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | None
                 visibility = _read_npy(sibling)
                 extra["visibility_file"] = str(sibling.resolve())
         return tracks, visibility, extra
+    if suffix not in (".npz", ".pt", ".pth"):
+        raise TrajectoryError(f"{path}: Wan-Move tracks are read from a .npy, .npz, .pt or .pth file, not {suffix or 'a file without a suffix'}")
     data = _read_limited(path, "trajectory file")
     if suffix == ".npz":
         try:
@@ -401,7 +403,9 @@ def read_wanmove(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | None
         try:
             loaded = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
         except Exception as err:  # torch raises many kinds for a bad file
-            raise TrajectoryError(f"{path}: not a readable torch file: {' '.join(str(err).split())[:200]}") from None
+            first = next((line.strip() for line in str(err).splitlines() if line.strip()), type(err).__name__)
+            first = first.split(". ")[0].rstrip(".")[:120]  # torch's first sentence; the rest is advice for code
+            raise TrajectoryError(f"{path}: not a torch file of tensors (saved with torch.save): {first}") from None
         arrays = loaded if isinstance(loaded, dict) else {"track_path": loaded}
         arrays = {k: (v.detach().float().numpy() if isinstance(v, torch.Tensor) else v) for k, v in arrays.items()}
     tracks = next((arrays[k] for k in ("track_path", "tracks") if k in arrays), None)
