@@ -448,6 +448,61 @@ def _fast_form(page, sync_api, steps: str = "3") -> None:
         sync_api.expect(box).to_have_value(value)
 
 
+def test_loader_reads_point_formats_as_the_options_say(tmp_path):
+    """The page's trajectory options are those of --box-size, --canvas-size, --timing: same file, same boxes."""
+    from sgi2v.formats import resolve_trajectory_options
+    from sgi2v.generation import prepare_inputs
+    from sgi2v.settings import resolve_settings
+    from sgi2v.ui.app import Session, load_files
+
+    session = Session()
+    session.set_image(picture(400, 200), 128, 64)
+    coords = tmp_path / "coords.json"
+    coords.write_text(json.dumps([{"x": 100, "y": 50}, {"x": 150, "y": 60}, {"x": 300, "y": 100}]))
+    given = {"box_size": "40x20", "canvas_size": "800x400", "timing": "speed"}
+    options = resolve_trajectory_options(given)
+    _, frames, data = load_files(session, [str(coords)], 6, 128, 64, tmp_path, options=options)
+    assert data["boxes"][0]["box"] == [40, 20, 60, 30]  # a 40x20 box of the 800x400 canvas, in the 400x200 upload
+    image = tmp_path / "in.png"
+    session.original.save(image)
+    settings, _ = resolve_settings({"num_frames": 6, "width": 128, "height": 64})
+    from_cli = prepare_inputs(image, coords, settings, trajectory_options=given)
+    assert from_cli.inputs["trajectory"] == data
+    with pytest.raises(Exception, match=r"box_size: expected a width and height like 80x60"):
+        resolve_trajectory_options({"box_size": "40"}, source="reading the trajectory")
+
+
+@pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+def test_browser_loads_a_spline_path_with_the_box_size_given_in_the_page(server, tmp_path):
+    sync_api = pytest.importorskip("playwright.sync_api")
+    demo, url = server
+    good, coords = tmp_path / "photo.png", tmp_path / "coords.json"
+    picture(400, 200).save(good)
+    coords.write_text(json.dumps([{"x": 100, "y": 50}, {"x": 150, "y": 60}, {"x": 300, "y": 100}]))
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        try:
+            page.goto(url, timeout=60_000)
+            page.locator("#upload input[type=file]").set_input_files(str(good))
+            sync_api.expect(page.locator("#status")).to_contain_text("Image prepared", timeout=60_000)
+            page.locator("#trajectory-options").get_by_text("Reading a trajectory file").click()
+            field = page.locator("#box_size textarea, #box_size input").first
+            field.fill("40")  # refused, in the page
+            EditorPage(page).load(coords)
+            sync_api.expect(page.locator("#status")).to_contain_text("box_size: expected a width and height", timeout=30_000)
+            field.fill("40x20")
+            EditorPage(page).load(coords)
+            sync_api.expect(page.locator("#status")).to_contain_text("Loaded 1 box from coords.json", timeout=30_000)
+            box = EditorPage(page).data()["boxes"][0]["box"]
+            assert box == [80, 40, 120, 60]  # 40x20 around the first point, in the upload's pixels
+            sync_api.expect(page.locator("#preview-status")).to_contain_text("Preview: 14 frames", timeout=30_000)
+            page.screenshot(path=str(ARTIFACTS / "ui-load-spline.png"), full_page=True)
+        finally:
+            browser.close()
+
+
 @pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)")
 def test_browser_failed_uploads_show_their_message_until_a_good_one(server, tmp_path):
     sync_api = pytest.importorskip("playwright.sync_api")

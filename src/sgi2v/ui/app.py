@@ -30,11 +30,11 @@ from ..config import SGI2VConfig
 from ..fitting import Fit
 from ..generation import Progress, Timer, generate, output_paths, prepare_inputs, write_outputs
 from ..loading import DEFAULT_MODEL, XT_MODEL, load_pipeline, resolve_device, resolve_dtype
-from ..schema import parse_value
+from ..schema import parse_value, specs
 from ..settings import GenerationSettings, default_num_frames, resolve_settings, setting_specs
 from ..testing import TINY_MODEL_ID
 from ..images import load_image, to_rgb
-from ..formats import read_any
+from ..formats import TrajectoryOptions, read_any, resolve_trajectory_options
 from ..trajectory import TrajectoryError, load_reference_dir, parse_trajectory
 from ..preview import preview_prepared, write_preview
 from ..video import write_mp4
@@ -403,13 +403,16 @@ def _frames_needed(data, frames: int, name: str) -> None:
 
 
 def load_files(session: Session, files: list[str], frames: int, width: int, height: int, scratch: Path,
-               image_fit: str = "stretch") -> tuple[str, int, dict]:
+               image_fit: str = "stretch", options: TrajectoryOptions | None = None) -> tuple[str, int, dict]:
     """Read a trajectory JSON, or a reference folder's ``img.png`` and ``traj.npy`` (both given), for the editor.
 
     ``files`` are paths of uploads the server received. A trajectory JSON's coordinates are in the
     uploaded image's pixels, so the image comes first; it is checked as every surface checks it and
     returned unchanged (what was saved is what is shown). A ``.npy`` brings its image along (set in
     the session) and becomes one ``path`` per box with a point at each frame (the same motion).
+
+    Other formats (SplineEditor / ATI JSON, Wan-Move tracks) are read as ``options`` say (format, box
+    size, canvas size, timing: :class:`sgi2v.formats.TrajectoryOptions`, as ``--traj-format`` etc. do).
 
     Returns:
         A message for the page, the number of frames to use and the trajectory object.
@@ -449,7 +452,9 @@ def load_files(session: Session, files: list[str], frames: int, width: int, heig
         raise UIError("Upload the image first: a trajectory file's coordinates are in its pixels.")
     path = files[0]
     try:
-        data, _ = read_any(path, num_frames=frames, image_size=session.original.size)  # any format, checked as everywhere
+        options = options or TrajectoryOptions()
+        data, _ = read_any(path, format=options.traj_format, num_frames=frames, image_size=session.original.size,
+                           box_size=options.box_size, canvas_size=options.canvas_size, timing=options.timing)
     except TrajectoryError as err:
         raise UIError(str(err).replace(str(path), path.name)) from None
     if isinstance(data, dict) and isinstance(data.get("num_frames"), int) and data["num_frames"] >= 2:
@@ -562,6 +567,8 @@ def _control(gr, name: str, field_, spec, model: str):
         return gr.Textbox("", placeholder="empty: the paper's 30-45 of 50 steps, moved to the number of steps", **common)
     if spec.kind == "names":
         return gr.Textbox(",".join(default), **common)
+    if spec.kind == "size":
+        return gr.Textbox("" if default is None else "x".join(f"{v:g}" for v in default), placeholder="WxH", **common)
     number = dict(precision=0) if spec.kind == "int" else {}
     bounds = {k: getattr(spec, k) for k in ("minimum", "maximum") if getattr(spec, k) is not None}
     step = dict(step=spec.multiple_of) if spec.multiple_of else {}
@@ -644,8 +651,12 @@ def _page(gr, app: AppConfig, cache: PipelineCache, models: tuple[str, ...], sta
                                      height=100, allow_preview=False, elem_id="examples", interactive=False, buttons=[])
                 generate = gr.Button("Generate", variant="primary", elem_id="generate")
                 form_status = gr.Markdown("", elem_id="form-status")
-                traj_files = gr.UploadButton("Load trajectory (.json, or img.png + traj.npy)", file_count="multiple",
+                traj_files = gr.UploadButton("Load trajectory (.json, .npy, .npz, .pt; or img.png + traj.npy)", file_count="multiple",
                                              file_types=list(TRAJECTORY_SUFFIXES), elem_id="load-trajectory", size="sm")
+                with gr.Accordion("Reading a trajectory file: format, box size, canvas, timing", open=False,
+                                  elem_id="trajectory-options"):
+                    traj_controls = {name: _control(gr, name, field_, spec, start_model)
+                                     for name, (field_, spec) in specs(TrajectoryOptions).items()}
                 set_frames = gr.Button("Set the number of frames", visible=False, elem_id="set-frames", size="sm")
                 model_box = gr.Dropdown(list(models), value=start_model, label="Model", elem_id="model")
                 controls = setting_controls(gr, start_model)
@@ -709,20 +720,26 @@ def _page(gr, app: AppConfig, cache: PipelineCache, models: tuple[str, ...], sta
             session.frames_needed = err.frames if isinstance(err, FramesNeeded) else None
             return (*view(session, frames_value, str(err), error=True), gr.update(), gr.update(), gr.update(), offer)
 
-        def on_files(session: Session, files, frames_value, w, h, fit, request: gr.Request):
+        def on_files(session: Session, files, frames_value, w, h, fit, request: gr.Request, *read_values):
             session.example = None
             if not files:
                 return (*view(session, frames_value, None), gr.update(), gr.update(), gr.update(), gr.update(visible=False))
             try:
                 count = _setting("num_frames", frames_value) or default_num_frames(None)
+                given = {k: v for k, v in zip(traj_controls, read_values) if v not in (None, "")}
+                try:
+                    options = resolve_trajectory_options(given, source="reading the trajectory")
+                except ValueError as err:
+                    raise UIError(str(err)) from None
                 message, count, trajectory = load_files(session, [str(f) for f in files], count, _size(w, "width"),
-                                                        _size(h, "height"), folder(session, request), fit)
+                                                        _size(h, "height"), folder(session, request), fit, options)
             except UIError as err:
                 return refused(session, frames_value, err)
             return loaded(session, message, count, trajectory, session.original)
 
         loaded_outputs = [*view_outputs, editor, frames, upload, set_frames]
-        traj_files.upload(on_files, [state, traj_files, *size_inputs], loaded_outputs, **light)
+        read_inputs = list(traj_controls.values())
+        traj_files.upload(on_files, [state, traj_files, *size_inputs, *read_inputs], loaded_outputs, **light)
 
         def on_example(session: Session, frames_value, w, h, fit, name: str, request: gr.Request):
             session.example = name
@@ -742,14 +759,14 @@ def _page(gr, app: AppConfig, cache: PipelineCache, models: tuple[str, ...], sta
         def on_set_frames(session: Session, frames_value):
             return session.frames_needed or frames_value
 
-        def on_reload(session: Session, files, frames_value, w, h, fit, request: gr.Request):
+        def on_reload(session: Session, files, frames_value, w, h, fit, request: gr.Request, *read_values):
             """Load again what was refused for its keyframes, now that the number of frames is set."""
             if session.example:
                 return on_example(session, frames_value, w, h, fit, session.example, request)
-            return on_files(session, files, frames_value, w, h, fit, request)
+            return on_files(session, files, frames_value, w, h, fit, request, *read_values)
 
         set_frames.click(on_set_frames, [state, frames], [frames], **light).then(
-            on_reload, [state, traj_files, *size_inputs], loaded_outputs, **light)
+            on_reload, [state, traj_files, *size_inputs, *read_inputs], loaded_outputs, **light)
 
         # gr.Request is handed only to a parameter before *values (a keyword-only one gets None): every event of a
         # session must know it, or its files would go to a folder of no session, never removed.
