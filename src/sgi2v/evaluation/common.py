@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import hashlib
-import os
-
 import numpy as np
+
+from ..generation import file_sha256  # one file hash for run records and evaluation reports
 
 __all__ = ["EvaluationError", "WeightsError", "validate_video", "validate_points", "file_sha256"]
 
@@ -54,12 +53,3 @@ def validate_points(points, num_frames: int, height: int, width: int, name: str 
         raise EvaluationError(f"{name}: point of object {n} at frame {f}, {np.round(points[n, f], 2).tolist()}, "
                               f"is outside the {width}x{height} frame ({int(outside.sum())} such points)")
     return points
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """SHA-256 of a file's bytes, hex."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
