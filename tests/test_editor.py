@@ -7,7 +7,6 @@ screenshot under ``test-artifacts/``.
 """
 
 import json
-import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -15,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from editor_page import CHROMIUM, CHROMIUM_ARGS, EditorPage
+from editor_page import EditorPage
 from sgi2v.generation import prepare_inputs
 from sgi2v import trajectory
 from sgi2v.settings import resolve_settings
@@ -201,17 +200,6 @@ def server(tmp_path_factory):
     demo = launch(model="tiny-random", device="cpu", dtype="fp32", port=port, block=False, root=tmp_path_factory.mktemp("ui"))
     yield demo, f"http://127.0.0.1:{port}/"
     demo.close()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not os.path.exists(CHROMIUM):
-        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
-from editor_page import CHROMIUM, CHROMIUM_ARGS, EditorPage
+from editor_page import EditorPage
 from sgi2v.trajectory import parse_trajectory
 from sgi2v.fitting import Fit
 from sgi2v.ui.state import fit_image
@@ -208,8 +208,7 @@ def test_server_listens_on_localhost_only_and_serves_no_other_files(server):
         assert err.value.code in (403, 404)
 
 
-@pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)")
-def test_browser_draw_and_generate(server, tmp_path):
+def test_browser_draw_and_generate(server, tmp_path, browser):
     sync_api = pytest.importorskip("playwright.sync_api")
     demo, url = server
     image_path = tmp_path / "photo.png"
@@ -217,84 +216,82 @@ def test_browser_draw_and_generate(server, tmp_path):
     ARTIFACTS.mkdir(exist_ok=True)
     shot = ARTIFACTS / "ui.png"
 
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        page = browser.new_page(viewport={"width": 1400, "height": 1300})
+    page = browser.new_page(viewport={"width": 1400, "height": 1300})
+    try:
+        page.goto(url, timeout=60_000)
+        status, run_status = page.locator("#status"), page.locator("#run-status")
+        sync_api.expect(status).to_contain_text("Upload an image", timeout=60_000)
+
+        # A failed generation shows its error and the app keeps serving.
+        page.locator("#generate").click()
+        sync_api.expect(run_status).to_contain_text("Error: Upload an image first", timeout=60_000)
+
+        for elem, value in (("#width", "128"), ("#height", "64"), ("#num_frames", "4"), ("#num_inference_steps", "2")):
+            page.locator(f"{elem} input").fill(value)
+            page.locator(f"{elem} input").press("Tab")
+            sync_api.expect(page.locator(f"{elem} input")).to_have_value(value)
+        sync_api.expect(status).to_contain_text("Output size 128x64", timeout=30_000)
+        page.locator("#upload input[type=file]").set_input_files(str(image_path))
+        sync_api.expect(status).to_contain_text("Image prepared at 128x64", timeout=30_000)
+
+        editor = EditorPage(page)
+        editor.wait_for_picture(400, 200)
+        # In the 400 x 200 upload's pixels: a box, two path points, a second box marked static.
+        editor.drag((62.5, 50), (162.5, 137.5))
+        sync_api.expect(page.locator(".sgi2v-status")).to_contain_text("box 1 (red) drawn", timeout=30_000)
+        editor.click(250, 93.75)
+        editor.click(337.5, 75)
+        sync_api.expect(page.locator(".sgi2v-status")).to_contain_text("path point 2 added", timeout=30_000)
+        editor.drag((281.25, 125), (375, 187.5))
+        sync_api.expect(page.locator(".sgi2v-status")).to_contain_text("box 2 (blue) drawn", timeout=30_000)
+        editor.click(112.5, 70)  # select box 1, then box 2 again: clicking a box selects it
+        editor.click(330, 160)
+        sync_api.expect(page.locator(".sgi2v-side [data-field=static]")).to_be_checked()  # no path yet: an anchor
+        second = editor.data()["boxes"][1]
+        assert second["static"] is True and np.allclose(second["box"], [281.25, 125, 375, 187.5], atol=1)
+
+        page.get_by_text("SG-I2V method").click()  # one optimised step, one iteration: quick on a CPU
+        for field, value in (("#optimize_timesteps textarea, #optimize_timesteps input", "2"), ("#iterations input", "1")):
+            box = page.locator(field).first
+            sync_api.expect(box).to_be_editable(timeout=30_000)  # the section has opened
+            for _ in range(3):  # a busy page may re-render the field while it opens: type again
+                box.fill(value)
+                box.press("Tab")  # leave the field, so the page has taken the value before Generate
+                if box.input_value() == value:
+                    break
+            sync_api.expect(box).to_have_value(value)
+
+        # A generation that fails on the device shows the error; the next one works.
+        cache = demo.sgi2v_cache
+        real_loader = cache.loader
+
+        def broken_loader(*args, **kwargs):
+            raise RuntimeError("simulated device failure")
+
+        cache.loader = broken_loader
         try:
-            page.goto(url, timeout=60_000)
-            status, run_status = page.locator("#status"), page.locator("#run-status")
-            sync_api.expect(status).to_contain_text("Upload an image", timeout=60_000)
-
-            # A failed generation shows its error and the app keeps serving.
             page.locator("#generate").click()
-            sync_api.expect(run_status).to_contain_text("Error: Upload an image first", timeout=60_000)
-
-            for elem, value in (("#width", "128"), ("#height", "64"), ("#num_frames", "4"), ("#num_inference_steps", "2")):
-                page.locator(f"{elem} input").fill(value)
-                page.locator(f"{elem} input").press("Tab")
-                sync_api.expect(page.locator(f"{elem} input")).to_have_value(value)
-            sync_api.expect(status).to_contain_text("Output size 128x64", timeout=30_000)
-            page.locator("#upload input[type=file]").set_input_files(str(image_path))
-            sync_api.expect(status).to_contain_text("Image prepared at 128x64", timeout=30_000)
-
-            editor = EditorPage(page)
-            editor.wait_for_picture(400, 200)
-            # In the 400 x 200 upload's pixels: a box, two path points, a second box marked static.
-            editor.drag((62.5, 50), (162.5, 137.5))
-            sync_api.expect(page.locator(".sgi2v-status")).to_contain_text("box 1 (red) drawn", timeout=30_000)
-            editor.click(250, 93.75)
-            editor.click(337.5, 75)
-            sync_api.expect(page.locator(".sgi2v-status")).to_contain_text("path point 2 added", timeout=30_000)
-            editor.drag((281.25, 125), (375, 187.5))
-            sync_api.expect(page.locator(".sgi2v-status")).to_contain_text("box 2 (blue) drawn", timeout=30_000)
-            editor.click(112.5, 70)  # select box 1, then box 2 again: clicking a box selects it
-            editor.click(330, 160)
-            sync_api.expect(page.locator(".sgi2v-side [data-field=static]")).to_be_checked()  # no path yet: an anchor
-            second = editor.data()["boxes"][1]
-            assert second["static"] is True and np.allclose(second["box"], [281.25, 125, 375, 187.5], atol=1)
-
-            page.get_by_text("SG-I2V method").click()  # one optimised step, one iteration: quick on a CPU
-            for field, value in (("#optimize_timesteps textarea, #optimize_timesteps input", "2"), ("#iterations input", "1")):
-                box = page.locator(field).first
-                sync_api.expect(box).to_be_editable(timeout=30_000)  # the section has opened
-                for _ in range(3):  # a busy page may re-render the field while it opens: type again
-                    box.fill(value)
-                    box.press("Tab")  # leave the field, so the page has taken the value before Generate
-                    if box.input_value() == value:
-                        break
-                sync_api.expect(box).to_have_value(value)
-
-            # A generation that fails on the device shows the error; the next one works.
-            cache = demo.sgi2v_cache
-            real_loader = cache.loader
-
-            def broken_loader(*args, **kwargs):
-                raise RuntimeError("simulated device failure")
-
-            cache.loader = broken_loader
-            try:
-                page.locator("#generate").click()
-                sync_api.expect(run_status).to_contain_text("Error: RuntimeError: simulated device failure", timeout=60_000)
-            finally:
-                cache.loader = real_loader
-            page.locator("#generate").click()
-            sync_api.expect(run_status).to_contain_text("Done in", timeout=180_000)
-            video = page.locator("#video video")
-            sync_api.expect(video).to_have_attribute("src", __import__("re").compile(r"sgi2v-001\.mp4"), timeout=30_000)
-            sync_api.expect(page.locator("#overlay video")).to_be_visible(timeout=30_000)
-            for name in ("sgi2v-001.trajectory.json", "sgi2v-001.json"):  # the downloads: trajectory and run record
-                sync_api.expect(page.locator(f"#downloads a[href$='/{name}']")).to_have_count(1, timeout=30_000)
-            page.wait_for_function("document.querySelector('#video video').readyState >= 1", timeout=30_000)
-            page.screenshot(path=str(shot), full_page=True)
-            runs = [p for p in demo.sgi2v.root.rglob("sgi2v-001.trajectory.json")]  # read while the session lasts
-            assert len(runs) == 1
-            trajectory = json.loads(runs[0].read_text())
-            record = json.loads(runs[0].with_name("sgi2v-001.json").read_text())
-        except Exception:
-            page.screenshot(path=str(ARTIFACTS / "ui-failure.png"), full_page=True)
-            raise
+            sync_api.expect(run_status).to_contain_text("Error: RuntimeError: simulated device failure", timeout=60_000)
         finally:
-            browser.close()
+            cache.loader = real_loader
+        page.locator("#generate").click()
+        sync_api.expect(run_status).to_contain_text("Done in", timeout=180_000)
+        video = page.locator("#video video")
+        sync_api.expect(video).to_have_attribute("src", __import__("re").compile(r"sgi2v-001\.mp4"), timeout=30_000)
+        sync_api.expect(page.locator("#overlay video")).to_be_visible(timeout=30_000)
+        for name in ("sgi2v-001.trajectory.json", "sgi2v-001.json"):  # the downloads: trajectory and run record
+            sync_api.expect(page.locator(f"#downloads a[href$='/{name}']")).to_have_count(1, timeout=30_000)
+        page.wait_for_function("document.querySelector('#video video').readyState >= 1", timeout=30_000)
+        page.screenshot(path=str(shot), full_page=True)
+        runs = [p for p in demo.sgi2v.root.rglob("sgi2v-001.trajectory.json")]  # read while the session lasts
+        assert len(runs) == 1
+        trajectory = json.loads(runs[0].read_text())
+        record = json.loads(runs[0].with_name("sgi2v-001.json").read_text())
+    except Exception:
+        page.screenshot(path=str(ARTIFACTS / "ui-failure.png"), full_page=True)
+        raise
+    finally:
+        page.close()
     print(f"screenshot: {shot}")
 
     assert len(trajectory["boxes"]) == 2 and trajectory["boxes"][1]["static"] is True
@@ -472,39 +469,35 @@ def test_loader_reads_point_formats_as_the_options_say(tmp_path):
         resolve_trajectory_options({"box_size": "40"}, source="reading the trajectory")
 
 
-@pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)")
-def test_browser_loads_a_spline_path_with_the_box_size_given_in_the_page(server, tmp_path):
+def test_browser_loads_a_spline_path_with_the_box_size_given_in_the_page(server, tmp_path, browser):
     sync_api = pytest.importorskip("playwright.sync_api")
     demo, url = server
     good, coords = tmp_path / "photo.png", tmp_path / "coords.json"
     picture(400, 200).save(good)
     coords.write_text(json.dumps([{"x": 100, "y": 50}, {"x": 150, "y": 60}, {"x": 300, "y": 100}]))
     ARTIFACTS.mkdir(exist_ok=True)
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        page = browser.new_page(viewport={"width": 1280, "height": 800})
-        try:
-            page.goto(url, timeout=60_000)
-            page.locator("#upload input[type=file]").set_input_files(str(good))
-            sync_api.expect(page.locator("#status")).to_contain_text("Image prepared", timeout=60_000)
-            page.locator("#trajectory-options").get_by_text("Reading a trajectory file").click()
-            field = page.locator("#box_size textarea, #box_size input").first
-            field.fill("40")  # refused, in the page
-            EditorPage(page).load(coords)
-            sync_api.expect(page.locator("#status")).to_contain_text("box_size: expected a width and height", timeout=30_000)
-            field.fill("40x20")
-            EditorPage(page).load(coords)
-            sync_api.expect(page.locator("#status")).to_contain_text("Loaded 1 box from coords.json", timeout=30_000)
-            box = EditorPage(page).data()["boxes"][0]["box"]
-            assert box == [80, 40, 120, 60]  # 40x20 around the first point, in the upload's pixels
-            sync_api.expect(page.locator("#preview-status")).to_contain_text("Preview: 14 frames", timeout=30_000)
-            page.screenshot(path=str(ARTIFACTS / "ui-load-spline.png"), full_page=True)
-        finally:
-            browser.close()
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    try:
+        page.goto(url, timeout=60_000)
+        page.locator("#upload input[type=file]").set_input_files(str(good))
+        sync_api.expect(page.locator("#status")).to_contain_text("Image prepared", timeout=60_000)
+        page.locator("#trajectory-options").get_by_text("Reading a trajectory file").click()
+        field = page.locator("#box_size textarea, #box_size input").first
+        field.fill("40")  # refused, in the page
+        EditorPage(page).load(coords)
+        sync_api.expect(page.locator("#status")).to_contain_text("box_size: expected a width and height", timeout=30_000)
+        field.fill("40x20")
+        EditorPage(page).load(coords)
+        sync_api.expect(page.locator("#status")).to_contain_text("Loaded 1 box from coords.json", timeout=30_000)
+        box = EditorPage(page).data()["boxes"][0]["box"]
+        assert box == [80, 40, 120, 60]  # 40x20 around the first point, in the upload's pixels
+        sync_api.expect(page.locator("#preview-status")).to_contain_text("Preview: 14 frames", timeout=30_000)
+        page.screenshot(path=str(ARTIFACTS / "ui-load-spline.png"), full_page=True)
+    finally:
+        page.close()
 
 
-@pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)")
-def test_browser_failed_uploads_show_their_message_until_a_good_one(server, tmp_path):
+def test_browser_failed_uploads_show_their_message_until_a_good_one(server, tmp_path, browser):
     sync_api = pytest.importorskip("playwright.sync_api")
     demo, url = server
     text, good = tmp_path / "notes.png", tmp_path / "photo.png"
@@ -512,40 +505,37 @@ def test_browser_failed_uploads_show_their_message_until_a_good_one(server, tmp_
     picture(400, 200).save(good)
     ARTIFACTS.mkdir(exist_ok=True)
 
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        page = browser.new_page(viewport={"width": 1280, "height": 800})
-        try:
-            page.goto(url, timeout=60_000)
-            status = page.locator("#status")
-            sync_api.expect(status).to_contain_text("Upload an image", timeout=60_000)
-            assert page.locator("#generate").bounding_box()["y"] + 40 < 800  # Generate is seen without scrolling
-            page.locator("#upload input[type=file]").set_input_files(str(text))
-            sync_api.expect(status).to_contain_text("Error: notes.png: not an image file", timeout=30_000)
-            # the editor's own line under the canvas says the same, not "Upload an image to start"
-            sync_api.expect(page.locator(".sgi2v-status")).to_contain_text("notes.png: not an image file", timeout=30_000)
-            sync_api.expect(status).to_be_in_viewport()
-            page.screenshot(path=str(ARTIFACTS / "ui-bad-upload.png"))
-            page.locator("#upload input[type=file]").set_input_files(str(good))  # the field was emptied for the next try
-            sync_api.expect(status).to_contain_text("Image prepared at 1024x576", timeout=30_000)
-            sync_api.expect(status).not_to_contain_text("Error")
-            sync_api.expect(page.locator("#status.error")).to_have_count(0)
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    try:
+        page.goto(url, timeout=60_000)
+        status = page.locator("#status")
+        sync_api.expect(status).to_contain_text("Upload an image", timeout=60_000)
+        assert page.locator("#generate").bounding_box()["y"] + 40 < 800  # Generate is seen without scrolling
+        page.locator("#upload input[type=file]").set_input_files(str(text))
+        sync_api.expect(status).to_contain_text("Error: notes.png: not an image file", timeout=30_000)
+        # the editor's own line under the canvas says the same, not "Upload an image to start"
+        sync_api.expect(page.locator(".sgi2v-status")).to_contain_text("notes.png: not an image file", timeout=30_000)
+        sync_api.expect(status).to_be_in_viewport()
+        page.screenshot(path=str(ARTIFACTS / "ui-bad-upload.png"))
+        page.locator("#upload input[type=file]").set_input_files(str(good))  # the field was emptied for the next try
+        sync_api.expect(status).to_contain_text("Image prepared at 1024x576", timeout=30_000)
+        sync_api.expect(status).not_to_contain_text("Error")
+        sync_api.expect(page.locator("#status.error")).to_have_count(0)
 
-            page.locator("#width input").fill("100")  # an invalid number: said at once, gone once fixed
-            page.locator("#width input").press("Tab")
-            sync_api.expect(page.locator("#form-status")).to_contain_text("width: expected an integer", timeout=30_000)
-            page.locator("#width input").fill("1024")
-            page.locator("#width input").press("Tab")
-            sync_api.expect(page.locator("#form-status")).to_have_text("", timeout=30_000)
-        except Exception:
-            page.screenshot(path=str(ARTIFACTS / "ui-bad-upload-failure.png"), full_page=True)
-            raise
-        finally:
-            browser.close()
+        page.locator("#width input").fill("100")  # an invalid number: said at once, gone once fixed
+        page.locator("#width input").press("Tab")
+        sync_api.expect(page.locator("#form-status")).to_contain_text("width: expected an integer", timeout=30_000)
+        page.locator("#width input").fill("1024")
+        page.locator("#width input").press("Tab")
+        sync_api.expect(page.locator("#form-status")).to_have_text("", timeout=30_000)
+    except Exception:
+        page.screenshot(path=str(ARTIFACTS / "ui-bad-upload-failure.png"), full_page=True)
+        raise
+    finally:
+        page.close()
 
 
-@pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)")
-def test_browser_two_sessions_generate_at_once_each_with_its_own_files(server):
+def test_browser_two_sessions_generate_at_once_each_with_its_own_files(server, browser):
     """Two browser sessions load different examples from the gallery and generate at the same time: each gets its own
     folder and files, whose SHA-256 are those of its own run record; the progress names each phase; closing one
     session removes its folder only."""
@@ -565,70 +555,69 @@ def test_browser_two_sessions_generate_at_once_each_with_its_own_files(server):
         if (match && window.phases[window.phases.length - 1] !== match[1]) window.phases.push(match[1]);
     }).observe(document.body, {subtree: true, childList: true, characterData: true}); }"""
 
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        contexts = [browser.new_context(viewport={"width": 1280, "height": 800}) for _ in names]
-        pages = [context.new_page() for context in contexts]
-        try:
-            for page, name in zip(pages, names):
-                page.goto(url, timeout=60_000)
-                sync_api.expect(page.locator("#status")).to_contain_text("Upload an image", timeout=60_000)
-                _fast_form(page, sync_api)
-                page.locator("#examples img").nth(sorted(p.name for p in EXAMPLES_DIR.iterdir() if p.is_dir()).index(name)).click()
-                sync_api.expect(page.locator("#status")).to_contain_text(f"from the example '{name}'", timeout=30_000)
-                page.evaluate(watch)
-            for page in pages:  # both at once: one runs, the other waits its turn
-                page.locator("#generate").click()
-            for page, name in zip(pages, names):
-                sync_api.expect(page.locator("#run-status")).to_contain_text("Done in", timeout=300_000)
-                assert page.evaluate("window.scrollY") > 400  # the page went down to the results
-                page.screenshot(path=str(ARTIFACTS / f"ui-session-{name}.png"))
+    contexts = [browser.new_context(viewport={"width": 1280, "height": 800}) for _ in names]
+    pages = [context.new_page() for context in contexts]
+    try:
+        for page, name in zip(pages, names):
+            page.goto(url, timeout=60_000)
+            sync_api.expect(page.locator("#status")).to_contain_text("Upload an image", timeout=60_000)
+            _fast_form(page, sync_api)
+            page.locator("#examples img").nth(sorted(p.name for p in EXAMPLES_DIR.iterdir() if p.is_dir()).index(name)).click()
+            sync_api.expect(page.locator("#status")).to_contain_text(f"from the example '{name}'", timeout=30_000)
+            page.evaluate(watch)
+        for page in pages:  # both at once: one runs, the other waits its turn
+            page.locator("#generate").click()
+        for page, name in zip(pages, names):
+            sync_api.expect(page.locator("#run-status")).to_contain_text("Done in", timeout=300_000)
+            assert page.evaluate("window.scrollY") > 400  # the page went down to the results
+            page.screenshot(path=str(ARTIFACTS / f"ui-session-{name}.png"))
 
-            folders, loaded = [], []
-            for page, name in zip(pages, names):
-                links = {Path(href).name: url.rstrip("/") + href if href.startswith("/") else href
-                         for href in page.locator("#downloads a").evaluate_all("els => els.map(a => a.getAttribute('href'))")}
-                record = json.loads(urllib.request.urlopen(links["sgi2v-001.json"], timeout=30).read())
-                served_input = urllib.request.urlopen(links["sgi2v-001.input.png"], timeout=30).read()
-                served_trajectory = json.loads(urllib.request.urlopen(links["sgi2v-001.trajectory.json"], timeout=30).read())
-                assert hashlib.sha256(served_input).hexdigest() == record["inputs"]["image_sha256"]
-                assert served_trajectory == record["inputs"]["trajectory"] == json.loads((EXAMPLES_DIR / name / "trajectory.json").read_text())
-                assert Image.open(EXAMPLES_DIR / name / "image.jpg").size == tuple(record["inputs"]["image_size"])
-                video = Path(record["inputs"]["image"]).with_name("sgi2v-001.mp4")
-                assert hashlib.sha256(video.read_bytes()).hexdigest() == hashlib.sha256(
-                    urllib.request.urlopen(links["sgi2v-001.mp4"] if "sgi2v-001.mp4" in links else
-                                           url.rstrip("/") + page.locator("#video video").get_attribute("src").split(url.rstrip("/"))[-1],
-                                           timeout=30).read()).hexdigest()
-                folders.append(Path(record["inputs"]["image"]).parent.parent)  # <session folder>/run-001/
-                # 3 steps; the paper's t = 2 is the second step (i = 3 - 2 = 1), its latent optimised first.
-                phases = page.evaluate("window.phases")
-                first = {}
-                for index, phase in enumerate(phases):
-                    first.setdefault(re.sub(r":.*", "", phase), index)
-                order = ["Loading the model", "Encoding", "Denoising", "Optimising the latent", "Decoding", "Writing"]
-                # the run that finds the model already loaded may pass "Loading the model" faster than the page redraws
-                seen = sorted(first, key=first.get)
-                assert seen == [p for p in order if p in seen or p != "Loading the model"], phases
-                loaded.append("Loading the model" in seen)
-                assert any(p.startswith("Optimising the latent: step 2 of 3, iteration") for p in phases), phases
-                assert "Denoising: step 3 of 3" in phases, phases
-            assert any(loaded), "no page showed the model loading"
-            assert folders[0] != folders[1] and all(f.parent == demo.sgi2v.root for f in folders)
+        folders, loaded = [], []
+        for page, name in zip(pages, names):
+            links = {Path(href).name: url.rstrip("/") + href if href.startswith("/") else href
+                     for href in page.locator("#downloads a").evaluate_all("els => els.map(a => a.getAttribute('href'))")}
+            record = json.loads(urllib.request.urlopen(links["sgi2v-001.json"], timeout=30).read())
+            served_input = urllib.request.urlopen(links["sgi2v-001.input.png"], timeout=30).read()
+            served_trajectory = json.loads(urllib.request.urlopen(links["sgi2v-001.trajectory.json"], timeout=30).read())
+            assert hashlib.sha256(served_input).hexdigest() == record["inputs"]["image_sha256"]
+            assert served_trajectory == record["inputs"]["trajectory"] == json.loads((EXAMPLES_DIR / name / "trajectory.json").read_text())
+            assert Image.open(EXAMPLES_DIR / name / "image.jpg").size == tuple(record["inputs"]["image_size"])
+            video = Path(record["inputs"]["image"]).with_name("sgi2v-001.mp4")
+            assert hashlib.sha256(video.read_bytes()).hexdigest() == hashlib.sha256(
+                urllib.request.urlopen(links["sgi2v-001.mp4"] if "sgi2v-001.mp4" in links else
+                                       url.rstrip("/") + page.locator("#video video").get_attribute("src").split(url.rstrip("/"))[-1],
+                                       timeout=30).read()).hexdigest()
+            folders.append(Path(record["inputs"]["image"]).parent.parent)  # <session folder>/run-001/
+            # 3 steps; the paper's t = 2 is the second step (i = 3 - 2 = 1), its latent optimised first.
+            phases = page.evaluate("window.phases")
+            first = {}
+            for index, phase in enumerate(phases):
+                first.setdefault(re.sub(r":.*", "", phase), index)
+            order = ["Loading the model", "Encoding", "Denoising", "Optimising the latent", "Decoding", "Writing"]
+            # the run that finds the model already loaded may pass "Loading the model" faster than the page redraws
+            seen = sorted(first, key=first.get)
+            assert seen == [p for p in order if p in seen or p != "Loading the model"], phases
+            loaded.append("Loading the model" in seen)
+            assert any(p.startswith("Optimising the latent: step 2 of 3, iteration") for p in phases), phases
+            assert "Denoising: step 3 of 3" in phases, phases
+        assert any(loaded), "no page showed the model loading"
+        assert folders[0] != folders[1] and all(f.parent == demo.sgi2v.root for f in folders)
 
-            contexts[0].close()  # the first session ends: its folder goes, the other's stays
-            deadline = time.monotonic() + 60
-            while folders[0].exists() and time.monotonic() < deadline:
-                time.sleep(0.5)
-            assert not folders[0].exists() and folders[1].exists()
-            time.sleep(3)  # late events of the closed page (its motion preview) leave no new folder behind
-            assert {f.name for f in demo.sgi2v.root.glob("session-*")} == {folders[1].name}
-        except Exception:
-            for page, name in zip(pages, names):
-                with __import__("contextlib").suppress(Exception):
-                    page.screenshot(path=str(ARTIFACTS / f"ui-session-{name}-failure.png"), full_page=True)
-            raise
-        finally:
-            browser.close()
+        contexts[0].close()  # the first session ends: its folder goes, the other's stays
+        deadline = time.monotonic() + 60
+        while folders[0].exists() and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert not folders[0].exists() and folders[1].exists()
+        time.sleep(3)  # late events of the closed page (its motion preview) leave no new folder behind
+        assert {f.name for f in demo.sgi2v.root.glob("session-*")} == {folders[1].name}
+    except Exception:
+        for page, name in zip(pages, names):
+            with __import__("contextlib").suppress(Exception):
+                page.screenshot(path=str(ARTIFACTS / f"ui-session-{name}-failure.png"), full_page=True)
+        raise
+    finally:
+        for context in contexts:
+            context.close()
 
 
 def test_tracked_paths_follow_a_square_moved_by_a_known_path():
