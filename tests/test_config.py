@@ -10,9 +10,10 @@ def test_defaults_are_the_papers():
     assert set(c.optimize_timesteps) == set(range(30, 46)) and len(c.optimize_timesteps) == 16
     assert (c.iterations, c.learning_rate, c.heatmap_sigma) == (5, 0.21, 0.4)
     assert c.feature_layers == ("up_blocks.2.attentions.1", "up_blocks.2.attentions.2")
+    assert c.feature_kind == "aligned"
     assert (c.high_frequency_reinit, c.low_pass_cutoff, c.butterworth_order) == (True, 0.5, 4)
     assert [f.name for f in dataclasses.fields(c)] == [
-        "optimize_timesteps", "iterations", "learning_rate", "feature_layers",
+        "optimize_timesteps", "iterations", "learning_rate", "feature_layers", "feature_kind",
         "heatmap_sigma", "high_frequency_reinit", "low_pass_cutoff", "butterworth_order",
     ]
 
@@ -41,6 +42,9 @@ def test_frozen_and_hashable():
         (dict(feature_layers=()), "feature_layers"),
         (dict(feature_layers="up_blocks.2.attentions.1"), "feature_layers"),
         (dict(high_frequency_reinit="yes"), "high_frequency_reinit"),
+        (dict(feature_kind="dift"), r"feature_kind must be one of aligned, self_attention, layer_output, got 'dift'"),
+        (dict(feature_kind="Aligned"), r"feature_kind .*got 'Aligned'"),
+        (dict(feature_kind=None), r"feature_kind .*got None"),
     ],
 )
 def test_invalid_values_raise(changes, message):
@@ -62,7 +66,8 @@ def test_scaled_to_steps():
 
 
 def test_dict_round_trip():
-    c = SGI2VConfig(iterations=3, optimize_timesteps=(4, 2))
+    c = SGI2VConfig(iterations=3, optimize_timesteps=(4, 2), feature_kind="layer_output")
     assert SGI2VConfig.from_dict(c.to_dict()) == c
+    assert c.to_dict()["feature_kind"] == "layer_output"
     with pytest.raises(ValueError, match="unknown"):
         SGI2VConfig.from_dict({"lr": 1})

@@ -49,6 +49,48 @@ def test_matches_independent_reference(pipe, image, boxes):
     torch.testing.assert_close(latent, ref_latent, rtol=1e-4, atol=1e-4)
 
 
+def test_default_feature_kind_is_the_aligned_one_bit_for_bit(pipe, image, boxes):
+    """The default takes the paper's path; test_matches_independent_reference checks its numbers."""
+    assert CONFIG.feature_kind == "aligned"
+    explicit = CONFIG.replace(feature_kind="aligned")
+    for output_type in ("latent", "np"):
+        a, b = run(pipe, image, boxes, output_type=output_type), run(pipe, image, boxes, explicit, output_type=output_type)
+        if output_type == "latent":
+            assert torch.equal(a.frames, b.frames)
+        else:
+            np.testing.assert_array_equal(a.frames, b.frames)
+        assert a.losses == b.losses
+
+
+def test_feature_kinds_give_different_latents_each_with_finite_losses(pipe, image):
+    boxes = moving_boxes(dx=8.0, dy=0.0)[:1]  # one box moving right
+    config = SGI2VConfig(optimize_timesteps=(2,), iterations=2)
+    plain = run(pipe, image, boxes, config.replace(iterations=0), num_inference_steps=2, output_type="latent").frames
+    latents = {}
+    for kind in ("aligned", "self_attention", "layer_output"):
+        out = run(pipe, image, boxes, config.replace(feature_kind=kind), num_inference_steps=2, output_type="latent")
+        assert sorted(out.losses) == [2] and len(out.losses[2]) == 2
+        assert all(np.isfinite(v) and v > 0 for v in out.losses[2]), (kind, out.losses)
+        assert torch.isfinite(out.frames).all()
+        assert (out.frames - plain).abs().max() > 1e-3, kind  # a gradient reached the latent and moved it
+        latents[kind] = out.frames
+    assert not torch.allclose(latents["aligned"], latents["self_attention"], rtol=0, atol=1e-4)
+    assert not torch.allclose(latents["aligned"], latents["layer_output"], rtol=0, atol=1e-4)
+    assert not torch.allclose(latents["self_attention"], latents["layer_output"], rtol=0, atol=1e-4)
+
+
+@pytest.mark.parametrize("kind", ["self_attention", "layer_output"])
+def test_other_feature_kinds_same_numbers_with_gradient_checkpointing(pipe, image, boxes, kind):
+    config = CONFIG.replace(optimize_timesteps=(5, 4), feature_kind=kind)
+    before = {n: type(p) for n, p in pipe.unet.attn_processors.items()}
+    a = run(pipe, image, boxes, config, output_type="latent")
+    b = run(pipe, image, boxes, config, output_type="latent", gradient_checkpointing=True)
+    torch.testing.assert_close(a.frames, b.frames, rtol=1e-5, atol=1e-5)
+    assert a.losses.keys() == b.losses.keys() == {4, 5}
+    assert {n: type(p) for n, p in pipe.unet.attn_processors.items()} == before
+    assert not any(m._forward_hooks for m in pipe.unet.modules())
+
+
 def test_one_iteration_lowers_the_loss(pipe, image, boxes):
     out = run(pipe, image, boxes, CONFIG.replace(optimize_timesteps=(5,), iterations=2))
     first, second = out.losses[5]

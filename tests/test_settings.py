@@ -78,6 +78,7 @@ def test_aliases_and_names_give_the_same_settings():
     ({"feature_layers": "up_block.2.attentions.1"}, "feature_layers: 'up_block.2.attentions.1' is not a spatial transformer"),
     ({"feature_layers": "up_blocks.0.attentions.0"}, "is not a spatial transformer of the SVD UNet"),
     ({"image_fit": "zoom"}, "image_fit: expected one of stretch, crop, pad"),
+    ({"feature_kind": "dift"}, "feature_kind: expected one of aligned, self_attention, layer_output, got 'dift'"),
     ({"gradient_checkpointing": "maybe"}, "gradient_checkpointing: expected one of auto, on, off"),
     ({"dtype": "fp8"}, "dtype: expected one of auto, float32, float16, bfloat16"),
     ({"device": "tpu"}, "device: expected one of auto, cpu, cuda, mps"),
@@ -89,6 +90,13 @@ def test_bad_values_are_named(values, message):
         resolve_settings(values, model="stabilityai/stable-video-diffusion-img2vid", source="m.jsonl: line 3")
     with pytest.raises(ValueError, match="^m.jsonl: line 3: "):
         resolve_settings(values, model="stabilityai/stable-video-diffusion-img2vid", source="m.jsonl: line 3")
+
+
+def test_feature_kind_is_read_from_every_surface():
+    assert resolve_settings({}, model="tiny-random")[1].feature_kind == "aligned"
+    assert resolve_settings({"feature_kind": " self_attention "}, model="tiny-random")[1].feature_kind == "self_attention"
+    args = build_parser().parse_args(["generate", "in.png", "--traj", "t.json", "-o", "o.mp4", "--feature-kind", "layer_output"])
+    assert args.feature_kind == "layer_output"
 
 
 def test_bad_settings_are_reported_before_torch_is_imported(inputs, tmp_path):

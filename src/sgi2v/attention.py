@@ -1,4 +1,4 @@
-"""Semantically aligned self-attention features (SG-I2V, Sec. 3.2).
+"""Semantically aligned self-attention features (SG-I2V, Sec. 3.2), and the features of the ablation.
 
 In the chosen spatial self-attention layers every frame's queries also attend to the keys and
 values of frame 0 of the same video: ``A_f = softmax(Q_f K_0^T / sqrt(d)) V_0``. ``K_0`` and
@@ -8,18 +8,34 @@ output is the normal attention, unchanged.
 
 The change is a diffusers attention processor installed on ``<layer>.transformer_blocks[0].attn1``
 of the named spatial transformers and removed afterwards; the UNet itself is never modified.
+
+The recorder's ``kind`` (``SGI2VConfig.feature_kind``) chooses the feature:
+
+- ``"aligned"`` (the paper's): ``A_f`` as above.
+- ``"self_attention"``: the layer's ordinary self-attention ``softmax(Q_f K_f^T / sqrt(d)) V_f``
+  (heads concatenated, before the output projection), recorded by the same processor; gradients
+  flow through queries, keys and values.
+- ``"layer_output"``: the output of the named spatial transformer itself, recorded by a forward hook
+  on it; no processor is installed.
+
+Every feature is ``(B * F, h', w', C)``, channels last.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 from typing import Iterator
 
 import torch
 import torch.nn.functional as F
 
-__all__ = ["FeatureRecorder", "FrameZeroAttnProcessor", "frame_zero_attention", "record_features", "resolve_feature_layers"]
+from .config import FEATURE_KINDS
+
+__all__ = [
+    "FEATURE_KINDS", "FeatureRecorder", "FrameZeroAttnProcessor", "frame_zero_attention", "record_features", "resolve_feature_layers",
+]
 
 
 class FeaturesReady(Exception):
@@ -47,17 +63,20 @@ def frame_zero_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Te
 
 
 class FeatureRecorder:
-    """Collects the aligned features of one UNet pass.
+    """Collects the features of one UNet pass, of the given ``kind`` (one of :data:`FEATURE_KINDS`).
 
     ``armed`` is True only during the forward pass whose features are wanted; outside it (for
     example while gradient checkpointing recomputes a block during backward) the processors
     compute the same tensors but record nothing.
     """
 
-    def __init__(self, layer_names: tuple[str, ...], num_frames: int, latent_size: tuple[int, int]):
+    def __init__(self, layer_names: tuple[str, ...], num_frames: int, latent_size: tuple[int, int], kind: str = "aligned"):
+        if kind not in FEATURE_KINDS:
+            raise ValueError(f"feature_kind must be one of {', '.join(FEATURE_KINDS)}, got {kind!r}")
         self.layer_names = layer_names
         self.num_frames = num_frames
         self.latent_size = latent_size  # (h, w) latent cells
+        self.kind = kind
         self.features: dict[str, torch.Tensor] = {}
         self.armed = False
 
@@ -82,7 +101,9 @@ class FrameZeroAttnProcessor:
     """Self-attention processor that also records frame-0 key/value attention features.
 
     The normal output is computed as diffusers' ``AttnProcessor2_0`` computes it, from the same
-    query/key/value projections (each computed once).
+    query/key/value projections (each computed once). With a recorder of kind ``"self_attention"``
+    it records that normal attention (before the output projection) instead, and computes no
+    frame-0 attention.
     """
 
     def __init__(self, recorder: FeatureRecorder, name: str):
@@ -119,12 +140,17 @@ class FrameZeroAttnProcessor:
         if attn.norm_k is not None:
             key = attn.norm_k(key)
 
-        aligned = frame_zero_attention(query, key, value, self.recorder.num_frames)  # (B*F, heads, L, d)
-        fh, fw = self.recorder.spatial_size(sequence_length)
-        self.recorder.add(self.name, aligned.transpose(1, 2).reshape(batch_size, fh, fw, inner_dim))  # (B*F, h', w', C)
+        kind = self.recorder.kind
+        if kind == "aligned":
+            aligned = frame_zero_attention(query, key, value, self.recorder.num_frames)  # (B*F, heads, L, d)
+            fh, fw = self.recorder.spatial_size(sequence_length)
+            self.recorder.add(self.name, aligned.transpose(1, 2).reshape(batch_size, fh, fw, inner_dim))  # (B*F, h', w', C)
 
         hidden_states = F.scaled_dot_product_attention(query, key, value, attn_mask=attention_mask, dropout_p=0.0, is_causal=False)
         hidden_states = hidden_states.transpose(1, 2).reshape(batch_size, -1, inner_dim).to(query.dtype)
+        if kind == "self_attention":
+            fh, fw = self.recorder.spatial_size(sequence_length)
+            self.recorder.add(self.name, hidden_states.reshape(batch_size, fh, fw, inner_dim))  # (B*F, h', w', C)
         hidden_states = attn.to_out[0](hidden_states)
         hidden_states = attn.to_out[1](hidden_states)
         if input_ndim == 4:
@@ -160,7 +186,7 @@ def _self_attention_of(module):
 
 @contextlib.contextmanager
 def record_features(unet: torch.nn.Module, recorder: FeatureRecorder, stop_early: bool = True) -> Iterator[FeatureRecorder]:
-    """Install the recording processors (and the early stop) on ``unet`` for the duration of the block.
+    """Install the recording processors or hooks (and the early stop) on ``unet`` for the duration of the block.
 
     With ``stop_early`` the UNet pass raises :class:`FeaturesReady` right after the last feature
     layer (in execution order) has finished; callers catch it. Originals are restored on exit,
@@ -169,6 +195,7 @@ def record_features(unet: torch.nn.Module, recorder: FeatureRecorder, stop_early
     layers = resolve_feature_layers(unet, recorder.layer_names)
     modules = dict(unet.named_modules())
     originals = {name: attn.processor for name, attn in layers.items()}
+    replaced = []
     hooks = []
 
     def stop_when_complete(module, args, output):
@@ -177,12 +204,25 @@ def record_features(unet: torch.nn.Module, recorder: FeatureRecorder, stop_early
 
     try:
         for name, attn in layers.items():
-            attn.set_processor(FrameZeroAttnProcessor(recorder, name))
+            if recorder.kind == "layer_output":
+                # Registered before the early stop on the same module, so it records first.
+                hooks.append(modules[name].register_forward_hook(functools.partial(_record_output, recorder, name)))
+            else:
+                replaced.append(name)
+                attn.set_processor(FrameZeroAttnProcessor(recorder, name))
             if stop_early:
                 hooks.append(modules[name].register_forward_hook(stop_when_complete))
         yield recorder
     finally:
         for hook in hooks:
             hook.remove()
-        for name, attn in layers.items():
-            attn.set_processor(originals[name])
+        for name in replaced:
+            layers[name].set_processor(originals[name])
+
+
+def _record_output(recorder: FeatureRecorder, name: str, module, args, output) -> None:
+    """Forward hook: the spatial transformer's output ``(B * F, C, h', w')``, recorded as ``(B * F, h', w', C)``."""
+    sample = output if isinstance(output, torch.Tensor) else output[0]  # a tuple or a TransformerTemporalModelOutput
+    if sample.ndim != 4:
+        raise ValueError(f"feature layer {name} returned a tensor of shape {tuple(sample.shape)}, expected (B * F, C, h, w)")
+    recorder.add(name, sample.permute(0, 2, 3, 1))

@@ -8,12 +8,14 @@ from dataclasses import dataclass
 
 from .schema import setting
 
-__all__ = ["SGI2VConfig"]
+__all__ = ["FEATURE_KINDS", "SGI2VConfig"]
 
 #: Number of denoising steps the paper's timestep window was chosen for.
 PAPER_NUM_STEPS = 50
 #: Group of the method's settings in the command line's help, the docs and the web form.
 METHOD = "SG-I2V method (defaults: the paper's)"
+#: Which features of the feature layers the loss compares (``feature_kind``); the first is the paper's.
+FEATURE_KINDS = ("aligned", "self_attention", "layer_output")
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,11 @@ class SGI2VConfig:
     feature_layers: tuple[str, ...] = setting(  # spatial transformers
         ("up_blocks.2.attentions.1", "up_blocks.2.attentions.2"),
         "the UNet's spatial transformers whose first self-attention gives the features", "names", METHOD, label="Feature layers")
+    feature_kind: str = setting(
+        "aligned", "which features of the feature layers the loss compares: aligned (the paper's: each frame's queries "
+        "attend to frame 0's keys and values, detached), self_attention (the layer's ordinary self-attention of each "
+        "frame, before the output projection) or layer_output (the spatial transformer's output, like DIFT-style UNet "
+        "features)", "choice", METHOD, choices=FEATURE_KINDS, label="Feature kind")
     heatmap_sigma: float = setting(0.4, "std of the Gaussian loss weight inside each box, as a fraction of the half box size",
                                    "float", METHOD, minimum=1e-6, maximum=1e6, label="Heatmap sigma")
     high_frequency_reinit: bool = setting(True, "keep only the low frequencies of the optimised latent", "bool", METHOD,
@@ -68,6 +75,8 @@ class SGI2VConfig:
         if len(set(layers)) != len(layers):
             raise ValueError(f"feature_layers has duplicates: {layers}")
         object.__setattr__(self, "feature_layers", layers)
+        if not isinstance(self.feature_kind, str) or self.feature_kind not in FEATURE_KINDS:
+            raise ValueError(f"feature_kind must be one of {', '.join(FEATURE_KINDS)}, got {self.feature_kind!r}")
 
         if isinstance(self.iterations, bool) or not isinstance(self.iterations, int) or self.iterations < 0:
             raise ValueError(f"iterations must be an integer >= 0, got {self.iterations!r}")

@@ -49,7 +49,8 @@ class SGI2VPipeline(StableVideoDiffusionPipeline):
 
     Built from the same components as diffusers' ``StableVideoDiffusionPipeline`` (and loaded the same
     way with ``from_pretrained``). At the denoising steps named in :class:`SGI2VConfig` it optimises
-    the latent so that the self-attention features inside each box follow the box's path, then
+    the latent so that the features inside each box (``config.feature_kind`` of ``config.feature_layers``:
+    by default the paper's frame-0 aligned self-attention) follow the box's path, then
     continues plain SVD sampling. With ``config.iterations == 0`` it is exactly plain SVD.
     """
 
@@ -218,7 +219,7 @@ class SGI2VPipeline(StableVideoDiffusionPipeline):
         if optimize_at and loss_fn.empty:
             logger.warning("No box overlaps the image after frame 0: nothing to optimise, sampling plain SVD.")
             optimize_at = set()
-        recorder = FeatureRecorder(config.feature_layers, num_frames, latent_size)
+        recorder = FeatureRecorder(config.feature_layers, num_frames, latent_size, config.feature_kind)
         half_precision = self.unet.dtype if self.unet.dtype in (torch.float16, torch.bfloat16) else None
         cond = slice(-batch_size, None)  # the conditional half of the CFG batch
         losses: dict[int, list[torch.Tensor]] = {}
