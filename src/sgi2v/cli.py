@@ -27,6 +27,7 @@ PLUGIN_COMMANDS = {
     "benchmark-prepare": ("sgi2v.evaluation.prepare", "make first frames, trajectories and a manifest from VIPSeg-style videos"),
     "ui": ("sgi2v.ui", "web app: draw boxes and paths on an image and generate the video"),
     "comfyui-install": ("sgi2v.comfyui.install", "install the SG-I2V nodes into a ComfyUI folder (custom_nodes/sgi2v)"),
+    "train-sprites": ("sgi2v.sprites.cli", "train the small sprites model from scratch (VAE, UNet) on the sprites world"),
 }
 DEMO_EXAMPLE = "rocket"
 #: The settings ``sgi2v preview`` takes: what decides the frames' size, number, rate and fit, nothing the model reads.

@@ -1,0 +1,434 @@
+"""Training the ``sprites`` model from scratch: VAE, then UNet, with a frozen random CLIP encoder.
+
+The recipe follows how diffusers' ``StableVideoDiffusionPipeline`` samples (see docs/sprites.md):
+
+* VAE (:class:`~diffusers.AutoencoderKLTemporalDecoder`, scale factor 8, 4 latent channels): L1 + MSE
+  on 96 x 96 crops of 4 consecutive frames, sprite pixels weighted up so their colours and edges
+  survive. The pipeline only uses the posterior's mode, so it is trained as an autoencoder on the
+  mean plus a little Gaussian noise, with a small penalty on the latents' size instead of a KL term
+  (sampling at the untrained posterior's unit variance drowned the signal). ``scaling_factor`` is
+  1 / std of the training latents.
+* UNet (:class:`~diffusers.UNetSpatioTemporalConditionModel`, SVD's 4-level layout,
+  ``layers_per_block=2``): EDM noise ``ln sigma ~ N(p_mean, p_std)`` clamped to the scheduler's
+  range, input ``cat([z / sqrt(sigma^2 + 1), image_latent], dim=2)`` with the *unscaled*
+  noise-augmented frame-0 latent, timestep ``0.25 ln sigma``, added time ids ``[fps - 1, motion
+  bucket, noise_aug_strength]``, v-prediction with an MSE loss, and condition dropout (CLIP
+  embedding and image latent zeroed together) so that the pipeline's zero-negative guidance means
+  something. Videos are also used reversed in time (the encoder is per frame, so that is exact).
+
+Every random draw of step ``k`` comes from a generator seeded by ``(seed, phase, k)``, and the
+state (weights, EMA, optimiser, step) is saved every ``checkpoint_every`` steps, so a resumed run
+ends with the same weights as an uninterrupted one (same device and thread count).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .scene import render_scene
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["TrainConfig", "train_sprites", "build_components", "vae_report", "vae_step_loss", "unet_step_loss",
+           "train_vae", "train_unet", "encode_dataset", "TRAIN_SEED_LIMIT"]
+
+#: Training uses scene seeds below this; held-out evaluation uses seeds at or above it.
+TRAIN_SEED_LIMIT = 1_000_000
+ADDED_TIME_IDS = (6.0, 127.0, 0.02)  # [fps - 1, motion_bucket_id, noise_aug_strength]: the pipeline's defaults
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that decides the trained weights (recorded in the output folder)."""
+
+    seed: int = 0
+    videos: int = 1200  # training scenes: seeds 0 .. videos - 1
+    height: int = 128
+    width: int = 128
+    num_frames: int = 14
+    # VAE
+    vae_channels: tuple[int, ...] = (32, 64, 128, 128)
+    vae_steps: int = 1500
+    vae_batch_videos: int = 2  # x 4 consecutive frames, 96 x 96 crops
+    vae_crop: int = 96
+    vae_lr: float = 2e-4
+    vae_sprite_weight: float = 4.0  # loss weight of sprite pixels relative to background
+    vae_latent_noise: float = 0.05  # decoder trained on slightly noisy latents: robust to the UNet's small errors
+    vae_latent_weight: float = 1e-4  # keeps the latents near unit scale (instead of a KL term)
+    # UNet
+    unet_channels: tuple[int, ...] = (32, 32, 64, 64)
+    unet_heads: tuple[int, ...] = (2, 2, 4, 4)
+    unet_steps: int = 3500
+    unet_batch: int = 4
+    unet_lr: float = 5e-4
+    p_mean: float = 1.5  # ln sigma ~ N(p_mean, p_std): shifted towards the high noise where motion is decided
+    p_std: float = 1.6
+    cond_dropout: float = 0.1
+    ema_decay: float = 0.999
+    warmup: int = 200
+    # CLIP (frozen, random)
+    clip_width: int = 32
+    checkpoint_every: int = 100
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def build_components(config: TrainConfig, seed: int | None = None) -> dict:
+    """Freshly initialised (seeded) components of the sprites model, in float32 on the CPU."""
+    from diffusers import AutoencoderKLTemporalDecoder, UNetSpatioTemporalConditionModel
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    from ..testing import CLIPImageProcessor, svd_scheduler
+
+    seed = config.seed if seed is None else seed
+    torch.manual_seed(seed)
+    vae = AutoencoderKLTemporalDecoder(
+        block_out_channels=config.vae_channels, down_block_types=("DownEncoderBlock2D",) * len(config.vae_channels),
+        latent_channels=4, layers_per_block=1, sample_size=config.height,
+    )
+    torch.manual_seed(seed + 1)
+    unet = UNetSpatioTemporalConditionModel(
+        block_out_channels=config.unet_channels,
+        down_block_types=("CrossAttnDownBlockSpatioTemporal",) * 3 + ("DownBlockSpatioTemporal",),
+        up_block_types=("UpBlockSpatioTemporal",) + ("CrossAttnUpBlockSpatioTemporal",) * 3,
+        cross_attention_dim=config.clip_width, num_attention_heads=config.unet_heads, layers_per_block=2,
+        sample_size=config.height // 8, in_channels=8, out_channels=4,
+        addition_time_embed_dim=32, projection_class_embeddings_input_dim=96, num_frames=config.num_frames,
+    )
+    torch.manual_seed(seed + 2)
+    image_encoder = CLIPVisionModelWithProjection(CLIPVisionConfig(
+        hidden_size=config.clip_width, projection_dim=config.clip_width, num_hidden_layers=2, num_attention_heads=4,
+        intermediate_size=4 * config.clip_width, image_size=224, patch_size=16, num_channels=3,
+    ))
+    feature_extractor = CLIPImageProcessor(crop_size=224, size={"shortest_edge": 224})
+    return dict(unet=unet, vae=vae, image_encoder=image_encoder, scheduler=svd_scheduler(),
+                feature_extractor=feature_extractor)
+
+
+def _step_generator(seed: int, phase: int, step: int) -> torch.Generator:
+    return torch.Generator().manual_seed(((seed * 1_000_003 + phase) * 10_000_019 + step) % (2**63))
+
+
+def _lr(step: int, total: int, peak: float, warmup: int) -> float:
+    """Linear warm-up, then cosine decay to a tenth of the peak."""
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+class _Log:
+    def __init__(self, path: Path):
+        self.path = path
+
+    def write(self, **record) -> None:
+        with self.path.open("a") as fh:
+            fh.write(json.dumps(record) + "\n")
+
+
+def _render_data(config: TrainConfig, seeds) -> tuple[np.ndarray, np.ndarray]:
+    """(V, F, H, W, 3) uint8 frames and (V, F, H, W) bool 'any sprite here' masks."""
+    frames = np.empty((len(seeds), config.num_frames, config.height, config.width, 3), np.uint8)
+    masks = np.empty((len(seeds), config.num_frames, config.height, config.width), bool)
+    for i, s in enumerate(seeds):
+        scene = render_scene(int(s), config.height, config.width, config.num_frames)
+        frames[i] = scene.frames
+        masks[i] = scene.visible.any(axis=0)
+    return frames, masks
+
+
+def _to_pixels(frames: np.ndarray) -> torch.Tensor:
+    """uint8 (..., H, W, 3) -> float (..., 3, H, W) in [-1, 1]."""
+    x = torch.from_numpy(np.ascontiguousarray(frames)).float().div(127.5).sub(1)
+    return x.movedim(-1, -3)
+
+
+def _save(path: Path, state: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)
+
+
+def _ema_update(ema: dict, model: torch.nn.Module, decay: float) -> None:
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            ema[name].mul_(decay).add_(p.detach(), alpha=1 - decay)
+
+
+def vae_step_loss(vae, frames: np.ndarray, masks: np.ndarray, config: TrainConfig, g: torch.Generator, device):
+    """One VAE batch drawn with ``g``: ``(loss, reconstruction error)``. The batch is
+    ``vae_batch_videos`` clips of 4 consecutive frames, cropped to ``vae_crop`` on the latent grid."""
+    crop, clip_len, num_videos = config.vae_crop, 4, len(frames)
+    vid = torch.randint(0, num_videos, (config.vae_batch_videos,), generator=g).tolist()
+    f0 = torch.randint(0, config.num_frames - clip_len + 1, (config.vae_batch_videos,), generator=g).tolist()
+    ys = (torch.randint(0, (config.height - crop) // 8 + 1, (config.vae_batch_videos,), generator=g) * 8).tolist()
+    xs = (torch.randint(0, (config.width - crop) // 8 + 1, (config.vae_batch_videos,), generator=g) * 8).tolist()
+    clip = np.stack([frames[v, f:f + clip_len, y:y + crop, x:x + crop] for v, f, y, x in zip(vid, f0, ys, xs)])
+    mask = np.stack([masks[v, f:f + clip_len, y:y + crop, x:x + crop] for v, f, y, x in zip(vid, f0, ys, xs)])
+    x = _to_pixels(clip).flatten(0, 1).to(device)  # (B*4, 3, c, c)
+    w = 1 + (config.vae_sprite_weight - 1) * torch.from_numpy(mask).float().flatten(0, 1)[:, None].to(device)
+    mean = vae.encode(x).latent_dist.mean  # the pipeline only ever uses the mode
+    z = mean + config.vae_latent_noise * torch.randn(mean.shape, generator=g).to(device)
+    recon = vae.decode(z, num_frames=clip_len).sample
+    err = recon - x
+    rec_loss = (w * (err.abs() + err.square())).mean()
+    return rec_loss + config.vae_latent_weight * mean.square().mean(), err
+
+
+def train_vae(vae, frames: np.ndarray, masks: np.ndarray, config: TrainConfig, folder: Path, device, log: _Log,
+              until: int | None = None) -> None:
+    """Train the VAE in place (resuming from ``folder/vae.pt``), up to step ``until`` (default: all)."""
+    ckpt = folder / "vae.pt"
+    vae.to(device).train()
+    opt = torch.optim.AdamW(vae.parameters(), lr=config.vae_lr, weight_decay=0.0)
+    start = 0
+    if ckpt.exists():
+        state = torch.load(ckpt, map_location=device, weights_only=True)
+        vae.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        start = state["step"]
+        logger.info("VAE: resuming at step %d", start)
+    end = config.vae_steps if until is None else min(until, config.vae_steps)
+    t0 = time.perf_counter()
+    for step in range(start, end):
+        g = _step_generator(config.seed, 1, step)
+        for group in opt.param_groups:
+            group["lr"] = _lr(step, config.vae_steps, config.vae_lr, config.warmup)
+        loss, err = vae_step_loss(vae, frames, masks, config, g, device)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+        opt.step()
+        if step % 20 == 0 or step == config.vae_steps - 1:
+            psnr = (10 * torch.log10(4 / err.detach().square().mean())).item()
+            log.write(phase="vae", step=step, loss=loss.item(), psnr_db=round(psnr, 2), seconds=round(time.perf_counter() - t0, 1))
+        if (step + 1) % config.checkpoint_every == 0 or step + 1 == end:
+            _save(ckpt, {"model": vae.state_dict(), "optimizer": opt.state_dict(), "step": step + 1})
+    vae.eval()
+
+
+@torch.no_grad()
+def encode_dataset(pipe, frames: np.ndarray, config: TrainConfig, device, batch: int = 28) -> dict:
+    """Latents (mode) of every frame, and the pipeline's conditioning of the first and last frame.
+
+    The conditioning is computed the way the pipeline computes it: the image plus
+    ``noise_aug_strength`` Gaussian noise through the VAE (mode, unscaled), and the CLIP embedding
+    of the clean image through the pipeline's own ``_encode_image``.
+    """
+    from PIL import Image
+
+    vae = pipe.vae
+    num_videos = len(frames)
+    flat = frames.reshape(-1, config.height, config.width, 3)
+    latents = []
+    for i in range(0, len(flat), batch):
+        latents.append(vae.encode(_to_pixels(flat[i:i + batch]).to(device)).latent_dist.mode().cpu())
+    latents = torch.cat(latents).view(num_videos, config.num_frames, 4, config.height // 8, config.width // 8)
+    ends = np.stack([frames[:, 0], frames[:, -1]], axis=1)  # (V, 2, H, W, 3): forward and reversed first frames
+    g = torch.Generator().manual_seed(config.seed * 7919 + 3)
+    cond, clip = [], []
+    for i in range(0, num_videos * 2, batch):
+        chunk = ends.reshape(-1, config.height, config.width, 3)[i:i + batch]
+        pixels = _to_pixels(chunk)
+        noisy = pixels + ADDED_TIME_IDS[2] * torch.randn(pixels.shape, generator=g)
+        cond.append(vae.encode(noisy.to(device)).latent_dist.mode().cpu())
+        images = [Image.fromarray(a) for a in chunk]
+        clip.append(pipe._encode_image(images, device, 1, False).cpu())
+    cond = torch.cat(cond).view(num_videos, 2, 4, config.height // 8, config.width // 8)
+    clip = torch.cat(clip).view(num_videos, 2, 1, -1)
+    return {"latents": latents, "cond": cond, "clip": clip}
+
+
+def unet_step_loss(unet, data: dict, scaling_factor: float, config: TrainConfig, g: torch.Generator, device) -> torch.Tensor:
+    """The v-prediction MSE of one UNet batch drawn with ``g`` (videos, time direction, condition
+    dropout, noise level and noise), fed as the SVD pipeline feeds the UNet."""
+    latents, cond, clip = data["latents"], data["cond"], data["clip"]
+    num_videos, batch = len(latents), config.unet_batch
+    sigma_lo, sigma_hi = math.log(0.002), math.log(700.0)
+    time_ids = torch.tensor([ADDED_TIME_IDS] * batch, device=device)
+    vid = torch.randint(0, num_videos, (batch,), generator=g)
+    reverse = torch.rand(batch, generator=g) < 0.5
+    x0 = latents[vid].clone()
+    x0[reverse] = x0[reverse].flip(1)
+    end = reverse.long()
+    image_latent = cond[vid, end]  # (B, 4, h, w), unscaled
+    embedding = clip[vid, end]  # (B, 1, D)
+    drop = (torch.rand(batch, generator=g) < config.cond_dropout).float()
+    image_latent = image_latent * (1 - drop)[:, None, None, None]
+    embedding = embedding * (1 - drop)[:, None, None]
+    log_sigma = (config.p_mean + config.p_std * torch.randn(batch, generator=g)).clamp(sigma_lo, sigma_hi)
+    noise = torch.randn(x0.shape, generator=g)
+    x0 = (x0 * scaling_factor).to(device)
+    sigma = log_sigma.exp().to(device).view(batch, 1, 1, 1, 1)
+    z = x0 + sigma * noise.to(device)
+    c_in = 1 / (sigma**2 + 1).sqrt()
+    model_in = torch.cat([z * c_in, image_latent.to(device)[:, None].expand(-1, x0.shape[1], -1, -1, -1)], dim=2)
+    target = (z / (sigma**2 + 1) - x0) * (sigma**2 + 1).sqrt() / sigma
+    pred = unet(model_in, (0.25 * log_sigma).to(device), embedding.to(device), added_time_ids=time_ids).sample
+    return F.mse_loss(pred, target)
+
+
+def train_unet(unet, data: dict, scaling_factor: float, config: TrainConfig, folder: Path, device, log: _Log,
+               until: int | None = None) -> dict:
+    """Train the UNet in place (resuming from ``folder/unet.pt``) up to step ``until`` (default: all);
+    returns the EMA weights."""
+    ckpt = folder / "unet.pt"
+    unet.to(device).train()
+    opt = torch.optim.AdamW(unet.parameters(), lr=config.unet_lr, weight_decay=0.01)
+    ema = {n: p.detach().clone() for n, p in unet.named_parameters()}
+    start = 0
+    if ckpt.exists():
+        state = torch.load(ckpt, map_location=device, weights_only=True)
+        unet.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        ema = state["ema"]
+        start = state["step"]
+        logger.info("UNet: resuming at step %d", start)
+    end = config.unet_steps if until is None else min(until, config.unet_steps)
+    t0 = time.perf_counter()
+    running = None
+    for step in range(start, end):
+        g = _step_generator(config.seed, 2, step)
+        for group in opt.param_groups:
+            group["lr"] = _lr(step, config.unet_steps, config.unet_lr, config.warmup)
+        loss = unet_step_loss(unet, data, scaling_factor, config, g, device)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
+        opt.step()
+        _ema_update(ema, unet, min(config.ema_decay, (1 + step) / (10 + step)))
+        value = loss.item()
+        running = value if running is None else 0.98 * running + 0.02 * value
+        if step % 20 == 0 or step == config.unet_steps - 1:
+            log.write(phase="unet", step=step, loss=value, loss_avg=round(running, 5),
+                      seconds=round(time.perf_counter() - t0, 1))
+        if (step + 1) % config.checkpoint_every == 0 or step + 1 == end:
+            _save(ckpt, {"model": unet.state_dict(), "optimizer": opt.state_dict(), "ema": ema, "step": step + 1})
+    unet.eval()
+    return ema
+
+
+@torch.no_grad()
+def vae_report(vae, seeds=range(TRAIN_SEED_LIMIT, TRAIN_SEED_LIMIT + 16), height: int = 128, width: int = 128,
+               num_frames: int = 14, decode_chunk_size: int = 14) -> dict:
+    """How well the VAE reconstructs held-out scenes: PSNR (dB) over all frames, and per sprite the RGB
+    distance between its colour and the mean reconstructed colour inside it, and the distance between
+    its tracked centroid in the original and in the reconstruction (frames where it is wholly in view;
+    ``sprites_lost`` counts sprites the tracker finds in the original but in no frame of the reconstruction)."""
+    from .track import track_sprite
+
+    device = next(vae.parameters()).device
+    dtype = next(vae.parameters()).dtype
+    errors, colour_errors, centroid_errors, lost = [], [], [], 0
+    for seed in seeds:
+        scene = render_scene(int(seed), height, width, num_frames)
+        x = _to_pixels(scene.frames).to(device, dtype)
+        z = vae.encode(x).latent_dist.mode()
+        chunks = [vae.decode(z[i:i + decode_chunk_size], num_frames=len(z[i:i + decode_chunk_size])).sample
+                  for i in range(0, len(z), decode_chunk_size)]
+        recon = torch.cat(chunks).float().clamp(-1, 1)
+        errors.append((recon - x.float()).square().mean().item())
+        frames = ((recon + 1) * 127.5).round().clamp(0, 255).byte().movedim(1, -1).cpu().numpy()
+        for i, shape in enumerate(scene.shapes):
+            inside = scene.visible[i]
+            if inside.sum() == 0:
+                continue
+            mean = frames[inside].astype(np.float64).mean(0)
+            colour_errors.append(float(np.linalg.norm(mean - scene.colors[i].astype(np.float64))))
+            a = track_sprite(scene.frames, scene.colors[i], float(scene.sizes[i]), shape)
+            b = track_sprite(frames, scene.colors[i], float(scene.sizes[i]), shape)
+            size = float(scene.sizes[i])
+            whole = (scene.boxes[i, :, 0] >= 0) & (scene.boxes[i, :, 1] >= 0) & (scene.boxes[i, :, 2] <= width) & \
+                    (scene.boxes[i, :, 3] <= height) & (scene.visible[i].sum((1, 2)) >= 0.95 * _shape_area(shape, size))
+            if not (whole & a.found).any():
+                continue
+            lost += int(not (whole & a.found & b.found).any())
+            ok = whole & a.found & b.found
+            if ok.any():
+                centroid_errors.append(float(np.linalg.norm(a.centers[ok] - b.centers[ok], axis=-1).max()))
+
+    def stat(values, how, digits):
+        return round(float(how(values)), digits) if values else None
+
+    psnr = float(10 * np.log10(4 / np.mean(errors)))
+    return {"scenes": len(list(seeds)), "psnr_db": round(psnr, 2),
+            "color_error_mean": stat(colour_errors, np.mean, 2), "color_error_max": stat(colour_errors, np.max, 2),
+            "centroid_error_px_mean": stat(centroid_errors, np.mean, 3),
+            "centroid_error_px_max": stat(centroid_errors, np.max, 3), "sprites_lost": lost}
+
+
+def _shape_area(shape: str, size: float) -> float:
+    return math.pi * size * size / 4 if shape == "disc" else size * size
+
+
+def train_sprites(folder: str | Path, config: TrainConfig = TrainConfig(), device: str | torch.device = "cpu",
+                  half: bool = True) -> Path:
+    """Train every component and write a diffusers model folder to ``folder/model``; returns its path.
+
+    ``folder`` keeps the checkpoints (``vae.pt``, ``unet.pt``), the log (``train_log.jsonl``) and the
+    encoded data cache; calling again with the same folder and config resumes where it stopped.
+    ``half`` saves the weights in float16 (the shipped model's form).
+    """
+    from diffusers import StableVideoDiffusionPipeline
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    device = torch.device(device)
+    config_path = folder / "train_config.json"
+    if config_path.exists():
+        previous = json.loads(config_path.read_text())
+        if previous != json.loads(json.dumps(config.to_dict())):
+            raise ValueError(f"{config_path}: the folder holds a run with other settings; use another folder")
+    else:
+        config_path.write_text(json.dumps(config.to_dict(), indent=1))
+    log = _Log(folder / "train_log.jsonl")
+    started = time.perf_counter()
+    components = build_components(config)
+    seeds = np.arange(config.videos)
+    logger.info("rendering %d training scenes", len(seeds))
+    frames, masks = _render_data(config, seeds)
+    t = time.perf_counter()
+    train_vae(components["vae"], frames, masks, config, folder, device, log)
+    vae_seconds = time.perf_counter() - t
+    vae = vae_report(components["vae"], height=config.height, width=config.width, num_frames=config.num_frames)
+    log.write(phase="vae_done", seconds=round(vae_seconds, 1), **vae)
+    pipe = StableVideoDiffusionPipeline(**components).to(device)
+    data = encode_dataset(pipe, frames, config, device)
+    del frames, masks
+    scaling_factor = float(1 / data["latents"].std())
+    components["vae"].register_to_config(scaling_factor=scaling_factor)
+    log.write(phase="encoded", scaling_factor=scaling_factor, seconds=round(time.perf_counter() - started, 1))
+    t = time.perf_counter()
+    ema = train_unet(components["unet"], data, scaling_factor, config, folder, device, log)
+    unet_seconds = time.perf_counter() - t
+    log.write(phase="unet_done", seconds=round(unet_seconds, 1))
+    unet = components["unet"]
+    with torch.no_grad():
+        for name, p in unet.named_parameters():
+            p.copy_(ema[name].to(p.device))
+    out = folder / "model"
+    pipe = StableVideoDiffusionPipeline(**components)
+    if half:
+        pipe.to(dtype=torch.float16)
+    pipe.to("cpu").save_pretrained(out)
+    seconds = time.perf_counter() - started
+    losses = [json.loads(line) for line in (folder / "train_log.jsonl").read_text().splitlines()]
+    unet_loss = [r["loss_avg"] for r in losses if r.get("phase") == "unet"]
+    report = {"seconds": round(seconds, 1), "vae_seconds": round(vae_seconds, 1), "unet_seconds": round(unet_seconds, 1),
+              "device": str(device), "threads": torch.get_num_threads(), "scaling_factor": scaling_factor,
+              "unet_loss": unet_loss[-1] if unet_loss else None, "vae": vae, "config": config.to_dict(),
+              "note": "seconds of this call only; a resumed run's earlier time is in train_log.jsonl"}
+    (folder / "report.json").write_text(json.dumps(report, indent=1))
+    log.write(phase="done", seconds=round(seconds, 1))
+    return out
