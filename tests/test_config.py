@@ -13,8 +13,8 @@ def test_defaults_are_the_papers():
     assert c.feature_kind == "aligned"
     assert (c.high_frequency_reinit, c.low_pass_cutoff, c.butterworth_order) == (True, 0.5, 4)
     assert [f.name for f in dataclasses.fields(c)] == [
-        "optimize_timesteps", "iterations", "learning_rate", "feature_layers", "feature_kind",
-        "heatmap_sigma", "high_frequency_reinit", "low_pass_cutoff", "butterworth_order",
+        "optimize_timesteps", "iterations", "learning_rate", "feature_layers",
+        "heatmap_sigma", "high_frequency_reinit", "low_pass_cutoff", "butterworth_order", "feature_kind",
     ]
 
 

@@ -37,11 +37,6 @@ class SGI2VConfig:
     feature_layers: tuple[str, ...] = setting(  # spatial transformers
         ("up_blocks.2.attentions.1", "up_blocks.2.attentions.2"),
         "the UNet's spatial transformers whose first self-attention gives the features", "names", METHOD, label="Feature layers")
-    feature_kind: str = setting(
-        "aligned", "which features of the feature layers the loss compares: aligned (the paper's: each frame's queries "
-        "attend to frame 0's keys and values, detached), self_attention (the layer's ordinary self-attention of each "
-        "frame, before the output projection) or layer_output (the spatial transformer's output, like DIFT-style UNet "
-        "features)", "choice", METHOD, choices=FEATURE_KINDS, label="Feature kind")
     heatmap_sigma: float = setting(0.4, "std of the Gaussian loss weight inside each box, as a fraction of the half box size",
                                    "float", METHOD, minimum=1e-6, maximum=1e6, label="Heatmap sigma")
     high_frequency_reinit: bool = setting(True, "keep only the low frequencies of the optimised latent", "bool", METHOD,
@@ -50,6 +45,12 @@ class SGI2VConfig:
                                      "float", METHOD, minimum=1e-6, maximum=1.0, aliases=("cutoff",), label="Low-pass cutoff")
     butterworth_order: int = setting(4, "order of the Butterworth low-pass", "int", METHOD, minimum=1, maximum=64,
                                      label="Butterworth order")
+    feature_kind: str = setting(  # last: saved ComfyUI workflows keep their widget order
+
+        "aligned", "which features of the feature layers the loss compares: aligned (the paper's: each frame's queries "
+        "attend to frame 0's keys and values, detached), self_attention (the layer's ordinary self-attention of each "
+        "frame, before the output projection) or layer_output (the spatial transformer's output, like DIFT-style UNet "
+        "features)", "choice", METHOD, choices=FEATURE_KINDS, label="Feature kind")
 
     def __post_init__(self) -> None:
         # Accept any iterable of ints / strings, but store tuples so the config stays hashable.

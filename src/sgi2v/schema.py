@@ -204,7 +204,7 @@ def describe(name: str, field: dataclasses.Field, spec: Spec) -> str:
         return f"{spec.help} ({'' if listed else ', '.join(spec.choices) + '; '}default {default})"
     if spec.kind == "bool":
         return f"{spec.help} (default {'on' if default else 'off'})"
-    if default is None:
+    if default is None or "(default" in spec.help:  # the help says it (a default that depends on the model)
         return spec.help
     if spec.kind == "timesteps":
         shown = f"{min(default)}-{max(default)}"

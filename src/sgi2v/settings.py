@@ -20,12 +20,15 @@ from .config import METHOD, SGI2VConfig
 from .schema import Spec, describe, flag, parse_value, setting, specs
 
 __all__ = [
-    "DEFAULT_MODEL", "XT_MODEL", "SIZE_MULTIPLE", "GenerationSettings", "default_num_frames", "resolve_settings",
+    "DEFAULT_MODEL", "XT_MODEL", "SPRITES_MODEL", "SIZE_MULTIPLE", "GenerationSettings", "default_num_frames", "native_size",
+    "resolve_settings",
     "setting_specs", "alias_names", "available_cores", "settings_table",
 ]
 
 DEFAULT_MODEL = "stabilityai/stable-video-diffusion-img2vid"
 XT_MODEL = "stabilityai/stable-video-diffusion-img2vid-xt"
+#: The small model shipped with the package, trained on the sprites world (sgi2v.sprites), offline.
+SPRITES_MODEL = "sprites"
 #: Side lengths must be multiples of this (the UNet halves the latent three times after the VAE's 8).
 SIZE_MULTIPLE = 64
 MAX_SEED = 2**63 - 1
@@ -49,6 +52,11 @@ def default_num_frames(model: str | None) -> int:
     return 25 if model and model.rstrip("/").endswith("-xt") else 14
 
 
+def native_size(model: str | None) -> tuple[int, int]:
+    """``(height, width)`` a model was trained for: 128 x 128 for ``sprites``, 576 x 1024 for SVD (and any other)."""
+    return (128, 128) if model == SPRITES_MODEL else (576, 1024)
+
+
 def available_cores() -> int:
     """CPU cores this process may use (its affinity), whatever OMP_NUM_THREADS says."""
     try:
@@ -65,9 +73,9 @@ class GenerationSettings:
     core"; :func:`resolve_settings` and the generation fill them in, and the run record holds the values used.
     """
 
-    height: int = setting(576, "output height in pixels", "int", OUTPUT, minimum=SIZE_MULTIPLE, maximum=4096,
+    height: int = setting(576, "output height in pixels (default: the model's, 576 for SVD, 128 for sprites)", "int", OUTPUT, minimum=SIZE_MULTIPLE, maximum=4096,
                           multiple_of=SIZE_MULTIPLE, label="Height")
-    width: int = setting(1024, "output width in pixels", "int", OUTPUT, minimum=SIZE_MULTIPLE, maximum=4096,
+    width: int = setting(1024, "output width in pixels (default: the model's, 1024 for SVD, 128 for sprites)", "int", OUTPUT, minimum=SIZE_MULTIPLE, maximum=4096,
                          multiple_of=SIZE_MULTIPLE, label="Width")
     image_fit: str = setting("stretch", "how the image is brought to the output size: stretch (resize, the authors' way), "
                              "crop (centre crop to the output's aspect, then resize) or pad (resize inside, black bars); "
@@ -162,12 +170,12 @@ def resolve_settings(values: Mapping[str, Any], *, model: str | None = None, def
     Args:
         values: setting names (or their aliases) and values, as JSON values or command-line text;
             settings not named take the value from ``defaults``, then the declared default.
-        model: the model, which decides the default number of frames (and the check of feature layers).
+        model: the model, which decides the default size and number of frames (and the check of feature layers).
         defaults: values that apply where ``values`` names nothing (a batch's command line under a
             manifest line).
         source: prefix of error messages (a file and line).
 
-    Both are complete afterwards: ``num_frames`` is a number, and without ``optimize_timesteps``
+    Both are complete afterwards: ``num_frames``, ``height`` and ``width`` left unset are the model's, and without ``optimize_timesteps``
     the paper's window is moved to the number of steps. Raises ``ValueError`` naming the source,
     the setting and the value.
     """
@@ -183,6 +191,10 @@ def resolve_settings(values: Mapping[str, Any], *, model: str | None = None, def
     method = {k: v for k, v in parsed.items() if k in specs(SGI2VConfig)}
     if generation.get("num_frames") is None:
         generation["num_frames"] = default_num_frames(model)
+    native = dict(zip(("height", "width"), native_size(model)))
+    for name in ("height", "width"):
+        if name not in generation:
+            generation[name] = native[name]
     settings = GenerationSettings(**generation)
     steps = settings.num_inference_steps
     try:

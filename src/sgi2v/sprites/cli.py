@@ -16,7 +16,7 @@ __all__ = ["add_arguments", "run"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from .train import TrainConfig
+    from .config import TrainConfig
 
     defaults = TrainConfig()
     parser.add_argument("-o", "--output", required=True, metavar="FOLDER", help="training folder (created; reused to resume)")
@@ -31,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..settings import available_cores
-    from .train import TrainConfig
+    from .config import TrainConfig
 
     for name in ("videos", "vae_steps", "unet_steps"):
         if getattr(args, name) < 1:

@@ -15,11 +15,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .scene import Scene, render_scene
+from .scene import Scene, render_scene, sprite_coverage
 from .track import objmc_px, track_sprite
-from .train import TRAIN_SEED_LIMIT
+from .config import TRAIN_SEED_LIMIT
 
-__all__ = ["KINDS", "ControlCase", "make_case", "make_cases", "measure", "measure_boxes", "summarise", "write_example"]
+__all__ = ["KINDS", "ControlCase", "make_case", "make_cases", "measure", "measure_boxes", "rendered_color", "summarise",
+           "write_example"]
 
 KINDS = ("straight", "curved", "static", "leaving")
 MIN_LENGTH, MAX_LENGTH = 15.0, 50.0  # px: length of a moving target path
@@ -134,16 +135,28 @@ def make_cases(count: int = 48, **kwargs) -> list[ControlCase]:
     return [make_case(k, KINDS[k % len(KINDS)], 1 + (k // len(KINDS)) % 2, **kwargs) for k in range(count)]
 
 
-def measure(frames: np.ndarray, case: ControlCase) -> dict:
+def measure(frames: np.ndarray, case: ControlCase, reference: str = "frame0") -> dict:
     """Track every controlled sprite of ``case`` in ``frames`` (F, H, W, 3) uint8 against its target path
     (see :func:`measure_boxes`)."""
     scene = case.scene
     idx = list(case.sprites)
     return measure_boxes(frames, case.boxes, scene.colors[idx], [scene.shapes[i] for i in idx],
-                         scene.sizes[idx], kinds=case.kinds, sprites=case.sprites)
+                         scene.sizes[idx], kinds=case.kinds, sprites=case.sprites, reference=reference)
 
 
-def measure_boxes(frames: np.ndarray, boxes: np.ndarray, colors, shapes, sizes, kinds=None, sprites=None) -> dict:
+def rendered_color(frame: np.ndarray, box, shape: str) -> np.ndarray:
+    """The median colour (RGB) of a frame inside a sprite's shape at ``box``, 3 px in from its edge:
+    the colour a model actually draws it with (its VAE may shift colours a little)."""
+    x0, y0, x1, y1 = (float(v) for v in box)
+    inner = np.array([x0 + 3, y0 + 3, x1 - 3, y1 - 3])
+    mask = sprite_coverage(shape, inner, frame.shape[0], frame.shape[1]) > 0.5
+    if not mask.any():
+        mask = sprite_coverage(shape, np.array([x0, y0, x1, y1]), frame.shape[0], frame.shape[1]) > 0.5
+    return np.median(frame[mask].reshape(-1, 3), axis=0)
+
+
+def measure_boxes(frames: np.ndarray, boxes: np.ndarray, colors, shapes, sizes, kinds=None, sprites=None,
+                  reference: str = "frame0") -> dict:
     """Track sprites of known ``colors`` (N, 3), ``shapes`` and ``sizes`` (px) in ``frames`` against
     target ``boxes`` (N, F, 4) in pixels.
 
@@ -152,13 +165,25 @@ def measure_boxes(frames: np.ndarray, boxes: np.ndarray, colors, shapes, sizes, 
     whose target box is wholly in the picture in which the sprite is found), ``shape_iou`` (mean IoU
     of the matched pixels with the ideal shape at the tracked centre) and ``area_ratio``. The
     result's ``objmc_px`` is the mean over the sprites that could be measured (NaN if none).
+
+    ``reference``: the colour tracked. ``frame0`` (default): the colour the video itself draws the
+    sprite with in frame 0 (the condition frame, so the model's own rendering of the known sprite),
+    when it is within 120 of the known colour, else the known colour; ``known``: the scene's colour.
+    A VAE that shifts colours would otherwise make a well-placed sprite "not found".
     """
     frames = np.asarray(frames)
     boxes = np.asarray(boxes, dtype=np.float64)
     height, width = frames.shape[1:3]
+    if reference not in ("frame0", "known"):
+        raise ValueError(f"reference must be 'frame0' or 'known', got {reference!r}")
     out = []
     for n in range(len(boxes)):
-        track = track_sprite(frames, colors[n], float(sizes[n]), shapes[n])
+        colour = np.asarray(colors[n], dtype=np.float64)
+        if reference == "frame0":
+            drawn = rendered_color(frames[0], boxes[n, 0], shapes[n])
+            if np.linalg.norm(drawn - colour) < 120:  # the same sprite, as the model draws it
+                colour = drawn
+        track = track_sprite(frames, colour, float(sizes[n]), shapes[n])
         box = boxes[n]
         centre = (box[:, :2] + box[:, 2:]) / 2
         in_view = (centre[:, 0] >= 0) & (centre[:, 0] <= width) & (centre[:, 1] >= 0) & (centre[:, 1] <= height)

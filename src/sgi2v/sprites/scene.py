@@ -1,7 +1,7 @@
 """A seeded procedural world of moving sprites: the videos the ``sprites`` model is trained on.
 
-Each scene is a smooth, muted background (low-frequency colour field, sometimes a fine texture,
-sometimes panning) with 1 to 3 flat, saturated discs and squares of 16 to 40 px that move along
+Each scene is a smooth, muted background (low-frequency colour field around a mid grey, sometimes a
+fine texture, sometimes panning) with 1 to 3 flat, saturated discs and squares of 16 to 40 px that move along
 gently curved paths at 0 to 3 px per frame and bounce off the picture's edges. Later sprites are
 drawn over earlier ones.
 
@@ -23,6 +23,7 @@ SHAPES = ("disc", "square")
 MIN_SIZE, MAX_SIZE = 16, 40
 MAX_SPEED = 3.0  # px per frame
 _QUANTUM = 1 / 64  # px: positions are multiples of this
+BACKGROUND_MEAN = 128.0  # grey level the background's colour field averages to
 
 
 @dataclass(frozen=True)
@@ -75,9 +76,11 @@ def _background(rng: np.random.Generator, height: int, width: int, pan: np.ndarr
     cell = float(rng.uniform(28, 56))  # px between grid points: low frequencies only
     span_h, span_w = height + 2 * margin, width + 2 * margin
     gh, gw = int(span_h // cell) + 3, int(span_w // cell) + 3
-    base = rng.uniform(70, 180)
-    tint = rng.uniform(-25, 25, size=3)
-    grid = base + tint + rng.uniform(-30, 30, size=(gh, gw, 1)) + rng.uniform(-12, 12, size=(gh, gw, 3))
+    # Muted colours varying across the picture around the same mean grey in every scene: a frame's
+    # overall colour carries no information (the VAE's last GroupNorm, one channel a group at
+    # 32 channels, cannot pass a frame's global colour; local differences it passes).
+    grid = rng.uniform(-35, 35, size=(gh, gw, 1)) + rng.uniform(-18, 18, size=(gh, gw, 3))
+    grid = grid - grid.mean(axis=(0, 1)) + BACKGROUND_MEAN
     texture = None
     if rng.random() < 0.5:  # fine texture fixed to the world, moving with the pan
         amplitude = rng.uniform(2, 5)

@@ -7,7 +7,8 @@ The recipe follows how diffusers' ``StableVideoDiffusionPipeline`` samples (see 
   survive. The pipeline only uses the posterior's mode, so it is trained as an autoencoder on the
   mean plus a little Gaussian noise, with a small penalty on the latents' size instead of a KL term
   (sampling at the untrained posterior's unit variance drowned the signal). ``scaling_factor`` is
-  1 / std of the training latents.
+  1 / std of the training latents. The temporal layers start as the identity (see
+  ``_temporal_layers_start_as_identity``).
 * UNet (:class:`~diffusers.UNetSpatioTemporalConditionModel`, SVD's 4-level layout,
   ``layers_per_block=2``): EDM noise ``ln sigma ~ N(p_mean, p_std)`` clamped to the scheduler's
   range, input ``cat([z / sqrt(sigma^2 + 1), image_latent], dim=2)`` with the *unscaled*
@@ -23,66 +24,23 @@ ends with the same weights as an uninterrupted one (same device and thread count
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import math
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .config import ADDED_TIME_IDS, TRAIN_SEED_LIMIT, TrainConfig
 from .scene import render_scene
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["TrainConfig", "train_sprites", "build_components", "vae_report", "vae_step_loss", "unet_step_loss",
            "train_vae", "train_unet", "encode_dataset", "TRAIN_SEED_LIMIT"]
-
-#: Training uses scene seeds below this; held-out evaluation uses seeds at or above it.
-TRAIN_SEED_LIMIT = 1_000_000
-ADDED_TIME_IDS = (6.0, 127.0, 0.02)  # [fps - 1, motion_bucket_id, noise_aug_strength]: the pipeline's defaults
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Everything that decides the trained weights (recorded in the output folder)."""
-
-    seed: int = 0
-    videos: int = 1200  # training scenes: seeds 0 .. videos - 1
-    height: int = 128
-    width: int = 128
-    num_frames: int = 14
-    # VAE
-    vae_channels: tuple[int, ...] = (32, 64, 128, 128)
-    vae_steps: int = 1500
-    vae_batch_videos: int = 2  # x 4 consecutive frames, 96 x 96 crops
-    vae_crop: int = 96
-    vae_lr: float = 2e-4
-    vae_sprite_weight: float = 4.0  # loss weight of sprite pixels relative to background
-    vae_latent_noise: float = 0.05  # decoder trained on slightly noisy latents: robust to the UNet's small errors
-    vae_latent_weight: float = 1e-4  # keeps the latents near unit scale (instead of a KL term)
-    # UNet
-    unet_channels: tuple[int, ...] = (32, 32, 64, 64)
-    unet_heads: tuple[int, ...] = (2, 2, 4, 4)
-    unet_steps: int = 3500
-    unet_batch: int = 4
-    unet_lr: float = 5e-4
-    p_mean: float = 1.5  # ln sigma ~ N(p_mean, p_std): shifted towards the high noise where motion is decided
-    p_std: float = 1.6
-    cond_dropout: float = 0.1
-    ema_decay: float = 0.999
-    warmup: int = 200
-    # CLIP (frozen, random)
-    clip_width: int = 32
-    checkpoint_every: int = 100
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
 
 def build_components(config: TrainConfig, seed: int | None = None) -> dict:
     """Freshly initialised (seeded) components of the sprites model, in float32 on the CPU."""
@@ -97,6 +55,7 @@ def build_components(config: TrainConfig, seed: int | None = None) -> dict:
         block_out_channels=config.vae_channels, down_block_types=("DownEncoderBlock2D",) * len(config.vae_channels),
         latent_channels=4, layers_per_block=1, sample_size=config.height,
     )
+    _temporal_layers_start_as_identity(vae)
     torch.manual_seed(seed + 1)
     unet = UNetSpatioTemporalConditionModel(
         block_out_channels=config.unet_channels,
@@ -114,6 +73,23 @@ def build_components(config: TrainConfig, seed: int | None = None) -> dict:
     feature_extractor = CLIPImageProcessor(crop_size=224, size={"shortest_edge": 224})
     return dict(unet=unet, vae=vae, image_encoder=image_encoder, scheduler=svd_scheduler(),
                 feature_extractor=feature_extractor)
+
+
+def _temporal_layers_start_as_identity(vae) -> None:
+    """Start the temporal decoder as a per-frame one: every spatial/temporal blend almost all spatial
+    (sigmoid(4) = 0.98) and the last temporal convolution the identity. Randomly initialised temporal
+    layers otherwise scramble the frames, and the decoder learns several times slower."""
+    from diffusers.models.resnet import AlphaBlender
+
+    with torch.no_grad():
+        for module in vae.decoder.modules():
+            if isinstance(module, AlphaBlender) and isinstance(module.mix_factor, torch.nn.Parameter):
+                module.mix_factor.fill_(4.0)
+        conv = vae.decoder.time_conv_out
+        conv.weight.zero_()
+        for c in range(conv.weight.shape[0]):
+            conv.weight[c, c, conv.weight.shape[2] // 2] = 1.0
+        conv.bias.zero_()
 
 
 def _step_generator(seed: int, phase: int, step: int) -> torch.Generator:

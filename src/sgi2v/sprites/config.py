@@ -1,0 +1,51 @@
+"""What decides the trained sprites model's weights (plain Python, no torch: the command line reads it)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+__all__ = ["TrainConfig", "TRAIN_SEED_LIMIT", "ADDED_TIME_IDS"]
+
+#: Training uses scene seeds below this; held-out evaluation uses seeds at or above it.
+TRAIN_SEED_LIMIT = 1_000_000
+ADDED_TIME_IDS = (6.0, 127.0, 0.02)  # [fps - 1, motion_bucket_id, noise_aug_strength]: the pipeline's defaults
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that decides the trained weights (recorded in the output folder)."""
+
+    seed: int = 0
+    videos: int = 1200  # training scenes: seeds 0 .. videos - 1
+    height: int = 128
+    width: int = 128
+    num_frames: int = 14
+    # VAE
+    vae_channels: tuple[int, ...] = (32, 64, 128, 128)
+    vae_steps: int = 1500
+    vae_batch_videos: int = 2  # x 4 consecutive frames, 96 x 96 crops
+    vae_crop: int = 96
+    vae_lr: float = 5e-4
+    vae_sprite_weight: float = 4.0  # loss weight of sprite pixels relative to background
+    vae_latent_noise: float = 0.05  # decoder trained on slightly noisy latents: robust to the UNet's small errors
+    vae_latent_weight: float = 1e-4  # keeps the latents near unit scale (instead of a KL term)
+    # UNet
+    unet_channels: tuple[int, ...] = (32, 32, 64, 64)
+    unet_heads: tuple[int, ...] = (2, 2, 4, 4)
+    unet_steps: int = 3000
+    unet_batch: int = 4
+    unet_lr: float = 5e-4
+    p_mean: float = 1.5  # ln sigma ~ N(p_mean, p_std): shifted towards the high noise where motion is decided
+    p_std: float = 1.6
+    cond_dropout: float = 0.1
+    ema_decay: float = 0.999
+    warmup: int = 200
+    # CLIP (frozen, random)
+    clip_width: int = 32
+    checkpoint_every: int = 100
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
