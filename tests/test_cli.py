@@ -185,12 +185,18 @@ def test_bundled_examples_parse_and_demo_runs(tmp_path, capsys):
         t = load_trajectory(traj, 14, load_image(image).size)
         labels.update(t.labels)
     assert "camera" in labels
-    assert main(["demo", "-o", str(tmp_path / "d.mp4")]) == 0
-    assert read_video(tmp_path / "d.mp4").shape == (14, 128, 256, 3)
-    assert read_video(tmp_path / "d.preview.mp4").shape == (14, 128, 256, 3)  # the motion preview beside it
+    assert main(["demo", "-o", str(tmp_path / "d.mp4")]) == 0  # the shipped sprites model, plain SVD beside it
+    for name in ("d.mp4", "d.plain.mp4", "d.preview.mp4", "d.overlay.mp4"):
+        assert read_video(tmp_path / name).shape == (14, 128, 128, 3)
     out = capsys.readouterr().out
-    assert "RANDOM" in out
-    assert f"{tmp_path / 'd.mp4'} is the tiny random model's video" in out and f"{tmp_path / 'd.preview.mp4'} is the preview" in out
+    assert f"{tmp_path / 'd.mp4'} is SG-I2V's video" in out and f"{tmp_path / 'd.plain.mp4'} is plain SVD" in out
+    measured = {line.split()[1]: float(line.split("ObjMC")[1].split()[0]) for line in out.splitlines() if "ObjMC" in line}
+    assert set(measured) == {"SG-I2V", "plain"} and all(v >= 0 for v in measured.values())
+    assert f"{tmp_path / 'd.preview.mp4'} is the preview" in out
+    assert main(["demo", "--model", "tiny-random", "-o", str(tmp_path / "t.mp4")]) == 0
+    assert read_video(tmp_path / "t.mp4").shape == (14, 128, 256, 3)
+    out = capsys.readouterr().out
+    assert "RANDOM" in out and f"{tmp_path / 't.mp4'} is the tiny random model's video" in out
 
 
 @pytest.mark.parametrize("kind, message", [

@@ -108,7 +108,9 @@ def test_setting_inputs_are_the_declared_settings():
         if name == "model":
             continue
         field, spec = specs[name]
-        if spec.kind in ("int", "float") and not spec.optional:
+        if name in ("height", "width"):  # 0: the model's own size (128 for sprites, 576 x 1024 for SVD)
+            assert (kind, options["default"], options["min"], options["max"]) == ("INT", 0, 0, spec.maximum), name
+        elif spec.kind in ("int", "float") and not spec.optional:
             assert (kind, options["default"], options["min"], options["max"]) == \
                    (spec.kind.upper(), field.default, spec.minimum, spec.maximum), name
         elif spec.kind == "choice":

@@ -378,17 +378,18 @@ def test_keyframes_past_the_last_frame_ask_for_the_frame_count(tmp_path):
 
 def test_every_bundled_example_loads_its_image_and_trajectory(tmp_path):
     from sgi2v.images import load_image
-    from sgi2v.ui.app import EXAMPLES_DIR, Session, examples, load_example
+    from sgi2v.ui.app import EXAMPLES_DIR, Session, _example_image, examples, load_example
 
     names = examples()
     assert names == sorted(p.name for p in EXAMPLES_DIR.iterdir() if p.is_dir())
+    assert {"sprites", "sprites-static", "sprites-leaving"} <= set(names)  # scenes for the sprites model among them
     for name in names:
         session = Session()
         message, frames, image, trajectory = load_example(session, name, 14, 128, 64, tmp_path)
         assert f"the example '{name}'" in message and frames == 14
-        assert image.parent == tmp_path and image.read_bytes() == (EXAMPLES_DIR / name / "image.jpg").read_bytes()
+        assert image.parent == tmp_path and image.read_bytes() == _example_image(EXAMPLES_DIR / name).read_bytes()
         assert trajectory == json.loads((EXAMPLES_DIR / name / "trajectory.json").read_text())
-        assert session.original.size == load_image(EXAMPLES_DIR / name / "image.jpg").size
+        assert session.original.size == load_image(_example_image(EXAMPLES_DIR / name)).size
         assert session.prepared.size == (128, 64)
 
 

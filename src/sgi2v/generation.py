@@ -403,6 +403,7 @@ def generate(prepared: PreparedInputs, settings: GenerationSettings, config: SGI
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "inputs": prepared.inputs,
         "model": model,
+        "model_sha256": _model_sha256(model),
         "settings": used.to_dict(),
         "config": config.to_dict(),
         "labels": list(prepared.labels),
@@ -463,6 +464,12 @@ def _torch_threads(threads: int):
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def _model_sha256(model: str) -> str | None:
+    from .loading import model_sha256
+
+    return model_sha256(model)
 
 
 def file_sha256(path: str | os.PathLike) -> str:

@@ -1,18 +1,22 @@
-"""Loading the pipeline (hub ids, local folders, the offline tiny model) and choosing its device and dtype."""
+"""Loading the pipeline (hub ids, local folders, the shipped ``sprites`` model, the offline tiny model) and
+choosing its device and dtype."""
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import logging
 from pathlib import Path
 
 import torch
 
-from .settings import DEFAULT_MODEL, DTYPE_ALIASES, XT_MODEL
+from .settings import DEFAULT_MODEL, DTYPE_ALIASES, SPRITES_MODEL, XT_MODEL
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ModelError", "DEFAULT_MODEL", "XT_MODEL", "resolve_device", "resolve_dtype", "load_pipeline"]
+__all__ = ["ModelError", "DEFAULT_MODEL", "XT_MODEL", "SPRITES_MODEL", "resolve_device", "resolve_dtype", "load_pipeline",
+           "sprites_model_dir", "model_sha256"]
 
 SVD_PIPELINES = {"StableVideoDiffusionPipeline", "SGI2VPipeline"}
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -53,9 +57,30 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
     return DTYPES[name]
 
 
+def sprites_model_dir() -> Path:
+    """The folder of the shipped ``sprites`` model (a diffusers SVD folder, float16 weights)."""
+    return Path(__file__).parent / "sprites" / "model"
+
+
+@functools.lru_cache(maxsize=8)
+def _folder_sha256(folder: str) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(p for p in Path(folder).rglob("*") if p.is_file()):
+        digest.update(f"{path.relative_to(folder).as_posix()}:{hashlib.sha256(path.read_bytes()).hexdigest()}\n".encode())
+    return digest.hexdigest()
+
+
+def model_sha256(model: str) -> str | None:
+    """SHA-256 of the shipped model's files (each file's path and SHA-256, in order); None for other models."""
+    if model == SPRITES_MODEL and sprites_model_dir().is_dir():
+        return _folder_sha256(str(sprites_model_dir()))
+    return None
+
+
 def load_pipeline(model: str = DEFAULT_MODEL, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
                   num_frames: int | None = None, offload: bool = False):
-    """An :class:`~sgi2v.SGI2VPipeline` from a hub id, a local folder, or ``tiny-random`` (offline, random weights).
+    """An :class:`~sgi2v.SGI2VPipeline` from a hub id, a local folder, ``sprites`` (the shipped model, offline)
+    or ``tiny-random`` (offline, random weights).
 
     Raises :class:`ModelError` with a one-line explanation when the weights are missing, the hub is
     unreachable, the licence is not accepted, or a folder is not an SVD model.
@@ -67,6 +92,12 @@ def load_pipeline(model: str = DEFAULT_MODEL, device: torch.device | str = "cpu"
     if model == TINY_MODEL_ID:
         logger.warning("Model 'tiny-random': a tiny model with RANDOM weights, for checking the tool offline; its videos are noise.")
         pipe = tiny_pipeline(seed=0, num_frames=num_frames or 14, dtype=dtype)
+    elif model == SPRITES_MODEL:
+        folder = sprites_model_dir()
+        if not (folder / "model_index.json").is_file():
+            raise ModelError(f"the sprites model is missing from this install ({folder}); reinstall sgi2v, "
+                             "or train one with `sgi2v train-sprites -o FOLDER` and pass FOLDER/model with --model")
+        pipe = _load(SGI2VPipeline, str(folder), dtype, model)
     else:
         pipe = _from_pretrained(SGI2VPipeline, model, dtype)
     if offload and device.type != "cpu":
@@ -99,7 +130,8 @@ def _from_pretrained(cls, model: str, dtype: torch.dtype):
     try:
         validate_repo_id(model)
     except HFValidationError:
-        raise ModelError(f"unknown model {model!r}: give a hub id like {DEFAULT_MODEL}, a local folder, or tiny-random") from None
+        raise ModelError(f"unknown model {model!r}: give a hub id like {DEFAULT_MODEL}, a local folder, sprites or "
+                         "tiny-random") from None
     return _load(cls, model, dtype, model)
 
 

@@ -114,8 +114,8 @@ class TargetBoxes:
 def setting_input(name: str, field: dataclasses.Field, spec: Spec) -> tuple:
     """A setting's ComfyUI input ``(type, options)``, from its declaration.
 
-    Numbers keep their bounds; an optional integer (``num_frames``, ``threads``) takes 0 for "not given"
-    (the model's frame count, every core); ``optimize_timesteps`` is text, empty for the paper's window
+    Numbers keep their bounds; an optional integer (``num_frames``, ``threads``) and the size (``height``,
+    ``width``) take 0 for "not given" (the model's frame count and size, every core); ``optimize_timesteps`` is text, empty for the paper's window
     moved to the number of steps; ``feature_layers`` is comma-separated text, a size ``WxH`` text.
     """
     tooltip = describe(name, field, spec)
@@ -135,12 +135,17 @@ def setting_input(name: str, field: dataclasses.Field, spec: Spec) -> tuple:
     bounds = {"min": spec.minimum, "max": spec.maximum}
     if spec.kind == "int":
         options = {"default": default, **bounds, "step": spec.multiple_of or 1}
-        if spec.optional:
-            options.update(default=0 if default is None else default, min=0, tooltip=f"0 for the default. {tooltip}")
+        if spec.optional or name in MODEL_SIZED:
+            options.update(default=0 if default is None or name in MODEL_SIZED else default, min=0,
+                           tooltip=f"0 for the default. {tooltip}")
         if name == "seed":
             options["control_after_generate"] = True
         return "INT", {"tooltip": tooltip, **options}
     return "FLOAT", {"default": default, **bounds, "step": 0.01, "round": False, "tooltip": tooltip}
+
+
+#: Settings whose node input takes 0 for "the model's own" (128 x 128 for sprites, 576 x 1024 for SVD).
+MODEL_SIZED = ("height", "width")
 
 
 def _inputs(scope: str) -> dict[str, tuple]:
@@ -154,7 +159,7 @@ def _setting_values(given: dict[str, Any]) -> dict[str, Any]:
     values = {}
     for name, value in given.items():
         spec = known[name][1]
-        if spec.optional and spec.kind == "int" and value == 0:
+        if (spec.optional or name in MODEL_SIZED) and spec.kind == "int" and value == 0:
             continue
         if spec.kind == "timesteps" and isinstance(value, str) and not value.strip():
             continue
@@ -251,7 +256,8 @@ def _comfy_device():
 
 
 class LoadModel:
-    """SG-I2V Load Model: a Stable Video Diffusion model (hub id, local diffusers folder, or ``tiny-random``)."""
+    """SG-I2V Load Model: a Stable Video Diffusion model (hub id, local diffusers folder, the shipped ``sprites``
+    model, or ``tiny-random``)."""
 
     CATEGORY = CATEGORY
     RETURN_TYPES = (MODEL_TYPE,)
@@ -262,8 +268,8 @@ class LoadModel:
     @classmethod
     def INPUT_TYPES(cls) -> dict:
         model = ("STRING", {"default": DEFAULT_MODEL, "tooltip": "hub id, local diffusers model folder (a path, or a "
-                            "folder name under ComfyUI's models/diffusers/), or tiny-random (random weights, for checking a "
-                            "workflow offline)"})
+                            "folder name under ComfyUI's models/diffusers/), sprites (the small shipped model trained on moving "
+                            "sprites, 128 x 128, offline) or tiny-random (random weights, for checking a workflow offline)"})
         return {"required": {"model": model, **_inputs("process")}}
 
     def load(self, model: str, **values) -> tuple[LoadedModel]:
@@ -272,7 +278,7 @@ class LoadModel:
         source = "SG-I2V Load Model"
         model = model.strip()
         if not model:
-            raise ValueError(f"{source}: model: give a hub id, a local diffusers folder or tiny-random")
+            raise ValueError(f"{source}: model: give a hub id, a local diffusers folder, sprites or tiny-random")
         model = _comfy_models_folder(model)
         settings, _ = resolve_settings(values, model=model, source=source)
         device = _comfy_device() if settings.device == "auto" else resolve_device(settings.device)

@@ -29,9 +29,9 @@ from PIL import Image
 from ..config import SGI2VConfig
 from ..fitting import Fit
 from ..generation import Progress, Timer, generate, output_paths, prepare_inputs, write_outputs
-from ..loading import DEFAULT_MODEL, XT_MODEL, load_pipeline, resolve_device, resolve_dtype
+from ..loading import DEFAULT_MODEL, SPRITES_MODEL, XT_MODEL, load_pipeline, resolve_device, resolve_dtype
 from ..schema import parse_value, specs
-from ..settings import GenerationSettings, default_num_frames, resolve_settings, setting_specs
+from ..settings import GenerationSettings, default_num_frames, native_size, resolve_settings, setting_specs
 from ..testing import TINY_MODEL_ID
 from ..images import load_image, to_rgb
 from ..formats import TrajectoryOptions, read_any, resolve_trajectory_options
@@ -48,7 +48,7 @@ logger = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 TRAJECTORY_SUFFIXES = (".json", ".npy", ".npz", ".pt", ".pth", *IMAGE_SUFFIXES)
-#: The bundled examples: one folder each with ``image.jpg`` and ``trajectory.json``.
+#: The bundled examples: one folder each with ``image.jpg`` (or ``image.png``) and ``trajectory.json``.
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
 
 
@@ -487,8 +487,12 @@ def reference_trajectory(boxes: np.ndarray) -> dict:
 
 
 def examples(folder: Path = EXAMPLES_DIR) -> list[str]:
-    """The names of the bundled examples (folders holding ``image.jpg`` and ``trajectory.json``), sorted."""
-    return sorted(p.name for p in Path(folder).iterdir() if (p / "image.jpg").is_file() and (p / "trajectory.json").is_file())
+    """The names of the bundled examples (folders holding ``image.jpg`` or ``image.png`` and ``trajectory.json``), sorted."""
+    return sorted(p.name for p in Path(folder).iterdir() if _example_image(p) is not None and (p / "trajectory.json").is_file())
+
+
+def _example_image(folder: Path) -> Path | None:
+    return next((folder / f"image{ext}" for ext in (".jpg", ".png") if (folder / f"image{ext}").is_file()), None)
 
 
 def load_example(session: Session, name: str, frames: int, width: int, height: int, scratch: Path,
@@ -500,8 +504,9 @@ def load_example(session: Session, name: str, frames: int, width: int, height: i
     """
     if name not in examples(folder):
         raise UIError(f"unknown example {name!r}: choose one of {', '.join(examples(folder))}")
-    image = Path(scratch) / f"example-{name}.jpg"
-    shutil.copyfile(Path(folder) / name / "image.jpg", image)
+    source = _example_image(Path(folder) / name)
+    image = Path(scratch) / f"example-{name}{source.suffix}"
+    shutil.copyfile(source, image)
     session.set_image(read_image_upload(image), width, height, image_fit)
     try:
         message, frames, trajectory = load_files(session, [str(Path(folder) / name / "trajectory.json")], frames, width, height, scratch,
@@ -557,7 +562,8 @@ def setting_controls(gr, model: str) -> dict[str, Any]:
 
 
 def _control(gr, name: str, field_, spec, model: str):
-    default = default_num_frames(model) if name == "num_frames" else field_.default
+    native = dict(zip(("height", "width"), native_size(model)), num_frames=default_num_frames(model))
+    default = native.get(name, field_.default)
     common = dict(label=spec.label or name, info=spec.help, elem_id=name)
     if spec.kind == "bool":
         return gr.Checkbox(bool(default), **common)
@@ -596,8 +602,8 @@ def build_app(model: str | None = None, device: torch.device | str | None = None
     device = resolve_device(device) if isinstance(device, str) or device is None else torch.device(device)
     if dtype is None or isinstance(dtype, str):
         dtype = resolve_dtype(dtype or "auto", device)
-    models = tuple(dict.fromkeys([m for m in (model, DEFAULT_MODEL, XT_MODEL, TINY_MODEL_ID) if m]))
-    start_model = model or DEFAULT_MODEL
+    models = tuple(dict.fromkeys([m for m in (model, DEFAULT_MODEL, XT_MODEL, SPRITES_MODEL, TINY_MODEL_ID) if m]))
+    start_model = model or (DEFAULT_MODEL if _svd_available() else SPRITES_MODEL)
     root = Path(root) if root is not None else Path(tempfile.mkdtemp(prefix="sgi2v-ui-"))
     root.mkdir(parents=True, exist_ok=True)
     app = AppConfig(models=models, device=device, dtype=dtype, root=root.resolve())
@@ -606,6 +612,16 @@ def build_app(model: str | None = None, device: torch.device | str | None = None
     demo.sgi2v = app
     demo.sgi2v_cache = cache
     return demo
+
+
+def _svd_available() -> bool:
+    """Whether SVD's weights are in the local Hugging Face cache (without asking the hub)."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        return isinstance(try_to_load_from_cache(DEFAULT_MODEL, "model_index.json"), str)
+    except Exception:  # an unusual cache layout: offer SVD as before
+        return True
 
 
 def _page(gr, app: AppConfig, cache: PipelineCache, models: tuple[str, ...], start_model: str):
@@ -705,10 +721,14 @@ def _page(gr, app: AppConfig, cache: PipelineCache, models: tuple[str, ...], sta
             control.change(on_size, [state, *size_inputs], view_outputs, **light)
         frames.change(lambda session, frames: view(session, frames, None), [state, frames], view_outputs, **light)
 
-        def on_model(name, current):
-            return default_num_frames(name) if name in (DEFAULT_MODEL, XT_MODEL) else current
+        def on_model(name, current_frames, current_width, current_height):
+            """A known model brings its native size and frame count (a local folder keeps the form's)."""
+            if name not in (DEFAULT_MODEL, XT_MODEL, SPRITES_MODEL):
+                return current_frames, current_width, current_height
+            h, w = native_size(name)
+            return default_num_frames(name), w, h
 
-        model_box.input(on_model, [model_box, frames], [frames], **light)
+        model_box.input(on_model, [model_box, frames, width, height], [frames, width, height], **light)
 
         def loaded(session: Session, message: str, count: int, trajectory: dict, image):
             """The outputs of a loaded trajectory: the view, the editor's value, the frame count, the image shown."""
@@ -864,7 +884,7 @@ def _thumbnails(folder: Path, names: list[str], size: int = 160) -> list[tuple[s
     for name in names:
         path = folder / f"{name}.jpg"
         if not path.exists():
-            image = load_image(EXAMPLES_DIR / name / "image.jpg")
+            image = load_image(_example_image(EXAMPLES_DIR / name))
             image.thumbnail((size, size))
             image.save(path, quality=85)
         out.append((str(path), name))
