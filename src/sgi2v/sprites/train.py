@@ -136,6 +136,17 @@ def _save(path: Path, state: dict) -> None:
     tmp.replace(path)
 
 
+def _resume(ckpt: Path, model, opt, device, name: str) -> tuple[int, dict]:
+    """Load a phase's checkpoint into ``model`` and ``opt``, if there is one: ``(step, state)``, else ``(0, {})``."""
+    if not ckpt.exists():
+        return 0, {}
+    state = torch.load(ckpt, map_location=device, weights_only=True)
+    model.load_state_dict(state["model"])
+    opt.load_state_dict(state["optimizer"])
+    logger.info("%s: resuming at step %d", name, state["step"])
+    return state["step"], state
+
+
 def _ema_update(ema: dict, model: torch.nn.Module, decay: float) -> None:
     with torch.no_grad():
         for name, p in model.named_parameters():
@@ -168,13 +179,7 @@ def train_vae(vae, frames: np.ndarray, masks: np.ndarray, config: TrainConfig, f
     ckpt = folder / "vae.pt"
     vae.to(device).train()
     opt = torch.optim.AdamW(vae.parameters(), lr=config.vae_lr, weight_decay=0.0)
-    start = 0
-    if ckpt.exists():
-        state = torch.load(ckpt, map_location=device, weights_only=True)
-        vae.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        start = state["step"]
-        logger.info("VAE: resuming at step %d", start)
+    start, _ = _resume(ckpt, vae, opt, device, "VAE")
     end = config.vae_steps if until is None else min(until, config.vae_steps)
     t0 = time.perf_counter()
     for step in range(start, end):
@@ -263,14 +268,9 @@ def train_unet(unet, data: dict, scaling_factor: float, config: TrainConfig, fol
     unet.to(device).train()
     opt = torch.optim.AdamW(unet.parameters(), lr=config.unet_lr, weight_decay=0.01)
     ema = {n: p.detach().clone() for n, p in unet.named_parameters()}
-    start = 0
-    if ckpt.exists():
-        state = torch.load(ckpt, map_location=device, weights_only=True)
-        unet.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
+    start, state = _resume(ckpt, unet, opt, device, "UNet")
+    if state:
         ema = state["ema"]
-        start = state["step"]
-        logger.info("UNet: resuming at step %d", start)
     end = config.unet_steps if until is None else min(until, config.unet_steps)
     t0 = time.perf_counter()
     running = None
