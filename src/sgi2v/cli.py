@@ -27,6 +27,8 @@ PLUGIN_COMMANDS = {
     "benchmark-prepare": ("sgi2v.evaluation.prepare", "make first frames, trajectories and a manifest from VIPSeg-style videos"),
     "ui": ("sgi2v.ui", "web app: draw boxes and paths on an image and generate the video"),
     "comfyui-install": ("sgi2v.comfyui.install", "install the SG-I2V nodes into a ComfyUI folder (custom_nodes/sgi2v)"),
+    "estimate": ("sgi2v.cost.cli", "predict peak device memory and FLOPs per phase and mode, and what fits a memory budget, "
+                 "without loading weights (any device, even one this machine lacks)"),
     "train-sprites": ("sgi2v.sprites.cli", "train the small sprites model from scratch (VAE, UNet) on the sprites world"),
 }
 DEMO_EXAMPLE = "sprites"
@@ -117,6 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--gif", action="store_true", help="also write OUT.gif")
     gen.add_argument("--overwrite", action="store_true", help="replace the outputs of an earlier run with the same name, "
                      "side files included (without it an existing output is an error)")
+    gen.add_argument("--dry-run", action="store_true", help="check the inputs, print the memory and compute plan of the run "
+                     "(as `sgi2v estimate`) and exit without loading the model or writing anything")
     add_model_options(gen)
     add_setting_options(gen)
 
@@ -272,6 +276,14 @@ def _generate(args) -> int:
     timer = Timer()
     with timer("prepare"):
         model, settings, config, prepared, paths, replayed, extra = _request(args)
+    if args.dry_run:
+        from .cost.cli import plan_for
+        from .cost.plan import format_plan
+
+        plan = plan_for(model, settings, config)
+        print(format_plan(plan))
+        print(f"this run would use: {plan['chosen']} (dry run: nothing generated or written)")
+        return 0
     # Everything is checked: only now load torch, diffusers and the model.
     from .generation import generate, write_outputs
     from .loading import load_pipeline, resolve_device, resolve_dtype

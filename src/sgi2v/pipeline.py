@@ -229,7 +229,7 @@ class SGI2VPipeline(StableVideoDiffusionPipeline):
         num_optimized = sum(1 for i in range(len(timesteps)) if len(timesteps) - i in optimize_at)
         total = num_inference_steps + num_optimized * config.iterations
         if gradient_checkpointing is None:
-            gradient_checkpointing = bool(optimize_at) and should_checkpoint(device, num_frames, latent_size, self.unet.dtype)
+            gradient_checkpointing = bool(optimize_at) and should_checkpoint(device, num_frames, latent_size, self.unet.dtype, self, config)
         checkpointing = checkpoint_sub_blocks(self.unet) if gradient_checkpointing and optimize_at else contextlib.nullcontext()
         with checkpointing:
             with self.progress_bar(total=total) as progress_bar:
