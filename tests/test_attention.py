@@ -241,3 +241,48 @@ def test_every_kind_stops_early_restores_and_passes_gradient_to_the_latent(pipe,
     assert grad[:, :, :4].abs().sum() > 0  # the noisy latent's channels (the rest is the image condition)
     assert {n: unet.get_submodule(n).transformer_blocks[0].attn1.processor for n in NAMES} == before
     assert not any(unet.get_submodule(n)._forward_hooks for n in NAMES)
+
+
+def test_every_attention_runs_through_sdpa(pipe, image, monkeypatch):
+    """In a whole SG-I2V generation, every attention (UNet spatial, temporal and cross attention, CLIP's, the
+    VAE's, and our frame-0 attention) is one call of F.scaled_dot_product_attention, which picks the fused
+    kernel (flash / memory-efficient on CUDA, flash on the CPU); no path materialises the score matrix."""
+    import numpy as np
+    import torch.nn.functional as F
+    import transformers.models.clip.modeling_clip as clip
+
+    import sgi2v.attention as ours
+    from conftest import generator, moving_boxes
+    from sgi2v import SGI2VConfig
+
+    calls = {"sdpa": 0, "modules": 0, "frame0": 0}
+    real_sdpa, real_frame0 = F.scaled_dot_product_attention, ours.frame_zero_attention
+
+    def sdpa(*args, **kwargs):
+        calls["sdpa"] += 1
+        return real_sdpa(*args, **kwargs)
+
+    def frame0(*args, **kwargs):
+        calls["frame0"] += 1
+        return real_frame0(*args, **kwargs)
+
+    def never(*args, **kwargs):
+        raise AssertionError("an attention path computed the score matrix itself")
+
+    monkeypatch.setattr(F, "scaled_dot_product_attention", sdpa)
+    monkeypatch.setattr(ours, "frame_zero_attention", frame0)
+    monkeypatch.setattr(Attention, "get_attention_scores", never)
+    monkeypatch.setattr(clip, "eager_attention_forward", never)
+    modules = [m for m in [*pipe.unet.modules(), *pipe.vae.modules(), *pipe.image_encoder.modules()]
+               if isinstance(m, (Attention, clip.CLIPAttention))]
+    assert modules and all(not isinstance(m, Attention) or isinstance(m.processor, AttnProcessor2_0) for m in modules)
+    handles = [m.register_forward_pre_hook(lambda *_: calls.__setitem__("modules", calls["modules"] + 1)) for m in modules]
+    try:
+        out = pipe(image, moving_boxes(), config=SGI2VConfig(optimize_timesteps=(3,), iterations=1), height=H, width=W,
+                   num_frames=FRAMES, num_inference_steps=3, generator=generator(), output_type="np")
+    finally:
+        for handle in handles:
+            handle.remove()
+    assert np.isfinite(out.frames).all()
+    assert calls["frame0"] > 0 and calls["modules"] > 0
+    assert calls["sdpa"] == calls["modules"] + calls["frame0"]

@@ -64,20 +64,18 @@ def test_tracker_filters_by_device():
 
 def test_flops_of_one_conv_and_one_attention_match_hand_counts():
     from diffusers.models.attention_processor import Attention
-    from torch.utils.flop_counter import FlopCounterMode
 
     conv = torch.nn.Conv2d(8, 16, 3, padding=1, device="meta")
-    with FlopCounterMode(display=False) as counter:
+    with LiveTensorBytes("meta", count_flops=True) as counter:
         conv(torch.empty(2, 8, 32, 32, device="meta"))
-    assert counter.get_total_flops() == flops_conv2d(2, 8, 16, 3, 32, 32) == 2 * 2 * 16 * 32 * 32 * 8 * 9
+    assert counter.flops == flops_conv2d(2, 8, 16, 3, 32, 32) == 2 * 2 * 16 * 32 * 32 * 8 * 9
 
     attn = Attention(query_dim=64, heads=4, dim_head=16, bias=False).to("meta")
     batch, tokens = 2, 100
-    with fused_attention("cpu", torch.float32), FlopCounterMode(display=False) as counter:
+    with fused_attention("cpu", torch.float32), LiveTensorBytes("meta", count_flops=True) as counter:
         attn(torch.empty(batch, tokens, 64, device="meta"))
-    projections = 4 * 2 * batch * tokens * 64 * 64  # q, k, v and out, each (B*L, 64) x (64, 64)
-    # out projection has a bias in diffusers' Attention (out_bias=True): bias adds are not counted
-    assert counter.get_total_flops() == projections + flops_attention(batch * 4, tokens, tokens, 16)
+    projections = 4 * 2 * batch * tokens * 64 * 64  # q, k, v and out, each (B*L, 64) x (64, 64); bias adds not counted
+    assert counter.flops == projections + flops_attention(batch * 4, tokens, tokens, 16)
     assert flops_attention(batch * 4, tokens, tokens, 16) == 4 * batch * 4 * tokens * tokens * 16
 
 

@@ -387,6 +387,8 @@ def generate(prepared: PreparedInputs, settings: GenerationSettings, config: SGI
     device = getattr(pipe, "_execution_device", None) or pipe.device
     used = settings.replace(device=str(device), dtype=str(pipe.unet.dtype).replace("torch.", ""), threads=threads)
     generator = torch.Generator("cpu").manual_seed(settings.seed)
+    if settings.compile:
+        pipe.compile_unet()
     watching = _phases(pipe, settings.num_inference_steps, config.iterations, progress) if progress else contextlib.nullcontext()
     with timer("generate"), _torch_threads(threads), watching:
         out = pipe(

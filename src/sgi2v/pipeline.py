@@ -77,6 +77,13 @@ class SGI2VPipeline(StableVideoDiffusionPipeline):
                 )
         return validate_boxes(boxes, num_frames, height, width)
 
+    def compile_unet(self, **compile_kwargs) -> None:
+        """Run the denoising steps' UNet calls through ``torch.compile(self.unet, **compile_kwargs)``; the
+        optimisation passes (with their feature hooks and early stop) stay eager. Once per pipeline: later
+        calls keep the first compiled module."""
+        if getattr(self, "_compiled_unet", None) is None:
+            self._compiled_unet = torch.compile(self.unet, **compile_kwargs)
+
     def _features_fn(self, recorder: FeatureRecorder, t, image_latents, image_embeddings, added_time_ids, half_precision):
         """``z -> (F, h, w, C)``: one conditional UNet pass up to the last feature layer, features upsampled to the latent."""
         device = image_latents.device
@@ -248,7 +255,9 @@ class SGI2VPipeline(StableVideoDiffusionPipeline):
                     latent_model_input = torch.cat([latents] * 2) if self.do_classifier_free_guidance else latents
                     latent_model_input = self.scheduler.scale_model_input(latent_model_input, t)
                     latent_model_input = torch.cat([latent_model_input, image_latents], dim=2)
-                    noise_pred = self.unet(
+                    denoiser = getattr(self, "_compiled_unet", None)
+                    denoiser = self.unet if denoiser is None else denoiser
+                    noise_pred = denoiser(
                         latent_model_input, t, encoder_hidden_states=image_embeddings, added_time_ids=added_time_ids, return_dict=False
                     )[0]
                     if self.do_classifier_free_guidance:

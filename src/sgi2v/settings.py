@@ -105,6 +105,9 @@ class GenerationSettings:
         choice_aliases={"true": "on", "false": "off"}, label="Gradient checkpointing")
     offload: bool = setting(False, "model CPU offload: keep only the running model on the GPU", "bool", RUNTIME, scope="process",
                             label="Model CPU offload (less GPU memory)")
+    compile: bool = setting(False, "torch.compile the UNet for the denoising steps (the optimisation passes stay eager): "
+                            "the first steps wait for the compiler, later ones may be faster; frames equal within float "
+                            "tolerance, not bit for bit", "bool", RUNTIME, scope="process", label="Compile the UNet")
     device: str = setting("auto", "where to run: auto (CUDA, then Apple MPS, then the CPU), cpu, cuda, cuda:N or mps", "choice",
                           RUNTIME, choices=("auto", "cpu", "cuda", "mps"), scope="process", form=False, label="Device")
     dtype: str = setting("auto", "precision of the model: auto (float16 on GPUs, float32 on the CPU), float32, float16 or "

@@ -8,8 +8,8 @@ lifetimes without data, so no weights are loaded and any size is quick to trace.
 
 - Memory: :class:`~sgi2v.cost.tracker.LiveTensorBytes`, with the weights left out (they are added per
   mode by :mod:`sgi2v.cost.plan`).
-- FLOPs: ``torch.utils.flop_counter.FlopCounterMode`` (matrix products, convolutions, attention; forward,
-  backward and the recomputation of checkpointing).
+- FLOPs: torch's per-operator formulas (``torch.utils.flop_counter``: matrix products, convolutions,
+  attention; forward, backward and the recomputation of checkpointing), counted in the same pass.
 - Attention runs as the fused kernels do (flash attention for half precision on CUDA, the
   memory-efficient kernel otherwise): no score matrix is materialised, as on the device.
 - A half-precision optimisation pass runs under :class:`~sgi2v.cost.autocast.SimulatedAutocast`.
@@ -28,7 +28,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.flop_counter import FlopCounterMode
 
 from .autocast import SimulatedAutocast
 from .tracker import LiveTensorBytes
@@ -172,16 +171,13 @@ class PhaseCost:
 
 
 def _measure(fn, pipe) -> PhaseCost:
-    """Run ``fn`` twice: once for memory, once for FLOPs (the FLOP counter's module hooks keep tensors
-    alive that checkpointing would free, so the two cannot share a run)."""
-    live = LiveTensorBytes("meta")
+    """Run ``fn`` once under the live-bytes tracker, counting FLOPs as it goes; the weights are left out."""
+    live = LiveTensorBytes("meta", count_flops=True)
     for module in (pipe.unet, pipe.vae, pipe.image_encoder):
         live.ignore(module)
     with live:
         fn()
-    with FlopCounterMode(display=False) as flops:
-        fn()
-    return PhaseCost(live.peak, int(flops.get_total_flops()))
+    return PhaseCost(live.peak, live.flops)
 
 
 def _example_boxes(num_frames: int, height: int, width: int) -> np.ndarray:

@@ -1,0 +1,79 @@
+"""Does the sprites VAE get sharper with more training? Continue training the shipped model's VAE (float16
+weights taken to float32) on the same training scenes and loss as ``train-sprites``, at a constant learning
+rate, and report held-out reconstruction (``vae_report``) every ``--every`` steps.
+
+    python benchmarks/sprites_vae_probe.py --steps 2000 --lr 2e-4 --out benchmarks/results/sprites-vae-probe
+
+Writes ``probe.jsonl`` (one line per report) in ``--out``; resumable (``vae.pt`` there).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+
+def main() -> int:
+    from diffusers import AutoencoderKLTemporalDecoder
+
+    from sgi2v.loading import sprites_model_dir
+    from sgi2v.sprites.config import TRAIN_SEED_LIMIT, TrainConfig
+    from sgi2v.sprites.train import _render_data, _save, _step_generator, vae_report, vae_step_loss
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=2000)
+    parser.add_argument("--lr", type=float, default=2e-4)
+    parser.add_argument("--every", type=int, default=250)
+    parser.add_argument("--scenes", type=int, default=8, help="held-out scenes per report")
+    parser.add_argument("--out", default="benchmarks/results/sprites-vae-probe")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    config = TrainConfig()
+    vae = AutoencoderKLTemporalDecoder.from_pretrained(sprites_model_dir(), subfolder="vae", torch_dtype=torch.float32)
+    opt = torch.optim.AdamW(vae.parameters(), lr=args.lr, weight_decay=0.0)
+    ckpt, start = out / "vae.pt", 0
+    if ckpt.exists():
+        state = torch.load(ckpt, weights_only=True)
+        vae.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        start = state["step"]
+    frames, masks = _render_data(config, range(config.videos))
+    seeds = range(TRAIN_SEED_LIMIT, TRAIN_SEED_LIMIT + args.scenes)
+    log = out / "probe.jsonl"
+
+    def report(step: int, seconds: float) -> None:
+        vae.eval()
+        with torch.no_grad():
+            r = vae_report(vae, seeds=seeds)
+        vae.train()
+        line = {"extra_steps": step, "total_vae_steps": config.vae_steps + step, "lr": args.lr, "seconds": round(seconds, 1), **r}
+        print(json.dumps(line), flush=True)
+        with log.open("a") as fh:
+            fh.write(json.dumps(line) + "\n")
+
+    if start == 0:
+        report(0, 0.0)
+    vae.train()
+    t0 = time.perf_counter()
+    for step in range(start, args.steps):
+        g = _step_generator(config.seed + 7, 1, step)  # draws of their own, not the first training's
+        loss, _ = vae_step_loss(vae, frames, masks, config, g, "cpu")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+        opt.step()
+        if (step + 1) % args.every == 0:
+            _save(ckpt, {"model": vae.state_dict(), "optimizer": opt.state_dict(), "step": step + 1})
+            report(step + 1, time.perf_counter() - t0)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
