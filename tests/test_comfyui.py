@@ -100,10 +100,12 @@ def test_importing_the_pack_loads_neither_comfyui_nor_torch():
 
 def test_setting_inputs_are_the_declared_settings():
     sampler = Sampler.INPUT_TYPES()["optional"]
-    loader = LoadModel.INPUT_TYPES()["required"]
+    declared = LoadModel.INPUT_TYPES()
+    loader = {**declared["required"], **declared["optional"]}
     specs = setting_specs()
     assert set(sampler) == {n for n, (_, s) in specs.items() if s.scope == "sample"}
     assert set(loader) - {"model"} == {n for n, (_, s) in specs.items() if s.scope == "process"}
+    assert set(declared["optional"]) == {"compile"}  # added after workflows were saved: they still validate
     for name, (kind, options) in {**sampler, **loader}.items():
         if name == "model":
             continue

@@ -255,6 +255,10 @@ def _comfy_device():
     return comfy.model_management.get_torch_device()
 
 
+#: Load Model inputs added after workflows were saved with it: optional, their defaults when absent.
+OPTIONAL_PROCESS_INPUTS = ("compile",)
+
+
 class LoadModel:
     """SG-I2V Load Model: a Stable Video Diffusion model (hub id, local diffusers folder, the shipped ``sprites``
     model, or ``tiny-random``)."""
@@ -270,7 +274,10 @@ class LoadModel:
         model = ("STRING", {"default": DEFAULT_MODEL, "tooltip": "hub id, local diffusers model folder (a path, or a "
                             "folder name under ComfyUI's models/diffusers/), sprites (the small shipped model trained on moving "
                             "sprites, 128 x 128, offline) or tiny-random (random weights, for checking a workflow offline)"})
-        return {"required": {"model": model, **_inputs("process")}}
+        process = _inputs("process")
+        # Newer settings are optional inputs, so that workflows saved before them still validate.
+        optional = {name: process.pop(name) for name in OPTIONAL_PROCESS_INPUTS}
+        return {"required": {"model": model, **process}, "optional": optional}
 
     def load(self, model: str, **values) -> tuple[LoadedModel]:
         from ..loading import load_pipeline, resolve_device, resolve_dtype
@@ -284,6 +291,8 @@ class LoadModel:
         device = _comfy_device() if settings.device == "auto" else resolve_device(settings.device)
         with _autograd_allowed():
             pipe = load_pipeline(model, device=device, dtype=resolve_dtype(settings.dtype, device), offload=settings.offload)
+        if settings.compile:
+            pipe.compile_unet()
         return (LoadedModel(pipe, model, settings.offload),)
 
 
