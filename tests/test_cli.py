@@ -315,3 +315,10 @@ def test_a_version_1_record_still_replays(inputs, capsys):
     capsys.readouterr()
     assert main(["generate", "--replay", str(out / "old.json")]) == 0
     assert f"replay reproduced frames_sha256 {record['frames_sha256']}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("output,expected", [("", "-o/--output: empty"), ("x.avi", "-o/--output: x.avi: the output video must end in .mp4")])
+def test_demo_output_errors_name_the_option_without_a_repr(output, expected, capsys):
+    assert main(["demo", "-o", output]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and expected in err[0] and "PosixPath" not in err[0]

@@ -428,6 +428,40 @@ def test_the_server_removes_its_folders_when_stopped(tmp_path, signum):
             process.wait()
 
 
+@pytest.mark.parametrize("signum", ["SIGINT", "SIGTERM"])
+def test_a_signal_while_the_server_starts_stops_it_cleanly(tmp_path, signum):
+    """The signal comes as soon as the server has made its folder (observed, not slept for), while it is
+    still building the app and starting: exit 0 within 10 s, nothing left behind."""
+    pytest.importorskip("gradio")
+    import signal
+    import subprocess
+    import sys
+
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    env = dict(os.environ, TMPDIR=str(scratch), PYTHONPATH=os.pathsep.join(filter(None, [str(Path(__file__).parent.parent / "src"),
+                                                                                        os.environ.get("PYTHONPATH")])))
+    process = subprocess.Popen([sys.executable, "-m", "sgi2v", "ui", "--model", "tiny-random", "--device", "cpu",
+                                "--port", str(free_port())], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 120
+        while not any(p.name.startswith("sgi2v-ui-") for p in scratch.iterdir()):
+            assert process.poll() is None and time.monotonic() < deadline, process.stdout.read().decode()[-2000:]
+            time.sleep(0.01)
+        process.send_signal(getattr(signal, signum))
+        start = time.monotonic()
+        code = process.wait(timeout=30)
+        output = process.stdout.read().decode()
+        assert code == 0, output[-2000:]
+        assert time.monotonic() - start < 10
+        assert list(scratch.iterdir()) == [], output[-2000:]
+        assert "Traceback" not in output
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
 def _fast_form(page, sync_api, steps: str = "3") -> None:
     """The form set for a quick run on a CPU: 128 x 64, 4 frames, ``steps`` steps, one optimised step of 2 iterations."""
     for elem, value in (("#width", "128"), ("#height", "64"), ("#num_frames", "4"), ("#num_inference_steps", steps)):

@@ -315,6 +315,14 @@ def _demo(args) -> int:
     from .settings import SPRITES_MODEL, native_size
     from .testing import TINY_MODEL_ID
 
+    from .generation import output_paths
+
+    if not args.output.strip():
+        raise UsageError("-o/--output: empty; give the demo's video as a file name ending in .mp4 (default sgi2v-demo/demo.mp4)")
+    try:
+        output_paths(args.output)
+    except ValueError as err:
+        raise UsageError(f"-o/--output: {err}") from None
     image, traj = example_files(args.example)
     model = args.model or SPRITES_MODEL
     sprites = image.parent / "sprites.json"

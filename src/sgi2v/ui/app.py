@@ -938,42 +938,64 @@ def launch(model: str | None = None, device: torch.device | str | None = None, d
     root = (Path(root) if root is not None else Path(tempfile.mkdtemp(prefix="sgi2v-ui-"))).resolve()
     root.mkdir(parents=True, exist_ok=True)
     restore = _serve_from(root)
-    try:
-        demo = build_app(model=model, device=device, dtype=dtype, root=root)
-    except BaseException:
-        restore()
-        raise
+    demo = None
 
     def stop_serving() -> None:
-        with contextlib.suppress(Exception):
-            demo.close()
-        demo.sgi2v.folders.remove_all()
+        if demo is not None:
+            with contextlib.suppress(Exception):
+                demo.close()
+            demo.sgi2v.folders.remove_all()
         if own_root:
             shutil.rmtree(root, ignore_errors=True)
         restore()
 
-    demo.sgi2v_stop = stop_serving
-    demo.queue(max_size=queue_size, default_concurrency_limit=1, api_open=False)
-    if host not in ("127.0.0.1", "localhost", "::1"):
-        logger.warning("listening on %s: anyone who can reach this address can use the app and its device", host)
+    # Serving until stopped: SIGTERM and Ctrl-C (SIGINT) stop the server cleanly from the first moment,
+    # also while the app is still being built or starting; the clean-up runs to its end even if a second
+    # signal comes, which then makes the exit code 130.
+    stopping = _interrupted_by(signal.SIGTERM) if block else contextlib.nullcontext()
     try:
-        demo.launch(server_name=host, server_port=port, share=False, inbrowser=False, prevent_thread_lock=True,
-                    max_file_size=max_file_size, allowed_paths=[], ssr_mode=False, mcp_server=False,
-                    enable_monitoring=False, run_history=False, footer_links=[], show_error=False, quiet=not block, css=CSS)
-    except BaseException:
-        stop(demo)
-        raise
-    if not block:
-        return demo
-    try:
-        with _interrupted_by(signal.SIGTERM):
+        with stopping:
+            demo = build_app(model=model, device=device, dtype=dtype, root=root)
+            demo.sgi2v_stop = stop_serving
+            demo.queue(max_size=queue_size, default_concurrency_limit=1, api_open=False)
+            if host not in ("127.0.0.1", "localhost", "::1"):
+                logger.warning("listening on %s: anyone who can reach this address can use the app and its device", host)
+            demo.launch(server_name=host, server_port=port, share=False, inbrowser=False, prevent_thread_lock=True,
+                        max_file_size=max_file_size, allowed_paths=[], ssr_mode=False, mcp_server=False,
+                        enable_monitoring=False, run_history=False, footer_links=[], show_error=False, quiet=not block, css=CSS)
+            if not block:
+                return demo
             while demo.is_running:
                 time.sleep(0.2)
     except KeyboardInterrupt:
+        if not block:
+            _shielded(stop_serving)
+            raise
         logger.info("stopping the server")
-    finally:
-        stop(demo)
+    except BaseException:
+        _shielded(stop_serving)
+        raise
+    _shielded(stop_serving)
     return demo
+
+
+def _shielded(cleanup) -> None:
+    """Run ``cleanup`` to its end even if SIGINT or SIGTERM comes meanwhile; such a signal then raises
+    KeyboardInterrupt afterwards (so the command exits with 130)."""
+    interrupted = []
+    previous = {}
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        try:
+            previous[signum] = signal.signal(signum, lambda number, frame: interrupted.append(number))
+        except ValueError:  # not the main thread
+            break
+    try:
+        cleanup()
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    if interrupted:
+        raise KeyboardInterrupt
 
 
 def stop(demo) -> None:
