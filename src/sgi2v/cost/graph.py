@@ -104,6 +104,18 @@ def _strip(config: dict) -> dict:
     return {k: v for k, v in config.items() if not k.startswith("_")}
 
 
+@contextlib.contextmanager
+def _quiet_casts():
+    """diffusers logs "should be kept in float32: []" on every cast of a model: not for our users."""
+    quiet = logging.getLogger("diffusers.models.modeling_utils")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        quiet.setLevel(level)
+
+
 def meta_pipeline(arch: Architecture, dtype: torch.dtype):
     """An ``SGI2VPipeline`` of ``arch`` with every weight on the ``meta`` device in ``dtype``."""
     from diffusers import AutoencoderKLTemporalDecoder, UNetSpatioTemporalConditionModel
@@ -112,20 +124,14 @@ def meta_pipeline(arch: Architecture, dtype: torch.dtype):
     from ..pipeline import SGI2VPipeline
     from ..testing import CLIPImageProcessor, svd_scheduler
 
-    quiet = logging.getLogger("diffusers.models.modeling_utils")
-    level = quiet.level
-    quiet.setLevel(logging.ERROR)  # "should be kept in float32: []" on every cast
-    try:
-        with torch.device("meta"):
-            unet = UNetSpatioTemporalConditionModel.from_config(_strip(arch.unet))
-            vae = AutoencoderKLTemporalDecoder.from_config(_strip(arch.vae))
-            encoder_config = {k: v for k, v in arch.image_encoder.items() if k not in ("architectures", "model_type", "transformers_version")}
-            image_encoder = CLIPVisionModelWithProjection(CLIPVisionConfig(**encoder_config))
+    with _quiet_casts(), torch.device("meta"):
+        unet = UNetSpatioTemporalConditionModel.from_config(_strip(arch.unet))
+        vae = AutoencoderKLTemporalDecoder.from_config(_strip(arch.vae))
+        encoder_config = {k: v for k, v in arch.image_encoder.items() if k not in ("architectures", "model_type", "transformers_version")}
+        image_encoder = CLIPVisionModelWithProjection(CLIPVisionConfig(**encoder_config))
         # Some layers make tensors with the legacy constructor, which ignores the default device.
         for module in (unet, vae, image_encoder):
             module.to("meta", dtype).eval().requires_grad_(False)
-    finally:
-        quiet.setLevel(level)
     return SGI2VPipeline(unet=unet, vae=vae, image_encoder=image_encoder, scheduler=svd_scheduler(),
                          feature_extractor=CLIPImageProcessor(crop_size=224, size={"shortest_edge": 224}))
 
@@ -290,11 +296,13 @@ def trace_phases(arch: Architecture, *, height: int, width: int, num_frames: int
         with torch.no_grad():
             if "encode" in phases:
                 clip = _measure(tracer.encode_clip, pipe)
-                pipe.vae.to(tracer.vae_encode_dtype)
+                with _quiet_casts():
+                    pipe.vae.to(tracer.vae_encode_dtype)
                 try:
                     vae = _measure(tracer.encode_vae, pipe)
                 finally:
-                    pipe.vae.to(dtype)
+                    with _quiet_casts():
+                        pipe.vae.to(dtype)
                 out["encode"] = PhaseCost(max(clip.activation_bytes, vae.activation_bytes), clip.flops + vae.flops,
                                           {"clip": clip.activation_bytes, "vae": vae.activation_bytes})
             if "denoise_step" in phases:

@@ -143,6 +143,9 @@ def format_plan(plan: dict) -> str:
         f" (architecture from {plan['architecture_source']})",
         f"weights {_gib(plan['weights_bytes']['total'])} GiB (UNet {_gib(plan['weights_bytes']['unet'])}, "
         f"VAE {_gib(plan['weights_bytes']['vae'])}, CLIP {_gib(plan['weights_bytes']['image_encoder'])})",
+        "tensors beside the weights at each phase's transient peak, GiB: encode {encode}, denoise step {denoise_step}, "
+        "optimisation pass {optimize_pass} ({optimize_pass_checkpointing} with checkpointing), decode {decode}".format(
+            **{k: _gib(v) for k, v in plan["activation_bytes"].items()}),
         "",
         "predicted peak device memory, GiB (weights + tensors); TFLOP per phase",
         f"{'mode':<22} {'peak':>7} {'encode':>7} {'step':>7} {'optim':>7} {'decode':>7}   fits",
