@@ -322,3 +322,51 @@ def test_demo_output_errors_name_the_option_without_a_repr(output, expected, cap
     assert main(["demo", "-o", output]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and expected in err[0] and "PosixPath" not in err[0]
+
+
+# Valid-looking required arguments of each command (nothing is read: an empty value is refused first).
+BASE_ARGS = {"generate": ["in.png", "--traj", "t.json", "-o", "o.mp4"], "preview": ["in.png", "--traj", "t.json", "-o", "o.mp4"],
+             "batch": ["m.jsonl", "-o", "out"], "evaluate": ["--generated", "g", "-o", "r.json"],
+             "benchmark-prepare": ["root", "-o", "out"], "comfyui-install": ["comfy"], "train-sprites": ["-o", "run"]}
+
+
+def _value_options():
+    import argparse
+
+    from sgi2v.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    for command, parser in sub.choices.items():
+        for action in parser._actions:
+            if action.nargs == 0 or action.dest == "help":
+                continue
+            yield command, action
+
+
+def test_every_option_given_an_empty_string_is_one_line_naming_it(capsys):
+    """Every command, every option and argument that takes a value: "" gives exit 2 and one line that names it
+    (argparse's own errors included: one line, no usage block)."""
+    checked = 0
+    for command, action in _value_options():
+        base = list(BASE_ARGS.get(command, []))
+        if action.option_strings:
+            label = action.option_strings[-1]
+            for flag in action.option_strings:  # the option under test replaces its base value
+                if flag in base:
+                    i = base.index(flag)
+                    del base[i:i + 2]
+            argv = [command, *base, label, ""]
+        else:
+            label = action.dest.upper()
+            positional = [a for a in base if not a.startswith("-")][:1]
+            argv = [command, *[a for a in base if a not in positional], ""]
+        try:
+            code = main(argv)
+        except SystemExit as exit_:
+            code = exit_.code
+        err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+        assert code == 2 and len(err) == 1, (argv, code, err)
+        names = [label, *action.option_strings, action.dest.upper()]
+        assert any(name in err[0] for name in names) and "Traceback" not in err[0], (argv, err)
+        checked += 1
+    assert checked > 60

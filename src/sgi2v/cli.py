@@ -105,8 +105,15 @@ def model_name(args: argparse.Namespace) -> str:
     return args.model or (XT_MODEL if args.xt else DEFAULT_MODEL)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with its errors on one line (the usage is one ``--help`` away), exit code 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sgi2v", description="Trajectory-controlled image-to-video with SG-I2V on Stable Video Diffusion.")
+    parser = _Parser(prog="sgi2v", description="Trajectory-controlled image-to-video with SG-I2V on Stable Video Diffusion.")
     parser.add_argument("--version", action="version", version=f"sgi2v {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -403,6 +410,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="sgi2v: %(message)s")
     try:
+        _refuse_empty_values(parser, args)
         with _quiet_warnings():
             return _run(args)
     except KeyboardInterrupt:
@@ -414,6 +422,22 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"sgi2v: error: {one_line(err)}", file=sys.stderr)
         return code
+
+
+def _refuse_empty_values(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """An option or argument given as an empty string (an unset shell variable, say) is an error naming it,
+    for every command: no command reads an empty value as "not given"."""
+    sub = next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
+    command = sub.choices.get(getattr(args, "command", None)) if sub else None
+    for action in (command._actions if command else []):
+        if action.nargs == 0 or action.dest in ("help", "command"):
+            continue
+        value = getattr(args, action.dest, None)
+        values = value if isinstance(value, list) else [value]
+        if value is not action.default and any(isinstance(v, str) and not v.strip() for v in values):
+            if action.option_strings:
+                raise UsageError(f"{'/'.join(action.option_strings)}: empty value; give one, or leave the option out")
+            raise UsageError(f"{action.dest.upper()}: empty; give a value")
 
 
 def exit_code(err: BaseException) -> int:
