@@ -248,3 +248,35 @@ def test_a_model_that_cannot_load_stops_the_run_with_one_line(tmp_path, capsys, 
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "hub is unreachable and the model is not in the local cache" in err[0], err
     assert not out.exists()
+
+
+def test_a_full_disk_fails_that_sample_alone_leaves_nothing_and_a_rerun_finishes(tmp_path, capsys, monkeypatch):
+    """The writer meets ENOSPC (injected) for one sample: that sample fails with one line naming its file and
+    the cause, leaves no partial video, record or temporary; the others finish; once there is room again a
+    rerun makes only the missing one."""
+    import errno
+
+    import sgi2v.generation as generation
+
+    manifest = _write_inputs(tmp_path / "in", GOOD)
+    out = tmp_path / "out"
+    real = generation.write_mp4
+
+    def full_disk(path, *args, **kwargs):
+        if Path(path).name.startswith(".b.mp4"):
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(generation, "write_mp4", full_disk)
+    assert main(["batch", str(manifest), "-o", str(out), *FAST]) == 1
+    text = capsys.readouterr().out
+    assert _counts(text) == (2, 0, 1, 3)
+    failure = json.loads((out / "failures.jsonl").read_text())
+    assert failure["id"] == "b" and str(out / "b.mp4") in failure["error"] and "No space left on device" in failure["error"]
+    assert "\n" not in failure["error"] and ".tmp" not in failure["error"]
+    assert not [p for p in out.iterdir() if p.name.startswith(("b.", ".b."))]  # nothing of b, no temporary
+    assert is_complete(out, "a") and is_complete(out, "c-1.x")
+    monkeypatch.setattr(generation, "write_mp4", real)  # room again
+    assert main(["batch", str(manifest), "-o", str(out), *FAST]) == 0
+    assert _counts(capsys.readouterr().out) == (1, 2, 0, 3)
+    assert is_complete(out, "b") and not (out / "failures.jsonl").exists()

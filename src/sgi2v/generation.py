@@ -344,18 +344,25 @@ def write_outputs(paths: dict[str, Path], generation: Generation, prepared: Prep
     remove_stale_temporaries(paths)
     temporary = {kind: _temporary(path) for kind, path in paths.items()}
     frames = generation.frames
+    record = dict(generation.record, outputs={k: p.name for k, p in paths.items() if k != "record"})
+    writers = {
+        "video": lambda: write_mp4(temporary["video"], frames, fps),
+        "overlay": lambda: write_mp4(temporary["overlay"], draw_overlay(frames, prepared.boxes), fps),
+        "condition": lambda: draw_condition(prepared.image, prepared.boxes).save(temporary["condition"], format="PNG"),
+        "gif": lambda: write_gif(temporary["gif"], frames, fps),
+        "record": lambda: temporary["record"].write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8"),
+    }
+    kind = "video"
     try:
         paths["video"].parent.mkdir(parents=True, exist_ok=True)
-        write_mp4(temporary["video"], frames, fps)
-        write_mp4(temporary["overlay"], draw_overlay(frames, prepared.boxes), fps)
-        draw_condition(prepared.image, prepared.boxes).save(temporary["condition"], format="PNG")
-        if "gif" in paths:
-            write_gif(temporary["gif"], frames, fps)
-        record = dict(generation.record, outputs={k: p.name for k, p in paths.items() if k != "record"})
-        temporary["record"].write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+        for kind in OUTPUT_SUFFIXES:
+            if kind in paths:
+                writers[kind]()
         for kind in OUTPUT_SUFFIXES:
             if kind in paths:
                 os.replace(temporary[kind], paths[kind])
+    except OSError as err:  # the disk is full, the folder went away...: name the output, not its temporary
+        raise OSError(err.errno, f"{paths[kind]}: cannot write it: {err.strerror or err}") from None
     finally:
         for tmp in temporary.values():
             tmp.unlink(missing_ok=True)
