@@ -422,6 +422,7 @@ def test_the_server_removes_its_folders_when_stopped(tmp_path, signum):
         process.send_signal(getattr(signal, signum))
         assert process.wait(timeout=60) == 0
         assert not roots[0].exists()
+        assert list(scratch.iterdir()) == []  # Gradio's own empty folders made at start are gone too
     finally:
         if process.poll() is None:
             process.kill()
@@ -457,6 +458,59 @@ def test_a_signal_while_the_server_starts_stops_it_cleanly(tmp_path, signum):
         assert list(scratch.iterdir()) == [], output[-2000:]
         assert "Traceback" not in output
     finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+@pytest.mark.parametrize("signum", ["SIGINT", "SIGTERM"])
+def test_a_signal_during_a_generation_stops_the_server_cleanly(tmp_path, browser, signum):
+    """A generation runs (the page shows its denoising steps: observed, not slept for) when the signal comes:
+    the server exits 0 within 10 s and leaves no folder, temporary file or child process."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    import signal
+    import subprocess
+    import sys
+
+    from sgi2v.ui.app import EXAMPLES_DIR
+
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    port = free_port()
+    env = dict(os.environ, TMPDIR=str(scratch), PYTHONPATH=os.pathsep.join(filter(None, [str(Path(__file__).parent.parent / "src"),
+                                                                                        os.environ.get("PYTHONPATH")])))
+    process = subprocess.Popen([sys.executable, "-m", "sgi2v", "ui", "--model", "tiny-random", "--device", "cpu", "--port", str(port)],
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    page = None
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                page.goto(url, timeout=10_000)
+                break
+            except Exception:
+                assert process.poll() is None and time.monotonic() < deadline
+                time.sleep(0.5)
+        sync_api.expect(page.locator("#status")).to_contain_text("Upload an image", timeout=60_000)
+        _fast_form(page, sync_api, steps="200")  # long enough to be caught in the middle
+        page.locator("#examples img").nth(sorted(p.name for p in EXAMPLES_DIR.iterdir() if p.is_dir()).index("cat")).click()
+        sync_api.expect(page.locator("#status")).to_contain_text("from the example 'cat'", timeout=30_000)
+        page.locator("#generate").click()
+        sync_api.expect(page.locator("#video")).to_contain_text("Denoising: step", timeout=120_000)
+        process.send_signal(getattr(signal, signum))
+        start = time.monotonic()
+        code = process.wait(timeout=60)
+        took = time.monotonic() - start
+        output = process.stdout.read().decode()
+        assert code == 0, output[-3000:]
+        assert took < 10, (took, output[-2000:])
+        assert list(scratch.iterdir()) == [], output[-2000:]
+        assert "Traceback" not in output, output[-3000:]
+    finally:
+        if page is not None:
+            page.close()
         if process.poll() is None:
             process.kill()
             process.wait()

@@ -185,6 +185,41 @@ class SessionFolders:
         return len(self._folders)
 
 
+class ServerStopping(Exception):
+    """The server is stopping: the generation in progress ends at its next step and leaves nothing."""
+
+
+class Runs:
+    """The generations in progress, so that a stopping server can end them before it removes their folders."""
+
+    def __init__(self):
+        self.stopping = threading.Event()
+        self._count = 0
+        self._changed = threading.Condition()
+
+    @contextlib.contextmanager
+    def running(self):
+        with self._changed:
+            self._count += 1
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._count -= 1
+                self._changed.notify_all()
+
+    def check(self) -> None:
+        """Raise :class:`ServerStopping` once the server is stopping (called at every step of a generation)."""
+        if self.stopping.is_set():
+            raise ServerStopping("the server is stopping")
+
+    def stop(self, timeout: float) -> bool:
+        """Ask every generation to end and wait up to ``timeout`` s; whether they all ended."""
+        self.stopping.set()
+        with self._changed:
+            return self._changed.wait_for(lambda: self._count == 0, timeout)
+
+
 @dataclass(frozen=True)
 class AppConfig:
     """What the server decides, not the page: the models on offer, device, dtype, where files go."""
@@ -194,9 +229,11 @@ class AppConfig:
     dtype: torch.dtype
     root: Path  # the sessions' folders are made under it
     folders: SessionFolders = field(init=False, repr=False, compare=False)
+    runs: Runs = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
         object.__setattr__(self, "folders", SessionFolders(self.root))
+        object.__setattr__(self, "runs", Runs())
 
     def session_dir(self, session_hash: str | None) -> Path:
         """The session's own folder (see :class:`SessionFolders`)."""
@@ -283,14 +320,16 @@ def generate_video(session: Session, values: dict, app: AppConfig, cache: Pipeli
             pipe = cache.get(model, app.device, app.dtype, settings.num_frames, settings.offload)
 
         def on_progress(state: Progress) -> None:  # done: the steps and iterations finished before this one begins
+            app.runs.check()
             if state.phase == "decoding":
                 ticks["done"] = ticks["total"]
             report(ticks["done"], ticks["total"], progress_text(state))
             if state.phase in ("optimising", "denoising"):
                 ticks["done"] = min(ticks["done"] + 1, ticks["total"])
 
-        with timer("generate"):
+        with timer("generate"), app.runs.running():
             generation = generate(prepared, settings, config, pipe, model=model, progress=on_progress)
+        app.runs.check()
         report(ticks["total"], ticks["total"], "writing the videos")
         with timer("write"):
             generation.record["timings"] = {**{k: round(v, 3) for k, v in timer.times.items()}, "total": round(timer.total, 3)}
@@ -831,7 +870,7 @@ def _page(gr, app: AppConfig, cache: PipelineCache, models: tuple[str, ...], sta
                 session.trajectory = read_editor_value(drawn)
                 paths = generate_video(session, settings, app, cache, folder(session, request), report)
             except Exception as err:  # shown in the page; the app keeps serving
-                if not isinstance(err, (UIError, TrajectoryError)):
+                if not isinstance(err, (UIError, TrajectoryError, ServerStopping)):
                     logger.exception("generation failed")
                 return session, None, None, None, gr.update(value=f"**Error:** {_one_line(err)}", elem_classes=["error"])
             message = (f"Done in {time.perf_counter() - start:.1f} s: {paths['video'].name} "
@@ -891,6 +930,17 @@ def _thumbnails(folder: Path, names: list[str], size: int = 160) -> list[tuple[s
     return out
 
 
+def _gradio_folders_to_remove() -> list[Path]:
+    """Gradio makes ``<its temp dir>/vibe_edit_history`` when a server starts (its temp dir is fixed when
+    gradio is imported, before :func:`_serve_from`): those of them not there yet, innermost first."""
+    try:
+        from gradio.route_utils import DEFAULT_TEMP_DIR
+    except ImportError:
+        return []
+    base = Path(DEFAULT_TEMP_DIR)
+    return [p for p in (base / "vibe_edit_history", base) if not p.exists()]
+
+
 def _serve_from(folder: Path) -> Callable[[], None]:
     """Make ``folder`` Gradio's file folder (where uploads land and from where pages are sent files) until the
     returned function is called: the sessions' files are sent from their own folders rather than copied into
@@ -925,6 +975,10 @@ def _one_line(err: BaseException) -> str:
     return text if isinstance(err, (UIError, TrajectoryError, ValueError)) else f"{type(err).__name__}: {text}"
 
 
+#: How long a stopping server waits for the generation in progress to reach its next step.
+STOP_WAIT_S = 6.0
+
+
 def launch(model: str | None = None, device: torch.device | str | None = None, dtype: torch.dtype | str | None = None,
            host: str = "127.0.0.1", port: int = 7860, max_file_size: str | int = "25mb", queue_size: int = 20,
            block: bool = True, root: str | os.PathLike | None = None):
@@ -939,14 +993,20 @@ def launch(model: str | None = None, device: torch.device | str | None = None, d
     root.mkdir(parents=True, exist_ok=True)
     restore = _serve_from(root)
     demo = None
+    leftovers = _gradio_folders_to_remove()
 
     def stop_serving() -> None:
         if demo is not None:
+            if not demo.sgi2v.runs.stop(timeout=STOP_WAIT_S):
+                logger.warning("a generation did not end within %.0f s of the stop: its folder is removed under it", STOP_WAIT_S)
             with contextlib.suppress(Exception):
                 demo.close()
             demo.sgi2v.folders.remove_all()
         if own_root:
             shutil.rmtree(root, ignore_errors=True)
+        for folder in leftovers:  # the empty folders Gradio makes at start, if they were not there before
+            with contextlib.suppress(OSError):
+                folder.rmdir()
         restore()
 
     # Serving until stopped: SIGTERM and Ctrl-C (SIGINT) stop the server cleanly from the first moment,
