@@ -134,3 +134,16 @@ def test_compiled_unet_is_used_for_denoising_and_gives_the_same_frames(tiny_refe
     np.testing.assert_allclose(out.frames, reference.frames, atol=1e-5)
     pipe.compile_unet(backend="eager")
     assert pipe._compiled_unet is compiled
+
+
+def test_bfloat16_is_accepted_wherever_a_dtype_is():
+    from sgi2v.comfyui.nodes import LoadModel
+    from sgi2v.loading import resolve_dtype
+    from sgi2v.settings import resolve_settings
+
+    for name in ("bfloat16", "bf16"):
+        settings, _ = resolve_settings({"dtype": name}, model="tiny-random", source="")
+        assert settings.dtype == "bfloat16"  # command line, batch manifests, web form
+        assert resolve_dtype(name, torch.device("cpu")) == torch.bfloat16  # sgi2v ui --dtype, the loaders
+    choices = LoadModel.INPUT_TYPES()["required"]["dtype"][0]
+    assert "bfloat16" in choices  # the ComfyUI Load Model node
