@@ -3,6 +3,7 @@ weights taken to float32) on the same training scenes and loss as ``train-sprite
 rate, and report held-out reconstruction (``vae_report``) every ``--every`` steps.
 
     python benchmarks/sprites_vae_probe.py --steps 2000 --lr 2e-4 --out benchmarks/results/sprites-vae-probe
+    python benchmarks/sprites_vae_probe.py --decoder-only --steps 1500 --out benchmarks/results/sprites-vae-decoder
 
 Writes ``probe.jsonl`` (one line per report) in ``--out``; resumable (``vae.pt`` there).
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import time
 from pathlib import Path
 
@@ -28,16 +30,22 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--lr", type=float, default=2e-4)
     parser.add_argument("--every", type=int, default=250)
+    parser.add_argument("--cosine", action="store_true", help="decay the learning rate to a tenth over the steps (cosine)")
     parser.add_argument("--scenes", type=int, default=8, help="held-out scenes per report")
     parser.add_argument("--out", default="benchmarks/results/sprites-vae-probe")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--decoder-only", action="store_true", help="train the decoder alone: the encoder, so the latents "
+                        "the UNet was trained on, stay as they are")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     config = TrainConfig()
     vae = AutoencoderKLTemporalDecoder.from_pretrained(sprites_model_dir(), subfolder="vae", torch_dtype=torch.float32)
-    opt = torch.optim.AdamW(vae.parameters(), lr=args.lr, weight_decay=0.0)
+    if args.decoder_only:
+        vae.encoder.requires_grad_(False)
+        vae.quant_conv.requires_grad_(False)
+    opt = torch.optim.AdamW([p for p in vae.parameters() if p.requires_grad], lr=args.lr, weight_decay=0.0)
     ckpt, start = out / "vae.pt", 0
     if ckpt.exists():
         state = torch.load(ckpt, weights_only=True)
@@ -53,7 +61,9 @@ def main() -> int:
         with torch.no_grad():
             r = vae_report(vae, seeds=seeds)
         vae.train()
-        line = {"extra_steps": step, "total_vae_steps": config.vae_steps + step, "lr": args.lr, "seconds": round(seconds, 1), **r}
+        line = {"extra_steps": step, "total_vae_steps": config.vae_steps + step, "lr": args.lr, "cosine": args.cosine,
+                "decoder_only": args.decoder_only,
+                "seconds": round(seconds, 1), **r}
         print(json.dumps(line), flush=True)
         with log.open("a") as fh:
             fh.write(json.dumps(line) + "\n")
@@ -64,6 +74,9 @@ def main() -> int:
     t0 = time.perf_counter()
     for step in range(start, args.steps):
         g = _step_generator(config.seed + 7, 1, step)  # draws of their own, not the first training's
+        if args.cosine:
+            for group in opt.param_groups:
+                group["lr"] = args.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / args.steps)))
         loss, _ = vae_step_loss(vae, frames, masks, config, g, "cpu")
         opt.zero_grad(set_to_none=True)
         loss.backward()
