@@ -280,3 +280,16 @@ def test_a_full_disk_fails_that_sample_alone_leaves_nothing_and_a_rerun_finishes
     assert main(["batch", str(manifest), "-o", str(out), *FAST]) == 0
     assert _counts(capsys.readouterr().out) == (1, 2, 0, 3)
     assert is_complete(out, "b") and not (out / "failures.jsonl").exists()
+
+
+def test_an_unreadable_image_halfway_is_that_samples_failure_alone(tmp_path, capsys):
+    folder = tmp_path / "in"
+    manifest = _write_inputs(folder, [GOOD[0], {"id": "corrupt", "image": "corrupt.png", "traj": "traj.json"}, GOOD[1]])
+    (folder / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"not really a picture" * 10)
+    out = tmp_path / "out"
+    assert main(["batch", str(manifest), "-o", str(out), *FAST]) == 1
+    assert _counts(capsys.readouterr().out) == (2, 0, 1, 3)
+    failure = json.loads((out / "failures.jsonl").read_text())
+    assert failure["id"] == "corrupt" and "corrupt.png" in failure["error"] and "\n" not in failure["error"]
+    assert is_complete(out, "a") and is_complete(out, "b")
+    assert not [p for p in out.iterdir() if p.name.startswith(("corrupt.", ".corrupt."))]
