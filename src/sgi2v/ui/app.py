@@ -316,8 +316,9 @@ def generate_video(session: Session, values: dict, app: AppConfig, cache: Pipeli
         optimised = sum(1 for t in config.optimize_timesteps if 1 <= t <= steps) if config.enabled else 0
         ticks = {"done": 0, "total": steps + optimised * config.iterations}
         report(0, ticks["total"], f"loading the model {model}")
-        with timer("load"):
+        with timer("load"), app.runs.running():  # a stopping server waits for the load too
             pipe = cache.get(model, app.device, app.dtype, settings.num_frames, settings.offload)
+        app.runs.check()
 
         def on_progress(state: Progress) -> None:  # done: the steps and iterations finished before this one begins
             app.runs.check()
