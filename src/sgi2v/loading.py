@@ -26,8 +26,9 @@ class ModelError(RuntimeError):
     """The model cannot be loaded or the device cannot be used; the message says how to fix it."""
 
 
-def resolve_device(name: str = "auto") -> torch.device:
-    """``auto`` picks CUDA, then Apple MPS, then the CPU; an explicit device must exist."""
+def resolve_device(name: str = "auto", must_exist: bool = True) -> torch.device:
+    """``auto`` picks CUDA, then Apple MPS, then the CPU; an explicit device must exist here unless
+    ``must_exist`` is False (planning for a device elsewhere: only the name is checked)."""
     mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "mps" if mps else "cpu")
@@ -35,6 +36,10 @@ def resolve_device(name: str = "auto") -> torch.device:
         device = torch.device(name)
     except RuntimeError:
         raise ModelError(f"unknown device {name!r} (use auto, cpu, cuda, cuda:N or mps)") from None
+    if not must_exist:
+        if device.type not in ("cpu", "cuda", "mps"):
+            raise ModelError(f"unsupported device {name!r} (use auto, cpu, cuda, cuda:N or mps)")
+        return device
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise ModelError(f"device {name!r} requested but CUDA is not available (no GPU, or a CPU-only torch build)")

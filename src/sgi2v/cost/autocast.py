@@ -10,12 +10,10 @@ diffusers UNet, a CLIP encoder and our loss call.
 
 from __future__ import annotations
 
-import contextlib
-
 import torch
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
-from torch.utils._pytree import tree_map
+from torch.utils._pytree import tree_leaves, tree_map
 
 __all__ = ["SimulatedAutocast"]
 
@@ -51,28 +49,16 @@ class SimulatedAutocast(TorchFunctionMode):
     def __init__(self, dtype: torch.dtype = torch.float16):
         super().__init__()
         self.dtype = dtype
-        self.enabled = True
-
-    @contextlib.contextmanager
-    def paused(self):
-        """Within the block, nothing is cast (code that runs outside autocast in the real pipeline)."""
-        previous, self.enabled = self.enabled, False
-        try:
-            yield
-        finally:
-            self.enabled = previous
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        if not self.enabled:
-            return func(*args, **kwargs)
         target = None
         if func in _LOWER:
             target = self.dtype
         elif func in _FP32:
             target = torch.float32
         elif func in _PROMOTE:
-            leaves = [t for t in torch.utils._pytree.tree_leaves((args, kwargs)) if _eligible(t)]
+            leaves = [t for t in tree_leaves((args, kwargs)) if _eligible(t)]
             if leaves and len({t.dtype for t in leaves}) > 1:
                 target = torch.float32 if any(t.dtype == torch.float32 for t in leaves) else leaves[0].dtype
         if target is not None:

@@ -29,10 +29,10 @@ def plan_for(model: str, settings, config, budget_bytes: int | None = None) -> d
     mode those settings would run in."""
     import torch
 
-    from ..loading import resolve_dtype
+    from ..loading import resolve_device, resolve_dtype
     from .plan import estimate
 
-    device = _device_name(settings.device)
+    device = str(resolve_device(settings.device, must_exist=False))  # the device planned for need not be here
     dtype = resolve_dtype(settings.dtype, torch.device(device))
     if budget_bytes is None and torch.device(device).type == "cuda" and torch.cuda.is_available():
         index = torch.device(device).index or 0
@@ -49,23 +49,6 @@ def plan_for(model: str, settings, config, budget_bytes: int | None = None) -> d
     else:
         plan["chosen"] = (offload + choice) if offload and choice == "checkpointing" else ("offload" if offload else choice)
     return plan
-
-
-def _device_name(name: str) -> str:
-    """``auto`` is this machine's best device; any other name is taken as given (it need not exist here)."""
-    import torch
-
-    from ..loading import ModelError, resolve_device
-
-    if name == "auto":
-        return str(resolve_device("auto"))
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ModelError(f"unknown device {name!r} (use auto, cpu, cuda, cuda:N or mps)") from None
-    if device.type not in ("cpu", "cuda", "mps"):
-        raise ModelError(f"unsupported device {name!r} (use auto, cpu, cuda, cuda:N or mps)")
-    return str(device)
 
 
 def run(args) -> int:

@@ -329,13 +329,9 @@ def _optimize_pass_bytes(key: str, num_frames: int, latent_size: tuple[int, int]
 def optimize_pass_bytes(pipe, num_frames: int, latent_size: tuple[int, int], dtype: torch.dtype, device_type: str, config) -> int:
     """Predicted bytes of an unchecked optimisation pass's tensors (weights aside) for a loaded pipeline,
     traced on its architecture (cached per architecture and shape)."""
-    key = json.dumps({"unet": _plain(pipe.unet.config), "vae": _plain(pipe.vae.config),
+    key = json.dumps({"unet": _strip(dict(pipe.unet.config)), "vae": _strip(dict(pipe.vae.config)),
                       "image_encoder": pipe.image_encoder.config.to_dict()}, sort_keys=True, default=str)
     return _optimize_pass_bytes(key, num_frames, tuple(latent_size), dtype, device_type, config)
-
-
-def _plain(config) -> dict:
-    return {k: v for k, v in dict(config).items() if not k.startswith("_")}
 
 
 def flops_attention(batch_heads: int, queries: int, keys: int, head_dim: int) -> int:

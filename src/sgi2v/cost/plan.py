@@ -71,10 +71,10 @@ def estimate(model: str, *, device: str = "cuda", dtype: torch.dtype = torch.flo
     arch = architecture(model)
     num_frames = arch.num_frames if num_frames is None else num_frames
     guidance = max_guidance_scale > 1.0
+    pipe = meta_pipeline(arch, dtype)
     traced = trace_phases(arch, height=height, width=width, num_frames=num_frames, dtype=dtype, device_type=device_type,
                           num_inference_steps=num_inference_steps, guidance=guidance, decode_chunk_size=decode_chunk_size,
-                          config=config)
-    pipe = meta_pipeline(arch, dtype)
+                          config=config, pipe=pipe)
     weights = {name: weight_bytes(getattr(pipe, name)) for name in ("unet", "vae", "image_encoder")}
     vae_encode = weight_bytes(pipe.vae, traced["vae_encode_dtype"])
     total = sum(weights.values())
