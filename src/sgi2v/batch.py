@@ -385,7 +385,7 @@ def run(args: argparse.Namespace) -> int:
                          f"give --device auto or {requested.type}")
     if device.type == "cpu":
         device = torch.device("cpu")
-    dtype = resolve_dtype(base.dtype, device)
+    dtype = resolve_dtype(base.dtype, device, model)
     dist = _distributed()
 
     # The first process decides what is left to do and tells the others, so that all split the same list. This and

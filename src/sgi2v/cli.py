@@ -296,7 +296,7 @@ def _generate(args) -> int:
     from .loading import load_pipeline, resolve_device, resolve_dtype
 
     device = resolve_device(settings.device)
-    dtype = resolve_dtype(settings.dtype, device)
+    dtype = resolve_dtype(settings.dtype, device, model)
     with timer("load"):
         pipe = load_pipeline(model, device=device, dtype=dtype, num_frames=settings.num_frames, offload=settings.offload)
     pipe.set_progress_bar_config(desc="sgi2v", leave=False, disable=not sys.stderr.isatty() and os.environ.get("SGI2V_PROGRESS") != "1")

@@ -12,11 +12,12 @@ from pathlib import Path
 import torch
 
 from .settings import DEFAULT_MODEL, DTYPE_ALIASES, SPRITES_MODEL, XT_MODEL
+from .single_file import SingleFileError, inspect_single_file, is_single_file
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["ModelError", "DEFAULT_MODEL", "XT_MODEL", "SPRITES_MODEL", "resolve_device", "resolve_dtype", "load_pipeline",
-           "sprites_model_dir", "model_sha256"]
+           "sprites_model_dir", "model_sha256", "check_model"]
 
 SVD_PIPELINES = {"StableVideoDiffusionPipeline", "SGI2VPipeline"}
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -52,9 +53,17 @@ def resolve_device(name: str = "auto", must_exist: bool = True) -> torch.device:
     return device
 
 
-def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
-    """``auto``: float16 on CUDA and MPS, float32 on the CPU."""
+def resolve_dtype(name: str, device: torch.device, model: str | None = None) -> torch.dtype:
+    """``auto``: float16 on CUDA and MPS, float32 on the CPU; for a single-file checkpoint on CUDA or MPS,
+    the file's own half or full precision (float32 on the CPU, where half precision is slow)."""
     if name == "auto":
+        if device.type in ("cuda", "mps") and model and is_single_file(model):
+            try:
+                stored = inspect_single_file(model).dtype
+            except SingleFileError:
+                stored = None  # reported by the load, with the file's problem
+            if stored in DTYPES and not (stored == "bfloat16" and device.type == "mps"):
+                return DTYPES[stored]
         return torch.float16 if device.type in ("cuda", "mps") else torch.float32
     name = DTYPE_ALIASES.get(name, name)
     if name not in DTYPES:
@@ -76,19 +85,27 @@ def _folder_sha256(folder: str) -> str:
 
 
 def model_sha256(model: str) -> str | None:
-    """SHA-256 of the shipped model's files (each file's path and SHA-256, in order); None for other models."""
+    """SHA-256 of the shipped model's files (each file's path and SHA-256, in order) or of a single-file
+    checkpoint; None for other models."""
     if model == SPRITES_MODEL and sprites_model_dir().is_dir():
         return _folder_sha256(str(sprites_model_dir()))
+    if is_single_file(model) and Path(model).expanduser().is_file():
+        from .single_file import file_sha256
+
+        return file_sha256(Path(model).expanduser())
     return None
 
 
 def load_pipeline(model: str = DEFAULT_MODEL, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
                   num_frames: int | None = None, offload: bool = False):
-    """An :class:`~sgi2v.SGI2VPipeline` from a hub id, a local folder, ``sprites`` (the shipped model, offline)
-    or ``tiny-random`` (offline, random weights).
+    """An :class:`~sgi2v.SGI2VPipeline` from a hub id, a local folder, a single-file checkpoint
+    (``.safetensors``, or a ``.ckpt`` that loads with ``weights_only=True``), ``sprites`` (the shipped model,
+    offline) or ``tiny-random`` (offline, random weights).
 
     Raises :class:`ModelError` with a one-line explanation when the weights are missing, the hub is
-    unreachable, the licence is not accepted, or a folder is not an SVD model.
+    unreachable, the licence is not accepted, or a folder is not an SVD model, and
+    :class:`~sgi2v.single_file.SingleFileError` (a ``ValueError``) for a model file that is not an SVD
+    image-to-video checkpoint.
     """
     from .pipeline import SGI2VPipeline
     from .testing import TINY_MODEL_ID, tiny_pipeline
@@ -103,6 +120,8 @@ def load_pipeline(model: str = DEFAULT_MODEL, device: torch.device | str = "cpu"
             raise ModelError(f"the sprites model is missing from this install ({folder}); reinstall sgi2v, "
                              "or train one with `sgi2v train-sprites -o FOLDER` and pass FOLDER/model with --model")
         pipe = _load(SGI2VPipeline, str(folder), dtype, model)
+    elif is_single_file(model):
+        pipe = SGI2VPipeline.from_single_file(model, torch_dtype=dtype, num_frames=num_frames)
     else:
         pipe = _from_pretrained(SGI2VPipeline, model, dtype)
     if offload and device.type != "cpu":
@@ -112,9 +131,22 @@ def load_pipeline(model: str = DEFAULT_MODEL, device: torch.device | str = "cpu"
     return pipe
 
 
+def check_model(model: str) -> None:
+    """What can be known of a model before loading it: a single-file checkpoint is checked from its table of
+    contents (:class:`~sgi2v.single_file.SingleFileError` naming the file otherwise); other models are
+    checked when they load."""
+    if is_single_file(model):
+        from .single_file import check_single_file
+
+        check_single_file(model)
+
+
 def _from_pretrained(cls, model: str, dtype: torch.dtype):
     path = Path(model).expanduser()
     if path.exists() or model.startswith((".", "/", "~")) or model.count("/") > 1:
+        if path.is_file():
+            raise ModelError(f"model {model!r} is a file but not a .safetensors or .ckpt checkpoint; give an SVD "
+                             "checkpoint file or a diffusers model folder")
         if not path.is_dir():
             raise ModelError(f"model folder {model!r} not found")
         index = path / "model_index.json"
@@ -135,8 +167,8 @@ def _from_pretrained(cls, model: str, dtype: torch.dtype):
     try:
         validate_repo_id(model)
     except HFValidationError:
-        raise ModelError(f"unknown model {model!r}: give a hub id like {DEFAULT_MODEL}, a local folder, sprites or "
-                         "tiny-random") from None
+        raise ModelError(f"unknown model {model!r}: give a hub id like {DEFAULT_MODEL}, a local folder, an SVD "
+                         ".safetensors file, sprites or tiny-random") from None
     return _load(cls, model, dtype, model)
 
 

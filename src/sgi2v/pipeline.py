@@ -54,6 +54,17 @@ class SGI2VPipeline(StableVideoDiffusionPipeline):
     continues plain SVD sampling. With ``config.iterations == 0`` it is exactly plain SVD.
     """
 
+    @classmethod
+    def from_single_file(cls, path, torch_dtype=None, num_frames: int | None = None) -> "SGI2VPipeline":
+        """Load a single-file SVD checkpoint (``svd.safetensors``, ``svd_xt.safetensors``,
+        ``svd_xt_1_1.safetensors``, or one ComfyUI saved): the UNet, VAE and CLIP image encoder from its
+        tensors, the scheduler and preprocessing from bundled configs (no download). ``torch_dtype`` None
+        keeps the file's dtype; ``num_frames`` None uses the detected one (25 for XT files, 14 otherwise).
+        Raises ``sgi2v.single_file.SingleFileError`` (a ``ValueError``) naming the file for anything else."""
+        from .single_file import pipeline_from_single_file
+
+        return pipeline_from_single_file(cls, path, torch_dtype=torch_dtype, num_frames=num_frames)
+
     def check_sgi2v_inputs(self, image, boxes, config, height: int, width: int, num_frames: int, num_inference_steps: int):
         """Validate everything SG-I2V adds; returns the boxes as float64 ``(N, F, 4)``."""
         self.check_inputs(image, height, width)

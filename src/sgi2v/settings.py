@@ -48,7 +48,14 @@ _LAYER_PATTERN = re.compile(r"(down_blocks\.\d+\.attentions\.\d+|mid_block\.atte
 
 
 def default_num_frames(model: str | None) -> int:
-    """Frames a model was trained for: 25 for SVD-XT, 14 otherwise."""
+    """Frames a model was trained for: 25 for SVD-XT (hub id, or a single file detected as XT), 14 otherwise."""
+    from .single_file import SingleFileError, inspect_single_file, is_single_file
+
+    if model and is_single_file(model):
+        try:
+            return inspect_single_file(model).num_frames
+        except SingleFileError:
+            return 14  # the file's problem is reported where the model is checked
     return 25 if model and model.rstrip("/").endswith("-xt") else 14
 
 
@@ -182,6 +189,11 @@ def resolve_settings(values: Mapping[str, Any], *, model: str | None = None, def
     the paper's window is moved to the number of steps. Raises ``ValueError`` naming the source,
     the setting and the value.
     """
+    if model:
+        from .single_file import check_single_file, is_single_file
+
+        if is_single_file(model):
+            check_single_file(model)  # before anything loads: a wrong file is one line naming it
     known = setting_specs()
     merged = {**_canonical(defaults or {}, known, source), **_canonical(values, known, source)}
     parsed: dict[str, Any] = {}

@@ -33,7 +33,7 @@ def plan_for(model: str, settings, config, budget_bytes: int | None = None) -> d
     from .plan import estimate
 
     device = str(resolve_device(settings.device, must_exist=False))  # the device planned for need not be here
-    dtype = resolve_dtype(settings.dtype, torch.device(device))
+    dtype = resolve_dtype(settings.dtype, torch.device(device), model)
     if budget_bytes is None and torch.device(device).type == "cuda" and torch.cuda.is_available():
         index = torch.device(device).index or 0
         if index < torch.cuda.device_count():

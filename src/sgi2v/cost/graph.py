@@ -68,6 +68,7 @@ def architecture(model: str) -> Architecture:
     from ..configs import SVD_FRAMES, svd_config
     from ..loading import ModelError, sprites_model_dir
     from ..settings import SPRITES_MODEL
+    from ..single_file import SingleFileError, is_single_file, single_file_configs
     from ..testing import TINY_MODEL_ID
 
     if model == TINY_MODEL_ID:
@@ -79,6 +80,12 @@ def architecture(model: str) -> Architecture:
     if model in SVD_FRAMES:
         return Architecture(model, svd_config("unet", SVD_FRAMES[model]), svd_config("vae"), svd_config("image_encoder"),
                             "bundled configs (sgi2v/configs/svd)")
+    if is_single_file(model):
+        try:
+            svd, configs = single_file_configs(model)
+        except SingleFileError as err:
+            raise ModelError(str(err)) from None
+        return Architecture(model, configs["unet"], configs["vae"], configs["image_encoder"], f"single file {svd.path}")
     folder = sprites_model_dir() if model == SPRITES_MODEL else Path(model).expanduser()
     if folder.is_dir():
         try:

@@ -49,8 +49,12 @@ def run(args: argparse.Namespace) -> int:
     if args.queue_size < 1:
         raise UsageError(f"--queue-size must be at least 1, got {args.queue_size}")
     logging.getLogger("sgi2v").setLevel(logging.INFO)
+    if args.model:
+        from ..loading import check_model
+
+        check_model(args.model)  # a wrong model file: one line before the server starts
     device = resolve_device(args.device)
-    dtype = resolve_dtype(args.dtype, device)
+    dtype = resolve_dtype(args.dtype, device, args.model)
     launch(model=args.model, device=device, dtype=dtype, host=args.host, port=args.port,
            max_file_size=args.max_file_size, queue_size=args.queue_size, block=True)
     return 0

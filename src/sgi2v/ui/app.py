@@ -32,6 +32,7 @@ from ..generation import Progress, Timer, generate, output_paths, prepare_inputs
 from ..loading import DEFAULT_MODEL, SPRITES_MODEL, XT_MODEL, load_pipeline, resolve_device, resolve_dtype
 from ..schema import parse_value, specs
 from ..settings import GenerationSettings, default_num_frames, native_size, resolve_settings, setting_specs
+from ..single_file import is_single_file
 from ..testing import TINY_MODEL_ID
 from ..images import load_image, to_rgb
 from ..formats import TrajectoryOptions, read_any, resolve_trajectory_options
@@ -641,7 +642,7 @@ def build_app(model: str | None = None, device: torch.device | str | None = None
 
     device = resolve_device(device) if isinstance(device, str) or device is None else torch.device(device)
     if dtype is None or isinstance(dtype, str):
-        dtype = resolve_dtype(dtype or "auto", device)
+        dtype = resolve_dtype(dtype or "auto", device, model)
     models = tuple(dict.fromkeys([m for m in (model, DEFAULT_MODEL, XT_MODEL, SPRITES_MODEL, TINY_MODEL_ID) if m]))
     start_model = model or (DEFAULT_MODEL if _svd_available() else SPRITES_MODEL)
     root = Path(root) if root is not None else Path(tempfile.mkdtemp(prefix="sgi2v-ui-"))
@@ -762,8 +763,9 @@ def _page(gr, app: AppConfig, cache: PipelineCache, models: tuple[str, ...], sta
         frames.change(lambda session, frames: view(session, frames, None), [state, frames], view_outputs, **light)
 
         def on_model(name, current_frames, current_width, current_height):
-            """A known model brings its native size and frame count (a local folder keeps the form's)."""
-            if name not in (DEFAULT_MODEL, XT_MODEL, SPRITES_MODEL):
+            """A known model brings its native size and frame count, an SVD checkpoint file its frame count and
+            SVD's size (a local folder keeps the form's)."""
+            if name not in (DEFAULT_MODEL, XT_MODEL, SPRITES_MODEL) and not is_single_file(name or ""):
                 return current_frames, current_width, current_height
             h, w = native_size(name)
             return default_num_frames(name), w, h
