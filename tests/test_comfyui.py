@@ -34,6 +34,7 @@ from sgi2v.video import draw_condition, draw_overlay
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOWS = ROOT / "docs" / "comfyui"
 # Small enough for 2 CPU cores (as conftest): 64 x 128 output, 4 frames, 4 steps, 1 optimised step.
+SVD_FIXTURE = ROOT / "tests" / "data" / "comfyui" / "svd_small_fixture.safetensors"  # saved by ComfyUI
 SMALL = {"height": 64, "width": 128, "num_frames": 4, "num_inference_steps": 4, "optimize_timesteps": "3", "iterations": 2}
 TRAJECTORY = {"boxes": [{"box": [10, 10, 40, 30], "path": [[25, 20], [55, 25]]}, {"box": [60, 5, 90, 40], "static": True}]}
 
@@ -104,10 +105,11 @@ def test_setting_inputs_are_the_declared_settings():
     loader = {**declared["required"], **declared["optional"]}
     specs = setting_specs()
     assert set(sampler) == {n for n, (_, s) in specs.items() if s.scope == "sample"}
-    assert set(loader) - {"model"} == {n for n, (_, s) in specs.items() if s.scope == "process"}
-    assert set(declared["optional"]) == {"compile"}  # added after workflows were saved: they still validate
+    assert set(loader) - {"model", "checkpoint"} == {n for n, (_, s) in specs.items() if s.scope == "process"}
+    assert set(declared["optional"]) == {"compile", "checkpoint"}  # added after workflows were saved: they still validate
+    assert declared["optional"]["checkpoint"][0] == ["none"]  # outside ComfyUI no models/checkpoints folder
     for name, (kind, options) in {**sampler, **loader}.items():
-        if name == "model":
+        if name in ("model", "checkpoint"):
             continue
         field, spec = specs[name]
         if name in ("height", "width"):  # 0: the model's own size (128 for sprites, 576 x 1024 for SVD)
@@ -258,13 +260,26 @@ def test_a_missing_model_is_a_clear_error(tmp_path):
 def test_a_model_folder_under_comfyuis_models_diffusers_is_found_by_name(tmp_path, monkeypatch, model):
     with torch.inference_mode(False):
         model.pipe.save_pretrained(tmp_path / "diffusers" / "my-svd")
-    folder_paths = types.ModuleType("folder_paths")
+    (tmp_path / "checkpoints" / "video").mkdir(parents=True)
+    shutil.copy(SVD_FIXTURE, tmp_path / "checkpoints" / "video" / "svd_xt.safetensors")
+    (tmp_path / "checkpoints" / "notes.txt").write_text("not a model")
+    folder_paths = types.ModuleType("folder_paths")  # the parts of ComfyUI's folder_paths the nodes use
     folder_paths.get_folder_paths = lambda kind: [str(tmp_path / "elsewhere"), str(tmp_path / kind)]
+    folder_paths.get_filename_list = lambda kind: sorted(
+        p.relative_to(tmp_path / kind).as_posix() for p in (tmp_path / kind).rglob("*") if p.is_file())
+    folder_paths.get_full_path = lambda kind, name: str(tmp_path / kind / name) if (tmp_path / kind / name).is_file() else None
     monkeypatch.setitem(sys.modules, "folder_paths", folder_paths)
     (loaded,) = call(LoadModel, model="my-svd", device="cpu", dtype="float32", offload=False)
     assert loaded.name == str(tmp_path / "diffusers" / "my-svd")
     for name, weight in loaded.pipe.unet.state_dict().items():
         assert torch.equal(weight, model.pipe.unet.state_dict()[name]), name
+
+    assert LoadModel.INPUT_TYPES()["optional"]["checkpoint"][0] == ["none", "video/svd_xt.safetensors"]
+    (by_list,) = call(LoadModel, model="my-svd", checkpoint="video/svd_xt.safetensors", device="cpu", dtype="float32",
+                      offload=False)
+    (by_name,) = call(LoadModel, model="video/svd_xt.safetensors", device="cpu", dtype="float32", offload=False)
+    assert by_list is by_name and by_list.name == str(tmp_path / "checkpoints" / "video" / "svd_xt.safetensors")
+    assert by_list.pipe.unet.config.num_frames == 25
 
 
 def test_install_writes_an_entry_comfyui_can_load(tmp_path):
@@ -356,21 +371,46 @@ def small_workflow(workflow: dict, image_name: str) -> dict:
     return workflow
 
 
-@contextlib.contextmanager
-def real_comfyui(example: str, tmp_path: Path):
-    """ComfyUI from COMFYUI_DIR, run by COMFYUI_PYTHON (where sgi2v is installed), in a fresh base directory where
-    ``install`` put the pack (and KJNodes from COMFYUI_DIR/custom_nodes for the SplineEditor example), with the
-    rocket image in its input folder; yields its URL and base directory. Skips without COMFYUI_DIR."""
+def _comfyui_dir() -> str:
     comfyui = os.environ.get("COMFYUI_DIR")
     if not comfyui:
         pytest.skip("COMFYUI_DIR is unset: set it to a ComfyUI checkout (and COMFYUI_PYTHON to its Python, where sgi2v "
                     "is installed) to run the example workflows in a real ComfyUI")
+    return comfyui
+
+
+def _submit(url: str, workflow: dict, minutes: float = 5) -> dict:
+    """POST a workflow and wait for its history entry."""
+    request = urllib.request.Request(f"{url}/prompt", data=json.dumps({"prompt": workflow}).encode(),
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            prompt_id = json.loads(response.read())["prompt_id"]
+    except urllib.error.HTTPError as err:
+        pytest.fail(f"ComfyUI refused the workflow: {err.read().decode()[:2000]}")
+    for _ in range(int(minutes * 120)):
+        history = _get(f"{url}/history/{prompt_id}").get(prompt_id)
+        if history and history.get("status", {}).get("completed") is not None:
+            return history
+        time.sleep(0.5)
+    pytest.fail(f"the workflow did not finish within {minutes} minutes")
+
+
+@contextlib.contextmanager
+def real_comfyui(example: str, tmp_path: Path, checkpoints: tuple = ()):
+    """ComfyUI from COMFYUI_DIR, run by COMFYUI_PYTHON (where sgi2v is installed), in a fresh base directory where
+    ``install`` put the pack (and KJNodes from COMFYUI_DIR/custom_nodes for the SplineEditor example), with the
+    rocket image in its input folder and ``checkpoints`` in models/checkpoints; yields its URL and base directory.
+    Skips without COMFYUI_DIR."""
+    comfyui = _comfyui_dir()
     kjnodes = Path(comfyui) / "custom_nodes" / "ComfyUI-KJNodes"
     if example == "sgi2v_spline_editor" and not kjnodes.is_dir():
         pytest.skip(f"{kjnodes} is absent: the SplineEditor example needs KJNodes")
     base = tmp_path / "base"
-    for folder in ("custom_nodes", "input", "output"):
+    for folder in ("custom_nodes", "input", "output", "models/checkpoints"):
         (base / folder).mkdir(parents=True)
+    for path in checkpoints:
+        shutil.copy(path, base / "models" / "checkpoints" / Path(path).name)
     install(base)
     if example == "sgi2v_spline_editor":
         (base / "custom_nodes" / kjnodes.name).symlink_to(kjnodes)
@@ -521,3 +561,93 @@ def test_real_comfyui_reports_a_missing_model_and_cancels_sampling(tmp_path):
         assert events[-1]["type"] == "execution_interrupted" and events[-1]["data"]["node_id"] == "5", events[-1]
         print(f"interrupted at step {progress[-1]['value']} of 200, {time.monotonic() - start:.0f} s after submitting")
         assert _get(f"{url}/object_info/SGI2VSampler")  # still serving
+
+
+
+def test_real_comfyui_lists_and_samples_a_single_file_checkpoint(tmp_path):
+    """Load Model lists ComfyUI's models/checkpoints; the example workflow runs on the SVD checkpoint chosen there
+    (the small one in the original layout, saved by ComfyUI)."""
+    with real_comfyui("sgi2v_only", tmp_path, checkpoints=(SVD_FIXTURE,)) as (url, base):
+        info = _get(f"{url}/object_info/SGI2VLoadModel")["SGI2VLoadModel"]
+        assert info["input"]["optional"]["checkpoint"][0] == ["none", SVD_FIXTURE.name]
+        workflow = small_workflow(json.loads((WORKFLOWS / "sgi2v_only.api.json").read_text()), "sgi2v-rocket.jpg")
+        workflow["2"]["inputs"]["checkpoint"] = SVD_FIXTURE.name
+        history = _submit(url, workflow)
+        assert history["status"]["status_str"] == "success", json.dumps(history["status"])[:3000]
+        written = [p for p in (base / "output").rglob("*") if p.suffix == ".mp4"]
+        assert written, list((base / "output").rglob("*"))
+
+
+# Run by ComfyUI's Python in its checkout: our Load Model and Sampler against ComfyUI's own memory manager, with a
+# second model (a ComfyUI ModelPatcher of 64 MB) taking turns with ours. ComfyUI on the CPU never frees memory for
+# a load (``load_models_gpu`` skips the CPU), so where a GPU would call ``free_memory(needed, device)`` this script
+# calls it the same way; everything else is ComfyUI's accounting.
+_MANAGER_SCRIPT = r"""
+import json, os, sys
+sys.path.insert(0, os.getcwd())
+fixture = sys.argv[1]
+sys.argv[1:] = ["--cpu"]
+import comfy.options
+comfy.options.enable_args_parsing()
+import torch
+import comfy.model_management as mm
+import comfy.model_patcher
+from sgi2v.comfyui.nodes import LoadModel, Sampler, Trajectory
+
+calls = []
+load_models_gpu = mm.load_models_gpu
+def spy(models, memory_required=0, **kw):
+    calls.append({"models": len(models), "memory_required": memory_required, "force_full_load": kw.get("force_full_load")})
+    return load_models_gpu(models, memory_required=memory_required, **kw)
+mm.load_models_gpu = spy
+
+def state(ours, other):
+    loaded = mm.loaded_models()
+    return {"ours": ours.patcher in loaded and ours.patcher.loaded_size() == ours.patcher.model_size(),
+            "ours_bytes": ours.patcher.loaded_size(),
+            "other": other in loaded and other.loaded_size() == other.model_size()}
+
+device = mm.get_torch_device()
+steps = []
+with torch.inference_mode():
+    (ours,) = LoadModel().load(fixture, device="auto", dtype="float32", offload=False)
+    (again,) = LoadModel().load(fixture, device="auto", dtype="float32", offload=False)
+    other = comfy.model_patcher.ModelPatcher(torch.nn.Linear(4096, 4096), load_device=device,
+                                             offload_device=mm.unet_offload_device())
+    (trajectory,) = Trajectory().build(coord_str="", trajectory_json=json.dumps(
+        {"boxes": [{"box": [10, 10, 40, 30], "path": [[25, 20], [55, 25]]}]}))
+    image = torch.rand(1, 64, 128, 3)
+    sample = dict(height=64, width=128, num_frames=4, num_inference_steps=2, optimize_timesteps="2", iterations=1)
+    steps.append(("loaded", state(ours, other)))
+    Sampler().sample(ours, image, trajectory, **sample)
+    steps.append(("sampled", state(ours, other)))
+    mm.free_memory(mm.get_free_memory(device) + other.model_size(), device)  # the other model needs the room
+    mm.load_models_gpu([other])
+    steps.append(("other loaded", state(ours, other)))
+    need = ours.patcher.model_size() + calls[0]["memory_required"]
+    mm.free_memory(mm.get_free_memory(device) + need, device)  # our next sampling needs the room
+    Sampler().sample(ours, image, trajectory, **sample)
+    steps.append(("sampled again", state(ours, other)))
+print(json.dumps({"shared": again is ours, "patcher": type(ours.patcher).__name__, "calls": calls, "steps": steps,
+                  "size": ours.patcher.model_size()}))
+"""
+
+
+def test_real_comfyuis_memory_manager_moves_our_model_and_another_in_turn(tmp_path):
+    """Our model goes through ComfyUI's memory manager: the Sampler asks load_models_gpu for the room its
+    generation needs (weights, plus the cost model's peak of the chosen mode), ComfyUI's free_memory unloads ours
+    when another model needs the room and the other when ours does, and the same model loaded twice is one copy."""
+    comfyui = _comfyui_dir()
+    out = subprocess.run([os.environ.get("COMFYUI_PYTHON", sys.executable), "-c", _MANAGER_SCRIPT, str(SVD_FIXTURE)],
+                         cwd=comfyui, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    print(json.dumps(result))
+    assert result["shared"] and result["patcher"] == "ModelPatcher"
+    ours_calls = [c for c in result["calls"] if c["force_full_load"]]
+    assert len(ours_calls) == 2 and all(c["memory_required"] > 0 for c in ours_calls)  # one per sampling
+    states = dict(result["steps"])
+    assert states["loaded"] == {"ours": False, "ours_bytes": 0, "other": False}  # waits on the offload device
+    assert states["sampled"]["ours"] and not states["sampled"]["other"]
+    assert states["other loaded"] == {"ours": False, "ours_bytes": 0, "other": True}
+    assert states["sampled again"]["ours"] and not states["sampled again"]["other"]

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,14 +48,16 @@ NO_PAN = "none"
 
 # -- values passed between the nodes ----------------------------------------------------------------
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class LoadedModel:
-    """What SG-I2V Load Model gives: the pipeline, the model's name (hub id, folder path or ``tiny-random``) and
-    whether it is offloaded to the CPU between uses."""
+    """What SG-I2V Load Model gives: the pipeline, the model's name (hub id, folder path, model file or
+    ``tiny-random``), whether it is offloaded to the CPU between uses, and, inside ComfyUI, the
+    ``comfy.model_patcher.ModelPatcher`` through which ComfyUI's memory manager moves it (None outside)."""
 
     pipe: Any
     name: str
     offload: bool = False
+    patcher: Any = None
 
 
 @dataclass(frozen=True)
@@ -229,8 +232,9 @@ def _autograd_allowed():
 
 
 def _comfy_models_folder(model: str) -> str:
-    """A model name that is a folder under ComfyUI's ``models/diffusers/`` (any of its configured paths), as that
-    folder's path; any other name as it is (outside ComfyUI too)."""
+    """A model name that is a folder under ComfyUI's ``models/diffusers/``, or a file under its
+    ``models/checkpoints/`` (any of their configured paths), as that path; any other name as it is (outside
+    ComfyUI too)."""
     try:
         import folder_paths
     except ImportError:
@@ -241,7 +245,89 @@ def _comfy_models_folder(model: str) -> str:
         candidate = Path(root) / model
         if (candidate / "model_index.json").is_file():
             return str(candidate)
+    if model.lower().endswith(SINGLE_FILE_SUFFIXES):
+        found = folder_paths.get_full_path("checkpoints", model)
+        if found:
+            return found
     return model
+
+
+NO_CHECKPOINT = "none"
+SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt")
+
+
+def _checkpoint_files() -> list[str]:
+    """The ``.safetensors`` and ``.ckpt`` files of ComfyUI's ``models/checkpoints/`` (none outside ComfyUI)."""
+    try:
+        import folder_paths
+    except ImportError:
+        return []
+    return [f for f in folder_paths.get_filename_list("checkpoints") if f.lower().endswith(SINGLE_FILE_SUFFIXES)]
+
+
+# -- ComfyUI's memory manager -----------------------------------------------------------------------
+
+def _comfy_manager():
+    """ComfyUI's ``model_management`` module when this runs inside ComfyUI (with its ``ModelPatcher``), else None."""
+    try:
+        import comfy.model_management
+        from comfy.model_management import load_models_gpu, unet_offload_device  # noqa: F401
+        from comfy.model_patcher import ModelPatcher  # noqa: F401
+    except ImportError:
+        return None
+    return comfy.model_management
+
+
+def _patcher(pipe, load_device):
+    """A ``comfy.model_patcher.ModelPatcher`` over the pipeline's UNet, VAE and image encoder, so that ComfyUI's
+    ``load_models_gpu`` and ``free_memory`` move them with its own models."""
+    import comfy.model_management
+    import comfy.model_patcher
+    import torch
+
+    class SGI2VModules(torch.nn.Module):
+        """The pipeline's modules as one module (ComfyUI sizes, moves and unloads it as a whole)."""
+
+        def __init__(self):
+            super().__init__()
+            self.unet, self.vae, self.image_encoder = pipe.unet, pipe.vae, pipe.image_encoder
+
+        def get_dtype(self):
+            return self.unet.dtype
+
+    return comfy.model_patcher.ModelPatcher(SGI2VModules(), load_device=load_device,
+                                            offload_device=comfy.model_management.unet_offload_device())
+
+
+def _activation_bytes(model: str, settings, config) -> int:
+    """Device memory a generation needs beside the weights (the cost model's peak of the mode these settings
+    run in, less the weights), for ComfyUI to free before our model moves in; 0 when it cannot be predicted."""
+    try:
+        from ..cost.cli import plan_for
+
+        plan = plan_for(model, settings, config)
+        return max(0, int(plan["modes"][plan["chosen"]]["peak_bytes"]) - int(plan["weights_bytes"]["total"]))
+    except Exception as err:  # a model whose architecture is unknown offline: ComfyUI's own minimum applies
+        import logging
+
+        logging.getLogger(__name__).warning("SG-I2V Sampler: no memory estimate for %s (%s)", model, err)
+        return 0
+
+
+def _load_on_device(model: "LoadedModel", settings, config) -> None:
+    """Before sampling: ComfyUI frees what this generation needs (its other models are unloaded as needed) and
+    moves ours onto its device, whole. Afterwards ours stays there until ComfyUI needs the room."""
+    if model.patcher is None:
+        return
+    import comfy.model_management
+
+    comfy.model_management.load_models_gpu([model.patcher], memory_required=_activation_bytes(model.name, settings, config),
+                                           force_full_load=True)
+
+
+#: Models loaded by SG-I2V Load Model and still used by the workflow, by what they were loaded with: the same
+#: model loaded twice is one copy.
+_LOADED: "weakref.WeakValueDictionary[tuple, LoadedModel]" = weakref.WeakValueDictionary()
 
 
 def _comfy_device():
@@ -277,23 +363,40 @@ class LoadModel:
         process = _inputs("process")
         # Newer settings are optional inputs, so that workflows saved before them still validate.
         optional = {name: process.pop(name) for name in OPTIONAL_PROCESS_INPUTS}
+        optional["checkpoint"] = ([NO_CHECKPOINT, *_checkpoint_files()], {
+            "default": NO_CHECKPOINT, "tooltip": "a single-file SVD checkpoint of ComfyUI's models/checkpoints/ "
+            "(svd.safetensors, svd_xt.safetensors, svd_xt_1_1.safetensors); when set, it is loaded instead of model"})
         return {"required": {"model": model, **process}, "optional": optional}
 
-    def load(self, model: str, **values) -> tuple[LoadedModel]:
+    def load(self, model: str, checkpoint: str = NO_CHECKPOINT, **values) -> tuple[LoadedModel]:
         from ..loading import load_pipeline, resolve_device, resolve_dtype
 
         source = "SG-I2V Load Model"
+        if checkpoint and checkpoint != NO_CHECKPOINT:
+            model = checkpoint
         model = model.strip()
         if not model:
-            raise ValueError(f"{source}: model: give a hub id, a local diffusers folder, sprites or tiny-random")
+            raise ValueError(f"{source}: model: give a hub id, a local diffusers folder, a model file, sprites or tiny-random")
         model = _comfy_models_folder(model)
         settings, _ = resolve_settings(values, model=model, source=source)
         device = _comfy_device() if settings.device == "auto" else resolve_device(settings.device)
+        dtype = resolve_dtype(settings.dtype, device, model)
+        key = (model, str(device), str(dtype), settings.offload, settings.compile)
+        shared = _LOADED.get(key)
+        if shared is not None:
+            return (shared,)
+        # Inside ComfyUI (and without our own offload) the model waits on ComfyUI's offload device, and ComfyUI's
+        # manager moves it onto the device when a sampler needs it.
+        manager = None if settings.offload else _comfy_manager()
+        managed = manager is not None
+        home = manager.unet_offload_device() if managed else device
         with _autograd_allowed():
-            pipe = load_pipeline(model, device=device, dtype=resolve_dtype(settings.dtype, device), offload=settings.offload)
+            pipe = load_pipeline(model, device=home, dtype=dtype, offload=settings.offload)
         if settings.compile:
             pipe.compile_unet()
-        return (LoadedModel(pipe, model, settings.offload),)
+        loaded = LoadedModel(pipe, model, settings.offload, _patcher(pipe, device) if managed else None)
+        _LOADED[key] = loaded
+        return (loaded,)
 
 
 class Trajectory:
@@ -423,7 +526,8 @@ class Sampler:
                                   source="SG-I2V Trajectory")
         progress = _ComfyProgress(settings.num_inference_steps)
         progress.check()
-        with _autograd_allowed():
+        with _autograd_allowed():  # the cost model traces a backward pass too
+            _load_on_device(model, settings, config)
             generation = generate(prepared, settings, config, model.pipe, model=model.name, callback_on_step_end=progress)
         boxes = TargetBoxes(prepared.boxes, (settings.width, settings.height))
         return frames_to_image(generation.frames), boxes, json.dumps(generation.record)
