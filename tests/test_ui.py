@@ -529,6 +529,66 @@ def test_a_signal_during_a_generation_stops_the_server_cleanly(tmp_path, browser
             process.wait()
 
 
+@pytest.mark.parametrize("signum", ["SIGINT", "SIGTERM"])
+def test_a_signal_while_a_preview_renders_stops_the_server_cleanly(tmp_path, browser, signum):
+    """The motion preview of a loaded example is being written (its temporary file is there: observed, not slept
+    for) when the signal comes: the server exits 0 within 10 s and leaves no folder or temporary file."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    import signal
+    import subprocess
+    import sys
+    import threading
+
+    from sgi2v.ui.app import EXAMPLES_DIR
+
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    port = free_port()
+    env = dict(os.environ, TMPDIR=str(scratch), PYTHONPATH=os.pathsep.join(filter(None, [str(Path(__file__).parent.parent / "src"),
+                                                                                        os.environ.get("PYTHONPATH")])))
+    process = subprocess.Popen([sys.executable, "-m", "sgi2v", "ui", "--model", "tiny-random", "--device", "cpu", "--port", str(port)],
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(process.stdout.readline, "")), daemon=True)
+    reader.start()
+    page = None
+    try:
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                page.goto(f"http://127.0.0.1:{port}/", timeout=10_000)
+                break
+            except Exception:
+                assert process.poll() is None and time.monotonic() < deadline
+                time.sleep(0.5)
+        sync_api.expect(page.locator("#status")).to_contain_text("Upload an image", timeout=60_000)
+        for elem, value in (("#num_frames", "25"), ("#width", "1024"), ("#height", "576")):  # a preview that takes a while
+            page.locator(f"{elem} input").fill(value)
+            page.locator(f"{elem} input").press("Tab")
+        page.locator("#examples img").nth(sorted(p.name for p in EXAMPLES_DIR.iterdir() if p.is_dir()).index("cat")).click()
+        deadline = time.monotonic() + 120
+        while not any(".tmp" in p.name and p.parent.name == "preview" for p in scratch.rglob("*")):
+            assert process.poll() is None and time.monotonic() < deadline, "".join(lines)[-2000:]
+            time.sleep(0.002)
+        process.send_signal(getattr(signal, signum))
+        start = time.monotonic()
+        code = process.wait(timeout=60)
+        took = time.monotonic() - start
+        reader.join(timeout=10)
+        output = "".join(lines)
+        assert code == 0, output[-3000:]
+        assert took < 10, (took, output[-2000:])
+        assert list(scratch.iterdir()) == [], (list(scratch.rglob("*")), output[-2000:])
+        assert "Traceback" not in output, output[-3000:]
+    finally:
+        if page is not None:
+            page.close()
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
 def _fast_form(page, sync_api, steps: str = "3") -> None:
     """The form set for a quick run on a CPU: 128 x 64, 4 frames, ``steps`` steps, one optimised step of 2 iterations."""
     for elem, value in (("#width", "128"), ("#height", "64"), ("#num_frames", "4"), ("#num_inference_steps", steps)):

@@ -55,8 +55,15 @@ def run(args: argparse.Namespace) -> int:
         check_model(args.model)  # a wrong model file: one line before the server starts
     device = resolve_device(args.device)
     dtype = resolve_dtype(args.dtype, device, args.model)
-    launch(model=args.model, device=device, dtype=dtype, host=args.host, port=args.port,
-           max_file_size=args.max_file_size, queue_size=args.queue_size, block=True)
+    try:
+        launch(model=args.model, device=device, dtype=dtype, host=args.host, port=args.port,
+               max_file_size=args.max_file_size, queue_size=args.queue_size, block=True)
+    finally:
+        # The server has stopped and removed its files; the process only exits now. Its last garbage collection
+        # would walk every object of torch, Gradio and the models (seconds on a busy machine): they are frozen.
+        import gc
+
+        gc.freeze()
     return 0
 
 

@@ -191,7 +191,8 @@ class ServerStopping(Exception):
 
 
 class Runs:
-    """The generations in progress, so that a stopping server can end them before it removes their folders."""
+    """The generations, model loads and previews in progress, so that a stopping server can end them (or wait for
+    them) before it removes their folders."""
 
     def __init__(self):
         self.stopping = threading.Event()
@@ -835,6 +836,12 @@ def _page(gr, app: AppConfig, cache: PipelineCache, models: tuple[str, ...], sta
         def on_preview(session: Session, drawn: str, model_name, request: gr.Request, *values):
             if session.original is None:
                 return None, ""
+            with app.runs.running():  # a stopping server waits for a preview being written, then removes its folder
+                if app.runs.stopping.is_set():
+                    return None, ""
+                return render_preview(session, drawn, model_name, request, *values)
+
+        def render_preview(session: Session, drawn: str, model_name, request: gr.Request, *values):
             try:
                 trajectory = read_editor_value(drawn)
                 if not trajectory.get("boxes") and not trajectory.get("camera"):
@@ -1003,6 +1010,11 @@ def launch(model: str | None = None, device: torch.device | str | None = None, d
             if not demo.sgi2v.runs.stop(timeout=STOP_WAIT_S):
                 logger.warning("a generation did not end within %.0f s of the stop: its folder is removed under it", STOP_WAIT_S)
             with contextlib.suppress(Exception):
+                # Open pages keep their connections, which uvicorn would wait for (Gradio gives up after 5 s): they
+                # are dropped, and uvicorn's reports of the requests it cancels are not for the user.
+                if getattr(demo, "server", None) is not None:
+                    demo.server.force_exit = True
+                    logging.getLogger("uvicorn.error").disabled = True
                 demo.close()
             demo.sgi2v.folders.remove_all()
         if own_root:
