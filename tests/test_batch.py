@@ -49,7 +49,7 @@ def _batch(manifest: Path, out: Path, processes: int = 1, **popen):
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes)] if processes > 1 else [sys.executable]
     cmd = [*launcher, "-m", "sgi2v", "batch", str(manifest), "-o", str(out), *FAST]
     if popen:
-        return subprocess.Popen(cmd, env=ENV, **popen)
+        return subprocess.Popen(cmd, **{"env": ENV, **popen})
     return subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=600)
 
 
@@ -190,6 +190,59 @@ def test_killed_run_resumes_without_loss_or_repetition(single, tmp_path):
 
     again = _batch(manifest, out)
     assert again.returncode == 0 and _counts(again.stdout) == (0, 3, 0, 3)
+
+
+# Loaded by every Python process started with its folder first on PYTHONPATH: the first rename of a video into
+# place (its record not yet written) writes a marker naming the process and waits there, so that the test can
+# SIGKILL that torchrun rank in the middle of writing a sample's outputs.
+_PAUSE_AT_WRITE = """
+import os, time
+_replace = os.replace
+_paused = []
+def replace(src, dst, *args, **kwargs):
+    result = _replace(src, dst, *args, **kwargs)
+    if str(dst).endswith(".mp4") and ".overlay." not in str(dst) and not _paused:
+        _paused.append(dst)
+        marker = os.path.join(os.environ["SGI2V_PAUSE_DIR"], f"writing-{os.getpid()}")
+        with open(marker + ".tmp", "w") as f:
+            f.write(str(dst))
+        _replace(marker + ".tmp", marker)
+        time.sleep(120)
+    return result
+os.replace = replace
+"""
+
+
+def test_a_rank_killed_mid_write_leaves_nothing_a_resume_accepts(single, tmp_path):
+    _, out_one, _ = single
+    manifest = _write_inputs(tmp_path, GOOD)
+    out, hooks = tmp_path / "out", tmp_path / "hooks"
+    hooks.mkdir()
+    (hooks / "sitecustomize.py").write_text(_PAUSE_AT_WRITE)
+    env = dict(ENV, PYTHONPATH=os.pathsep.join([str(hooks), ENV.get("PYTHONPATH", "")]), SGI2V_PAUSE_DIR=str(hooks))
+    process = _batch(manifest, out, processes=2, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    try:
+        deadline = time.monotonic() + 300
+        while not (markers := sorted(hooks.glob("writing-*[0-9]"))):
+            assert process.poll() is None, "the run ended before a rank wrote a video"
+            assert time.monotonic() < deadline, "no rank wrote a video in time"
+            time.sleep(0.02)
+        video = Path(markers[0].read_text())
+        os.kill(int(markers[0].name.split("-")[1]), signal.SIGKILL)  # that rank, between its video and its record
+        assert process.wait(timeout=120) != 0  # torchrun stops the other rank and reports the failure
+    finally:
+        process.kill()
+        process.wait()
+    assert video.exists() and not is_complete(out, video.stem)  # a video without its record: not accepted
+
+    result = _batch(manifest, out)
+    assert result.returncode == 0, result.stderr
+    assert _temporaries(out) == []
+    records = _records(out)
+    reference = _records(out_one)
+    assert {i: r["frames_sha256"] for i, r in records.items()} == {s["id"]: reference[s["id"]]["frames_sha256"] for s in GOOD}
+    assert sorted(p.name for p in out.iterdir()) == sorted(f"{s['id']}{x}" for s in GOOD
+                                                         for x in (".mp4", ".overlay.mp4", ".condition.png", ".json"))
 
 
 @pytest.mark.parametrize(
