@@ -445,20 +445,7 @@ def test_real_comfyui_runs_the_example_workflow(example, tmp_path):
     overlay's PNG frames come out."""
     with real_comfyui(example, tmp_path) as (url, base):
         workflow = small_workflow(json.loads((WORKFLOWS / f"{example}.api.json").read_text()), "sgi2v-rocket.jpg")
-        request = urllib.request.Request(f"{url}/prompt", data=json.dumps({"prompt": workflow}).encode(),
-                                         headers={"Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(request, timeout=30) as response:
-                prompt_id = json.loads(response.read())["prompt_id"]
-        except urllib.error.HTTPError as err:
-            pytest.fail(f"ComfyUI refused the workflow: {err.read().decode()[:2000]}")
-        for _ in range(600):
-            history = _get(f"{url}/history/{prompt_id}").get(prompt_id)
-            if history and history.get("status", {}).get("completed") is not None:
-                break
-            time.sleep(0.5)
-        else:
-            pytest.fail("the workflow did not finish within 5 minutes")
+        history = _submit(url, workflow)
         assert history["status"]["status_str"] == "success", json.dumps(history["status"])[:3000]
         written = sorted(p.relative_to(base / "output") for p in (base / "output").rglob("*") if p.is_file())
         print(f"ComfyUI wrote ({example}):", *written)

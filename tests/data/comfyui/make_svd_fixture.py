@@ -23,6 +23,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, os.environ["COMFYUI_DIR"])
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.argv[1:] = ["--cpu"]  # ComfyUI reads its options at import, when parsing is enabled
 import comfy.options  # noqa: E402
 
@@ -37,6 +38,7 @@ import comfy.supported_models  # noqa: E402
 import comfy.utils  # noqa: E402
 from comfy.clip_model import CLIPVisionModelProjection  # noqa: E402
 from comfy.ldm.models.autoencoder import AutoencodingEngine  # noqa: E402
+from comfy_svd import SVD_UNET  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 FRAMES = 4
@@ -94,15 +96,8 @@ def openclip_layout(sd: dict, layers: int) -> dict:
 
 def main() -> None:
     torch.manual_seed(0)
-    # what ComfyUI's model detection gives for a real SVD file (as in make_svd_keys.py), at the small size
-    unet_config = dict(image_size=32, in_channels=8, out_channels=4, model_channels=320, num_res_blocks=[2, 2, 2, 2],
-                       channel_mult=[1, 2, 4, 4], transformer_depth=[1, 1, 1, 1, 1, 1, 0, 0],
-                       transformer_depth_output=[1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0], transformer_depth_middle=1,
-                       use_linear_in_transformer=True, context_dim=1024, num_heads=-1, num_head_channels=64,
-                       adm_in_channels=768, num_classes="sequential", use_spatial_transformer=True, legacy=False,
-                       use_temporal_attention=True, use_temporal_resblock=True, extra_ff_mix_layer=True,
-                       use_spatial_context=True, merge_strategy="learned_with_images", merge_factor=0.0,
-                       video_kernel_size=[3, 1, 1], disable_temporal_crossattention=False, max_ddpm_temb_period=10000)
+    # what ComfyUI's model detection gives for a real SVD file, at the small size
+    unet_config = dict(SVD_UNET)
     unet_config.update(UNET)
     config = comfy.supported_models.SVD_img2vid(unet_config)
     config.unet_config.update(UNET)  # its unet_extra_config sets SVD's 64-wide heads over ours

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, os.environ["COMFYUI_DIR"])
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.argv[1:] = ["--cpu"]  # ComfyUI reads its options at import, when parsing is enabled
 import comfy.options  # noqa: E402
 
@@ -22,6 +23,7 @@ comfy.options.enable_args_parsing()
 import torch  # noqa: E402
 
 import comfy.clip_vision  # noqa: E402
+from comfy_svd import SVD_UNET  # noqa: E402
 from comfy.ldm.models.autoencoder import AutoencodingEngine  # noqa: E402
 
 PREFIX = "conditioner.embedders.0.open_clip.model.visual."
@@ -32,16 +34,7 @@ def shapes(module: torch.nn.Module, prefix: str) -> dict:
 
 
 with torch.device("meta"):
-    # SVD img2vid's UNet as ComfyUI's model detection configures it for a real file
-    full = dict(image_size=32, in_channels=8, out_channels=4, model_channels=320, num_res_blocks=[2, 2, 2, 2],
-                channel_mult=[1, 2, 4, 4], transformer_depth=[1, 1, 1, 1, 1, 1, 0, 0],
-                transformer_depth_output=[1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0], transformer_depth_middle=1,
-                use_linear_in_transformer=True, context_dim=1024, num_heads=-1, num_head_channels=64,
-                adm_in_channels=768, num_classes="sequential", use_spatial_transformer=True, legacy=False,
-                use_temporal_attention=True, use_temporal_resblock=True, extra_ff_mix_layer=True,
-                use_spatial_context=True, merge_strategy="learned_with_images", merge_factor=0.0,
-                video_kernel_size=[3, 1, 1], disable_temporal_crossattention=False, max_ddpm_temb_period=10000,
-                dtype=torch.float32, device=torch.device("meta"))
+    full = dict(SVD_UNET, dtype=torch.float32, device=torch.device("meta"))
     from comfy.ldm.modules.diffusionmodules.openaimodel import UNetModel
     import comfy.ops
     unet = UNetModel(**full, operations=comfy.ops.disable_weight_init)
