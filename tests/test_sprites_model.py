@@ -125,7 +125,8 @@ def test_sgi2v_steers_sprites_on_held_out_scenes(steering):
     plain, guided, seconds = steering
     assert np.isfinite(plain).all() and np.isfinite(guided).all(), (plain, guided)
     assert guided.mean() < 0.9 * plain.mean(), (plain, guided)
-    assert seconds < 180  # about 50 s on a quiet 2-core machine
+    # About 50 s on a quiet 2-core machine; a duration is not asserted: on a busy machine it is noise.
+    print(f"6 generations in {seconds:.0f} s; ObjMC plain {plain.round(2)}, SG-I2V {guided.round(2)}")
 
 
 @pytest.mark.xfail(strict=True, reason="the shipped sprites model reaches about 0.7x of plain SVD's ObjMC on these "
