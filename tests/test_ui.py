@@ -1,9 +1,11 @@
 """The web app: the prepared picture, loaded files, one generation, failures, and a real browser session (Chromium + Playwright)."""
 
+import contextlib
 import json
 import os
 import socket
 import time
+import types
 from pathlib import Path
 
 import numpy as np
@@ -463,83 +465,15 @@ def test_a_signal_while_the_server_starts_stops_it_cleanly(tmp_path, signum):
             process.wait()
 
 
-@pytest.mark.parametrize("signum,moment", [("SIGINT", "generation"), ("SIGTERM", "generation"), ("SIGINT", "model load")])
-def test_a_signal_during_a_generation_stops_the_server_cleanly(tmp_path, browser, signum, moment):
-    """A generation runs (the page shows its denoising steps), or the model starts loading (the server logs
-    it), when the signal comes (observed, not slept for): the server exits 0 within 10 s and leaves no
-    folder, temporary file or child process."""
+@contextlib.contextmanager
+def _served_page(tmp_path, browser):
+    """``sgi2v ui`` on the tiny model in a subprocess whose TMPDIR is a fresh folder, and a page showing it;
+    yields its ``process``, ``page``, ``lines`` (the server's output, filled by ``reader``) and ``scratch`` (its
+    TMPDIR). Kills the server and closes the page on the way out."""
     sync_api = pytest.importorskip("playwright.sync_api")
-    import signal
-    import subprocess
-    import sys
-
-    from sgi2v.ui.app import EXAMPLES_DIR
-
-    scratch = tmp_path / "tmp"
-    scratch.mkdir()
-    port = free_port()
-    env = dict(os.environ, TMPDIR=str(scratch), PYTHONPATH=os.pathsep.join(filter(None, [str(Path(__file__).parent.parent / "src"),
-                                                                                        os.environ.get("PYTHONPATH")])))
-    process = subprocess.Popen([sys.executable, "-m", "sgi2v", "ui", "--model", "tiny-random", "--device", "cpu", "--port", str(port)],
-                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    lines: list[str] = []
-    import threading
-
-    reader = threading.Thread(target=lambda: lines.extend(iter(process.stdout.readline, "")), daemon=True)
-    reader.start()
-    page = None
-    try:
-        url = f"http://127.0.0.1:{port}/"
-        page = browser.new_page(viewport={"width": 1280, "height": 800})
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                page.goto(url, timeout=10_000)
-                break
-            except Exception:
-                assert process.poll() is None and time.monotonic() < deadline
-                time.sleep(0.5)
-        sync_api.expect(page.locator("#status")).to_contain_text("Upload an image", timeout=60_000)
-        _fast_form(page, sync_api, steps="200")  # long enough to be caught in the middle
-        page.locator("#examples img").nth(sorted(p.name for p in EXAMPLES_DIR.iterdir() if p.is_dir()).index("cat")).click()
-        sync_api.expect(page.locator("#status")).to_contain_text("from the example 'cat'", timeout=30_000)
-        page.locator("#generate").click()
-        if moment == "generation":
-            sync_api.expect(page.locator("#video")).to_contain_text("Denoising: step", timeout=120_000)
-        else:
-            deadline = time.monotonic() + 120
-            while not any("loading tiny-random" in line for line in lines):
-                assert time.monotonic() < deadline, "".join(lines)[-2000:]
-                time.sleep(0.005)
-        process.send_signal(getattr(signal, signum))
-        start = time.monotonic()
-        code = process.wait(timeout=60)
-        took = time.monotonic() - start
-        reader.join(timeout=10)
-        output = "".join(lines)
-        assert code == 0, output[-3000:]
-        assert took < 10, (took, output[-2000:])
-        assert list(scratch.iterdir()) == [], output[-2000:]
-        assert "Traceback" not in output, output[-3000:]
-    finally:
-        if page is not None:
-            page.close()
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-
-
-@pytest.mark.parametrize("signum", ["SIGINT"])  # SIGTERM takes the same road (the generation tests have both)
-def test_a_signal_while_a_preview_renders_stops_the_server_cleanly(tmp_path, browser, signum):
-    """The motion preview of a loaded example is being written (its temporary file is there: observed, not slept
-    for) when the signal comes: the server exits 0 within 10 s and leaves no folder or temporary file."""
-    sync_api = pytest.importorskip("playwright.sync_api")
-    import signal
     import subprocess
     import sys
     import threading
-
-    from sgi2v.ui.app import EXAMPLES_DIR
 
     scratch = tmp_path / "tmp"
     scratch.mkdir()
@@ -563,30 +497,73 @@ def test_a_signal_while_a_preview_renders_stops_the_server_cleanly(tmp_path, bro
                 assert process.poll() is None and time.monotonic() < deadline
                 time.sleep(0.5)
         sync_api.expect(page.locator("#status")).to_contain_text("Upload an image", timeout=60_000)
-        for elem, value in (("#num_frames", "25"), ("#width", "1024"), ("#height", "576")):  # a preview that takes a while
-            page.locator(f"{elem} input").fill(value)
-            page.locator(f"{elem} input").press("Tab")
-        page.locator("#examples img").nth(sorted(p.name for p in EXAMPLES_DIR.iterdir() if p.is_dir()).index("cat")).click()
-        deadline = time.monotonic() + 120
-        while not any(".tmp" in p.name and p.parent.name == "preview" for p in scratch.rglob("*")):
-            assert process.poll() is None and time.monotonic() < deadline, "".join(lines)[-2000:]
-            time.sleep(0.002)
-        process.send_signal(getattr(signal, signum))
-        start = time.monotonic()
-        code = process.wait(timeout=60)
-        took = time.monotonic() - start
-        reader.join(timeout=10)
-        output = "".join(lines)
-        assert code == 0, output[-3000:]
-        assert took < 10, (took, output[-2000:])
-        assert list(scratch.iterdir()) == [], (list(scratch.rglob("*")), output[-2000:])
-        assert "Traceback" not in output, output[-3000:]
+        yield types.SimpleNamespace(process=process, page=page, lines=lines, scratch=scratch, reader=reader)
     finally:
         if page is not None:
             page.close()
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def _stops_cleanly(server, signum: str) -> None:
+    """Send ``signum`` to a :func:`_served_page` server: it exits 0 within 10 s, leaving nothing in its TMPDIR
+    and no traceback."""
+    import signal
+
+    server.process.send_signal(getattr(signal, signum))
+    start = time.monotonic()
+    code = server.process.wait(timeout=60)
+    took = time.monotonic() - start
+    server.reader.join(timeout=10)
+    output = "".join(server.lines)
+    assert code == 0, output[-3000:]
+    assert took < 10, (took, output[-2000:])
+    assert list(server.scratch.iterdir()) == [], (list(server.scratch.rglob("*")), output[-2000:])
+    assert "Traceback" not in output, output[-3000:]
+
+
+@pytest.mark.parametrize("signum,moment", [("SIGINT", "generation"), ("SIGTERM", "generation"), ("SIGINT", "model load")])
+def test_a_signal_during_a_generation_stops_the_server_cleanly(tmp_path, browser, signum, moment):
+    """A generation runs (the page shows its denoising steps), or the model starts loading (the server logs
+    it), when the signal comes (observed, not slept for): the server exits 0 within 10 s and leaves no
+    folder, temporary file or child process."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    from sgi2v.ui.app import EXAMPLES_DIR
+
+    with _served_page(tmp_path, browser) as server:
+        page = server.page
+        _fast_form(page, sync_api, steps="200")  # long enough to be caught in the middle
+        page.locator("#examples img").nth(sorted(p.name for p in EXAMPLES_DIR.iterdir() if p.is_dir()).index("cat")).click()
+        sync_api.expect(page.locator("#status")).to_contain_text("from the example 'cat'", timeout=30_000)
+        page.locator("#generate").click()
+        if moment == "generation":
+            sync_api.expect(page.locator("#video")).to_contain_text("Denoising: step", timeout=120_000)
+        else:
+            deadline = time.monotonic() + 120
+            while not any("loading tiny-random" in line for line in server.lines):
+                assert time.monotonic() < deadline, "".join(server.lines)[-2000:]
+                time.sleep(0.005)
+        _stops_cleanly(server, signum)
+
+
+@pytest.mark.parametrize("signum", ["SIGINT"])  # SIGTERM takes the same road (the generation tests have both)
+def test_a_signal_while_a_preview_renders_stops_the_server_cleanly(tmp_path, browser, signum):
+    """The motion preview of a loaded example is being written (its temporary file is there: observed, not slept
+    for) when the signal comes: the server exits 0 within 10 s and leaves no folder or temporary file."""
+    from sgi2v.ui.app import EXAMPLES_DIR
+
+    with _served_page(tmp_path, browser) as server:
+        page = server.page
+        for elem, value in (("#num_frames", "25"), ("#width", "1024"), ("#height", "576")):  # a preview that takes a while
+            page.locator(f"{elem} input").fill(value)
+            page.locator(f"{elem} input").press("Tab")
+        page.locator("#examples img").nth(sorted(p.name for p in EXAMPLES_DIR.iterdir() if p.is_dir()).index("cat")).click()
+        deadline = time.monotonic() + 120
+        while not any(".tmp" in p.name and p.parent.name == "preview" for p in server.scratch.rglob("*")):
+            assert server.process.poll() is None and time.monotonic() < deadline, "".join(server.lines)[-2000:]
+            time.sleep(0.002)
+        _stops_cleanly(server, signum)
 
 
 def _fast_form(page, sync_api, steps: str = "3") -> None:

@@ -30,6 +30,7 @@ from PIL import Image
 
 from ..schema import Spec, describe
 from ..settings import DEFAULT_MODEL, resolve_settings, setting_specs
+from ..single_file.reader import is_single_file
 from ..trajectory import CAMERA_DIRECTIONS, DEFAULT_PAN_AMOUNT, MAX_ZOOM, MIN_ZOOM, read_json_text
 
 __all__ = [
@@ -245,7 +246,7 @@ def _comfy_models_folder(model: str) -> str:
         candidate = Path(root) / model
         if (candidate / "model_index.json").is_file():
             return str(candidate)
-    if model.lower().endswith(SINGLE_FILE_SUFFIXES):
+    if is_single_file(model):
         found = folder_paths.get_full_path("checkpoints", model)
         if found:
             return found
@@ -253,7 +254,6 @@ def _comfy_models_folder(model: str) -> str:
 
 
 NO_CHECKPOINT = "none"
-SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt")
 
 
 def _checkpoint_files() -> list[str]:
@@ -262,7 +262,7 @@ def _checkpoint_files() -> list[str]:
         import folder_paths
     except ImportError:
         return []
-    return [f for f in folder_paths.get_filename_list("checkpoints") if f.lower().endswith(SINGLE_FILE_SUFFIXES)]
+    return [f for f in folder_paths.get_filename_list("checkpoints") if is_single_file(f)]
 
 
 # -- ComfyUI's memory manager -----------------------------------------------------------------------
