@@ -269,7 +269,8 @@ def test_manifest_errors_are_one_line_and_write_nothing(lines, message, tmp_path
     out = tmp_path / "out"
     assert main(["batch", str(manifest), "-o", str(out), *FAST]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith(f"sgi2v: error: {manifest}"), err
+    where = "MANIFEST: " if lines is None else ""  # a missing manifest is refused as the argument it is
+    assert len(err) == 1 and err[0].startswith(f"sgi2v: error: {where}{manifest}"), err
     assert re.search(message, err[0]), err[0]
     assert not out.exists()
 

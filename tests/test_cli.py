@@ -29,6 +29,9 @@ def test_generate_writes_everything_and_replay_reproduces(inputs, capsys):
     record = json.loads((out / "v.json").read_text())
     assert record["frames_shape"] == [4, 64, 128, 3]
     assert len(record["frames_sha256"]) == 64
+    from sgi2v.generation import file_sha256
+
+    assert record["video_sha256"] == file_sha256(video)  # the record names the very file beside it
     assert record["settings"]["seed"] == 817 and record["config"]["optimize_timesteps"] == [2]
     assert np.array(record["boxes"]).shape == (2, 4, 4)
     np.testing.assert_allclose(record["boxes"][0][0], [12.8, 12.8, 51.2, 38.4])  # rescaled 100x50 -> 128x64
@@ -102,8 +105,8 @@ def _bad(tmp_path, name, content):
         ("flipped", "needs x1 > x0", 2),
         ("nan", "expected a finite number, got nan", 2),
         ("npy shape", r"shape \(N, 2 \+ F, 2\)", 2),
-        ("unknown model", "unknown model 'no such model!'", 1),
-        ("not svd folder", "not a diffusers model folder", 1),
+        ("unknown model", "--model: no such model!: unknown model; give a hub id", 2),
+        ("not svd folder", "--model: .*: not a diffusers model folder", 2),
         ("hub offline", "hub is unreachable and the model is not in the local cache", 1),
         ("cuda absent", "CUDA is not available", 1),
         ("frames", "3 frames per path but 4", 2),
@@ -169,7 +172,7 @@ def test_console_script_subprocess(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "sgi2v", "generate", str(tmp_path / "x.png"), "--traj", "t.json", "-o",
                           str(tmp_path / "o.mp4")], capture_output=True, text=True, env=env)
     assert bad.returncode == 2
-    assert bad.stderr.strip().splitlines() == [f"sgi2v: error: {tmp_path / 'x.png'}: image not found"]
+    assert bad.stderr.strip().splitlines() == [f"sgi2v: error: IMAGE: {tmp_path / 'x.png'}: image not found"]
     assert sorted(os.listdir(tmp_path)) == []
 
 
@@ -246,9 +249,9 @@ def test_outputs_are_checked_first_and_overwrite_replaces_the_whole_set(inputs, 
 
 
 @pytest.mark.parametrize("output, message", [
-    ("folder", "is a folder; give the output video as a file name ending in .mp4"),
-    ("file-parent", "is not a folder"),
-    ("unwritable", "cannot write the outputs there"),
+    ("folder", "-o/--output: {target}: is a folder; give the output video as a file name"),
+    ("file-parent", "-o/--output: {target}: cannot be created: {target.parent} is a file, not a folder"),
+    ("unwritable", "-o/--output: {target}: cannot write the output video in /sys (Permission denied)"),
     ("suffix", "the output video must end in .mp4"),
 ])
 def test_bad_outputs_are_refused_before_the_model_loads(output, message, inputs, tmp_path, capsys, monkeypatch):
@@ -264,7 +267,7 @@ def test_bad_outputs_are_refused_before_the_model_loads(output, message, inputs,
         pytest.skip("no unwritable folder here")
     assert main(["generate", str(image), "--traj", str(traj), "-o", str(target), *FAST]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and message in err[0], err
+    assert len(err) == 1 and message.format(target=target) in err[0], err
 
 
 def test_a_negative_seed_is_refused_by_every_road(inputs, tmp_path, capsys):
@@ -370,3 +373,101 @@ def test_every_option_given_an_empty_string_is_one_line_naming_it(capsys):
         assert any(name in err[0] for name in names) and "Traceback" not in err[0], (argv, err)
         checked += 1
     assert checked > 60
+
+
+def _path_options():
+    """(command, action) of every option and argument marked as a path."""
+    for command, action in _value_options():
+        if getattr(action, "path_kind", None):
+            yield command, action
+
+
+def _unwritable_folder(tmp_path) -> Path:
+    """A folder nothing can be written in: a read-only folder, or (as root, whom permissions do not stop) /sys."""
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    folder.chmod(0o555)
+    for candidate in (folder, Path("/sys")):
+        try:
+            (candidate / "probe").touch()
+            (candidate / "probe").unlink()
+        except OSError:
+            return candidate
+    pytest.skip("no unwritable folder on this machine")
+
+
+def test_the_path_options_are_all_marked():
+    """Every option whose help says it takes a file or a folder is checked as a path (the rest are names)."""
+    from sgi2v.paths import IN_FILE, IN_FOLDER, MODEL, OUT_FILE, OUT_FOLDER
+
+    names_not_paths = {("benchmark-prepare", "frames_subdir"), ("benchmark-prepare", "masks_subdir"), ("comfyui-install", "name")}
+    marked = {(c, a.dest): a.path_kind for c, a in _path_options()}
+    for command, action in _value_options():
+        text = f"{action.help} {action.metavar}".lower()
+        if ("file" in text.split() or "folder" in text or " dir" in f" {text}") and (command, action.dest) not in names_not_paths:
+            assert (command, action.dest) in marked, (command, action.dest)
+    assert set(marked.values()) == {IN_FILE, IN_FOLDER, OUT_FILE, OUT_FOLDER, MODEL}
+    assert len(marked) >= 30
+
+
+def test_every_path_option_refuses_a_folder_a_missing_path_and_an_unwritable_place(tmp_path, monkeypatch, capsys):
+    """Every path option of every command: the wrong kind of thing (a folder for a file, a file for a folder), a
+    missing path and, for outputs, a place that cannot be written. Each is exit 2 and one line that begins with the
+    option's name, before anything loads; nothing is written."""
+    from sgi2v.paths import IN_FILE, IN_FOLDER, MODEL, OUT_FILE, OUT_FOLDER, option_label
+
+    monkeypatch.chdir(tmp_path)
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save("in.png")
+    Path("traj.json").write_text(json.dumps({"boxes": [{"box": [1, 1, 9, 9], "path": [[5, 5], [9, 9]]}]}))
+    Path("m.jsonl").write_text(json.dumps({"id": "a", "image": "in.png", "traj": "traj.json"}) + "\n")
+    for name in ("gen", "root", "comfy/custom_nodes", "a-folder", "empty-model"):
+        Path(name).mkdir(parents=True)
+    Path("a-file.txt").write_text("x")
+    unwritable = _unwritable_folder(tmp_path)
+    base = {"generate": ["in.png", "--traj", "traj.json", "-o", "o.mp4"], "preview": ["in.png", "--traj", "traj.json", "-o", "p.mp4"],
+            "batch": ["m.jsonl", "-o", "out"], "evaluate": ["--generated", "gen", "-o", "report"], "benchmark-prepare": ["root", "-o", "bench"],
+            "comfyui-install": ["comfy"], "train-sprites": ["-o", "run"], "demo": [], "estimate": [], "ui": []}
+    cases = {IN_FILE: {"folder": ("a-folder", "is a folder"), "missing": ("nowhere/x.bin", "not found")},
+             IN_FOLDER: {"file": ("a-file.txt", "is a file"), "missing": ("nowhere/x", "not found")},
+             OUT_FILE: {"folder": ("a-folder", "is a folder"), "missing": ("a-file.txt/x.mp4", "a-file.txt is a file"),
+                        "unwritable": (str(unwritable / "x.mp4"), "cannot write")},
+             OUT_FOLDER: {"file": ("a-file.txt", "is a file"), "missing": ("a-file.txt/x", "a-file.txt is a file"),
+                          "unwritable": (str(unwritable / "x"), "cannot write")},
+             MODEL: {"folder": ("empty-model", "not a diffusers model folder"), "missing": ("./nowhere/model", "model folder not found"),
+                     "file": ("a-file.txt", "is a file but not a .safetensors"), "missing file": ("x.safetensors", "model file not found")}}
+    before = sorted(str(p) for p in tmp_path.rglob("*"))
+    checked = 0
+    for command, action in _path_options():
+        label = option_label(action)
+        for case, (value, expected) in cases[action.path_kind].items():
+            argv = list(base[command])
+            if action.option_strings:
+                for flag_ in action.option_strings:
+                    if flag_ in argv:
+                        del argv[argv.index(flag_):argv.index(flag_) + 2]
+                argv = [command, *argv, action.option_strings[-1], value]
+            else:
+                first = next(i for i, a in enumerate(argv) if not a.startswith("-") and (i == 0 or not argv[i - 1].startswith("-")))
+                argv = [command, *argv[:first], value, *argv[first + 1:]]
+            code = main(argv)
+            out, err = capsys.readouterr()
+            lines = [line for line in err.splitlines() if line.strip()]
+            assert code == 2 and len(lines) == 1, (argv, code, lines)
+            assert lines[0].startswith(f"sgi2v: error: {label}: {value}: ") and expected in lines[0], (argv, lines)
+            assert "PosixPath" not in lines[0] and "Errno" not in lines[0] and "'" not in lines[0], lines
+            checked += 1
+    assert sorted(str(p) for p in tmp_path.rglob("*")) == before  # nothing written, not even a folder
+    assert checked >= 75
+
+
+def test_read_only_inputs_are_accepted(tmp_path):
+    """An input in a read-only place is fine: only outputs need to be writable."""
+    from sgi2v.paths import IN_FILE, IN_FOLDER, check_path
+
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    (folder / "in.png").write_bytes(b"x")
+    (folder / "in.png").chmod(0o444)
+    folder.chmod(0o555)
+    check_path(IN_FILE, str(folder / "in.png"), "image")
+    check_path(IN_FOLDER, str(folder), "folder")

@@ -64,11 +64,14 @@ class Entry:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``sgi2v batch`` options: the manifest, the output folder, and the ``generate`` model and sampling options."""
     from .cli import add_model_options, add_setting_options, add_trajectory_options
+    from .paths import IN_FILE, OUT_FOLDER, path_option
 
-    parser.add_argument("manifest", help="JSON lines: {\"id\": ..., \"image\": ..., \"traj\": FILE or {...}, \"seed\": ..., "
-                                         "settings...}; relative paths are relative to the manifest's folder")
-    parser.add_argument("-o", "--output", required=True, help="output folder: ID.mp4, ID.overlay.mp4, ID.condition.png, ID.json "
-                                                              "per sample, and failures.jsonl")
+    path_option(parser.add_argument("manifest", help="JSON lines: {\"id\": ..., \"image\": ..., \"traj\": FILE or {...}, \"seed\": ..., "
+                                         "settings...}; relative paths are relative to the manifest's folder"),
+                IN_FILE, "manifest")
+    path_option(parser.add_argument("-o", "--output", required=True, help="output folder: ID.mp4, ID.overlay.mp4, ID.condition.png, ID.json "
+                                                              "per sample, and failures.jsonl"),
+                OUT_FOLDER, "output folder")
     parser.add_argument("--gif", action="store_true", help="also write ID.gif")
     parser.add_argument("--collective-timeout", type=float, default=DEFAULT_COLLECTIVE_TIMEOUT_HOURS, metavar="HOURS",
                         help="how long processes wait for each other when they start and finish, in hours "

@@ -13,6 +13,7 @@ import sys
 import warnings
 from pathlib import Path
 
+from .paths import IN_FILE, IN_FOLDER, MODEL, OUT_FILE, check_path_options, path_option
 from .schema import describe, flag, specs
 from .settings import DEFAULT_MODEL, XT_MODEL, setting_specs
 
@@ -44,19 +45,22 @@ class UsageError(ValueError):
 def add_model_options(parser: argparse.ArgumentParser) -> None:
     """``--model`` and ``--xt``: which pipeline to load (not a setting of one video)."""
     g = parser.add_argument_group("model")
-    g.add_argument("--model", default=None, help=f"hub id, local SVD folder, sprites (the small shipped model trained on "
+    path_option(g.add_argument("--model", default=None, help=f"hub id, local SVD folder, sprites (the small shipped model trained on "
                    f"moving sprites, 128 x 128, offline) or tiny-random (offline, random weights); "
-                   f"default {DEFAULT_MODEL} (or {XT_MODEL} with --xt)")
+                   f"default {DEFAULT_MODEL} (or {XT_MODEL} with --xt)"), MODEL)
     g.add_argument("--xt", action="store_true", help="use SVD-XT (25 frames)")
 
 
 def add_input_options(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
     """``IMAGE`` and the trajectory's options ``--traj`` and ``--reference-dir``; returns the trajectory's group."""
-    parser.add_argument("image", nargs="?", help="the first frame (any size; resized to --width x --height)")
+    path_option(parser.add_argument("image", nargs="?", metavar="IMAGE", help="the first frame (any size; resized to --width x --height)"),
+                IN_FILE, "image")
     src = parser.add_argument_group("trajectory (one of)")
-    src.add_argument("--traj", help="trajectory file: our JSON (boxes with path, keyframes, static, scale; camera), "
-                     "SplineEditor / ATI JSON, Wan-Move tracks (.npy, .npz, .pt) or traj.npy (docs/trajectories.md)")
-    src.add_argument("--reference-dir", help="folder in the authors' format: img.png and traj.npy")
+    path_option(src.add_argument("--traj", help="trajectory file: our JSON (boxes with path, keyframes, static, scale; camera), "
+                     "SplineEditor / ATI JSON, Wan-Move tracks (.npy, .npz, .pt) or traj.npy (docs/trajectories.md)"),
+                IN_FILE, "trajectory file")
+    path_option(src.add_argument("--reference-dir", help="folder in the authors' format: img.png and traj.npy"), IN_FOLDER,
+                "reference folder")
     add_trajectory_options(parser.add_argument_group("trajectory file (with --traj)"))
     return src
 
@@ -121,8 +125,10 @@ def build_parser() -> argparse.ArgumentParser:
                          description="Make a video from an image and box trajectories. Writes OUT.mp4, OUT.overlay.mp4, "
                                      "OUT.condition.png and OUT.json (the run record) side by side.")
     src = add_input_options(gen)
-    src.add_argument("--replay", help="a run record OUT.json: redo that run and check frames_sha256")
-    gen.add_argument("-o", "--output", help="output video, .mp4 (default with --replay: RECORD.replay.mp4)")
+    path_option(src.add_argument("--replay", help="a run record OUT.json: redo that run and check frames_sha256"), IN_FILE,
+                "run record")
+    path_option(gen.add_argument("-o", "--output", help="output video, .mp4 (default with --replay: RECORD.replay.mp4)"),
+                OUT_FILE, "output video")
     gen.add_argument("--gif", action="store_true", help="also write OUT.gif")
     gen.add_argument("--overwrite", action="store_true", help="replace the outputs of an earlier run with the same name, "
                      "side files included (without it an existing output is an error)")
@@ -136,11 +142,11 @@ def build_parser() -> argparse.ArgumentParser:
                                       "offline, in under a minute on a CPU: SG-I2V's video, plain SVD's from the same noise, and "
                                       "the ObjMC of both measured on the spot by tracking the sprites. The preview written beside "
                                       "them shows the motion the trajectory asks for.")
-    demo.add_argument("-o", "--output", default="sgi2v-demo/demo.mp4", help="output video (default sgi2v-demo/demo.mp4); "
-                      "its motion preview goes beside it, as OUT.preview.mp4")
+    path_option(demo.add_argument("-o", "--output", default="sgi2v-demo/demo.mp4", help="output video (default sgi2v-demo/demo.mp4); "
+                      "its motion preview goes beside it, as OUT.preview.mp4"), OUT_FILE, "output video")
     demo.add_argument("--example", default=DEMO_EXAMPLE, help=f"bundled example name (default {DEMO_EXAMPLE}): {', '.join(list_examples())}")
     demo.add_argument("--device", default="cpu", help="device (default cpu)")
-    demo.add_argument("--model", default=None, help="sprites (default) or tiny-random (random weights: noise)")
+    path_option(demo.add_argument("--model", default=None, help="sprites (default) or tiny-random (random weights: noise)"), MODEL)
     demo.add_argument("--steps", type=int, default=DEMO_STEPS, help=f"denoising steps (default {DEMO_STEPS})")
 
     preview = sub.add_parser("preview", help="the motion a trajectory asks for, drawn from the first frame without a model",
@@ -148,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
                                          "along its path, the camera as a pan or zoom of the whole picture, static boxes pinned. "
                                          "Needs no model and no GPU; writes one video.")
     add_input_options(preview)
-    preview.add_argument("-o", "--output", help="output video, .mp4")
+    path_option(preview.add_argument("-o", "--output", help="output video, .mp4"), OUT_FILE, "output video")
     preview.add_argument("--overwrite", action="store_true", help="replace an existing output")
     preview.add_argument("--xt", action="store_true", help="as many frames as SVD-XT makes (25) unless --num-frames says")
     add_setting_options(preview, PREVIEW_SETTINGS)
@@ -411,6 +417,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="sgi2v: %(message)s")
     try:
         _refuse_empty_values(parser, args)
+        check_path_options(_command_parser(parser, args), args)
         with _quiet_warnings():
             return _run(args)
     except KeyboardInterrupt:
@@ -427,9 +434,8 @@ def main(argv: list[str] | None = None) -> int:
 def _refuse_empty_values(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """An option or argument given as an empty string (an unset shell variable, say) is an error naming it,
     for every command: no command reads an empty value as "not given"."""
-    sub = next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
-    command = sub.choices.get(getattr(args, "command", None)) if sub else None
-    for action in (command._actions if command else []):
+    command = _command_parser(parser, args)
+    for action in command._actions:
         if action.nargs == 0 or action.dest in ("help", "command"):
             continue
         value = getattr(args, action.dest, None)
@@ -438,6 +444,12 @@ def _refuse_empty_values(parser: argparse.ArgumentParser, args: argparse.Namespa
             if action.option_strings:
                 raise UsageError(f"{'/'.join(action.option_strings)}: empty value; give one, or leave the option out")
             raise UsageError(f"{action.dest.upper()}: empty; give a value")
+
+
+def _command_parser(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
+    """The parser of the command ``args`` were parsed for."""
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return sub.choices[args.command]
 
 
 def exit_code(err: BaseException) -> int:

@@ -336,7 +336,8 @@ def _alive(pid: int) -> bool:
 
 def write_outputs(paths: dict[str, Path], generation: Generation, prepared: PreparedInputs, fps: float,
                   overwrite: bool = False) -> None:
-    """Write every output under a temporary name, then rename them all (the record last: it marks completion).
+    """Write every output under a temporary name, then rename them all (the record last: it marks completion, and
+    holds the video file's SHA-256 as ``video_sha256``).
 
     On failure the temporaries are removed and nothing else changes. With ``overwrite``, files of an
     earlier run with the same name that this run does not write (an old GIF) are removed at the end.
@@ -350,7 +351,8 @@ def write_outputs(paths: dict[str, Path], generation: Generation, prepared: Prep
         "overlay": lambda: write_mp4(temporary["overlay"], draw_overlay(frames, prepared.boxes), fps),
         "condition": lambda: draw_condition(prepared.image, prepared.boxes).save(temporary["condition"], format="PNG"),
         "gif": lambda: write_gif(temporary["gif"], frames, fps),
-        "record": lambda: temporary["record"].write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8"),
+        "record": lambda: temporary["record"].write_text(
+            json.dumps(dict(record, video_sha256=file_sha256(temporary["video"])), indent=2) + "\n", encoding="utf-8"),
     }
     kind = "video"
     try:

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 import logging
 from pathlib import Path
 
 import torch
 
+from .paths import check_local_model, local_model_path
 from .settings import DEFAULT_MODEL, DTYPE_ALIASES, SPRITES_MODEL, XT_MODEL
 from .single_file import SingleFileError, inspect_single_file, is_single_file
 
@@ -19,7 +19,7 @@ logger = logging.getLogger(__name__)
 __all__ = ["ModelError", "DEFAULT_MODEL", "XT_MODEL", "SPRITES_MODEL", "resolve_device", "resolve_dtype", "load_pipeline",
            "sprites_model_dir", "model_sha256", "check_model"]
 
-SVD_PIPELINES = {"StableVideoDiffusionPipeline", "SGI2VPipeline"}
+
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
@@ -135,6 +135,7 @@ def check_model(model: str) -> None:
     """What can be known of a model before loading it: a single-file checkpoint is checked from its table of
     contents (:class:`~sgi2v.single_file.SingleFileError` naming the file otherwise); other models are
     checked when they load."""
+    check_local_model(model)
     if is_single_file(model):
         from .single_file import check_single_file
 
@@ -142,34 +143,9 @@ def check_model(model: str) -> None:
 
 
 def _from_pretrained(cls, model: str, dtype: torch.dtype):
-    path = Path(model).expanduser()
-    if path.exists() or model.startswith((".", "/", "~")) or model.count("/") > 1:
-        if path.is_file():
-            raise ModelError(f"model {model!r} is a file but not a .safetensors or .ckpt checkpoint; give an SVD "
-                             "checkpoint file or a diffusers model folder")
-        if not path.is_dir():
-            raise ModelError(f"model folder {model!r} not found")
-        index = path / "model_index.json"
-        if not index.is_file():
-            raise ModelError(f"{model!r} is not a diffusers model folder (no model_index.json); give an SVD model folder or hub id")
-        try:
-            class_name = json.loads(index.read_text()).get("_class_name")
-        except (ValueError, OSError) as err:
-            raise ModelError(f"{index}: unreadable model_index.json: {err}") from None
-        if class_name not in SVD_PIPELINES:
-            raise ModelError(f"{model!r} holds a {class_name}, not a Stable Video Diffusion model")
-        missing = [s for s in ("unet", "vae", "image_encoder", "scheduler", "feature_extractor") if not (path / s).is_dir()]
-        if missing:
-            raise ModelError(f"{model!r} is an incomplete SVD model folder: missing {', '.join(missing)}")
-        return _load(cls, str(path), dtype, model)
-    from huggingface_hub.utils import HFValidationError, validate_repo_id  # both there since huggingface_hub 0.14
-
-    try:
-        validate_repo_id(model)
-    except HFValidationError:
-        raise ModelError(f"unknown model {model!r}: give a hub id like {DEFAULT_MODEL}, a local folder, an SVD "
-                         ".safetensors file, sprites or tiny-random") from None
-    return _load(cls, model, dtype, model)
+    check_local_model(model)  # a model folder, or a valid hub id: the command line's checks and messages
+    path = local_model_path(model)
+    return _load(cls, model if path is None else str(path), dtype, model)
 
 
 def _load(cls, source: str, dtype: torch.dtype, name: str):

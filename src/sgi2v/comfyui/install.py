@@ -48,7 +48,10 @@ def install(comfyui_dir: str | os.PathLike, name: str = "sgi2v") -> Path:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("comfyui_dir", metavar="COMFYUI_DIR", help="the ComfyUI folder (or its --base-directory): the one holding custom_nodes/")
+    from ..paths import IN_FOLDER, path_option
+
+    path_option(parser.add_argument("comfyui_dir", metavar="COMFYUI_DIR", help="the ComfyUI folder (or its --base-directory): "
+                                    "the one holding custom_nodes/"), IN_FOLDER, "ComfyUI folder")
     parser.add_argument("--name", default="sgi2v", help="folder name under custom_nodes/ (default sgi2v)")
 
 

@@ -15,11 +15,13 @@ __all__ = ["add_arguments", "run", "plan_for"]
 
 def add_arguments(parser) -> None:
     from ..cli import add_model_options, add_setting_options
+    from ..paths import OUT_FILE, path_option
 
     parser.add_argument("--memory-budget", metavar="BYTES", help="device memory to plan for, e.g. 16GB (GB and GiB both mean "
                         "2^30 bytes, as GPUs are sold); default: the device's total memory when it is a CUDA device here, "
                         "else none")
-    parser.add_argument("--json", metavar="FILE", help="also write the plan as JSON (see docs/cost.md)")
+    path_option(parser.add_argument("--json", metavar="FILE", help="also write the plan as JSON (see docs/cost.md)"), OUT_FILE,
+                "plan file")
     add_model_options(parser)
     add_setting_options(parser)
 

@@ -24,18 +24,27 @@ __all__ = ["add_arguments", "run"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from ..paths import IN_FILE, IN_FOLDER, OUT_FOLDER, path_option
+
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    parser.add_argument("--generated", required=True, help="folder of generated <id>.mp4 videos and their <id>.json run records")
-    parser.add_argument("--reference", help="folder of real <id>.mp4 videos (or <id>/ frame folders), for FID and FVD")
-    parser.add_argument("--trajectories", help="folder of <id>.json trajectory or points files (default: the run records' boxes)")
-    parser.add_argument("-o", "--output", required=True, help="report folder: report.json, report.md, paths/<id>.png")
+    path_option(parser.add_argument("--generated", required=True, help="folder of generated <id>.mp4 videos and their <id>.json "
+                                    "run records"), IN_FOLDER, "generated folder")
+    path_option(parser.add_argument("--reference", help="folder of real <id>.mp4 videos (or <id>/ frame folders), for FID and "
+                                    "FVD"), IN_FOLDER, "reference folder")
+    path_option(parser.add_argument("--trajectories", help="folder of <id>.json trajectory or points files (default: the run "
+                                    "records' boxes)"), IN_FOLDER, "trajectories folder")
+    path_option(parser.add_argument("-o", "--output", required=True, help="report folder: report.json, report.md, paths/<id>.png"),
+                OUT_FOLDER, "report folder")
     parser.add_argument("--name", default="SG-I2V", help="method name in the table's row (default SG-I2V)")
     parser.add_argument("--tracker", default="lucas-kanade", choices=["lucas-kanade", "cotracker"],
                         help="point tracker for ObjMC (default lucas-kanade: OpenCV, no weights)")
-    parser.add_argument("--cotracker-checkpoint", help="local CoTracker checkpoint for --tracker cotracker: scaled_offline.pth, "
-                        "scaled_online.pth, cotracker2.pth or cotracker2v1.pth (the kind is read from the file)")
-    parser.add_argument("--fid-weights", help="FID Inception-v3 weights, pt_inception-2015-12-05-6726825d.pth (without: no FID)")
-    parser.add_argument("--fvd-weights", help="I3D Kinetics-400 weights: state dict or i3d_torchscript.pt (without: no FVD)")
+    path_option(parser.add_argument("--cotracker-checkpoint", help="local CoTracker checkpoint for --tracker cotracker: "
+                                    "scaled_offline.pth, scaled_online.pth, cotracker2.pth or cotracker2v1.pth (the kind is "
+                                    "read from the file)"), IN_FILE, "CoTracker checkpoint")
+    path_option(parser.add_argument("--fid-weights", help="FID Inception-v3 weights, pt_inception-2015-12-05-6726825d.pth "
+                                    "(without: no FID)"), IN_FILE, "FID weight file")
+    path_option(parser.add_argument("--fvd-weights", help="I3D Kinetics-400 weights: state dict or i3d_torchscript.pt "
+                                    "(without: no FVD)"), IN_FILE, "FVD I3D weight file")
     parser.add_argument("--fvd-resize", default="stretch", choices=["stretch", "center-crop"],
                         help="how frames become 224x224 for FVD: stretch (default; the TensorFlow reference's and StyleGAN-V's) "
                              "or center-crop (short side to 224, then the centre)")

@@ -26,9 +26,12 @@ __all__ = ["add_arguments", "run"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from ..paths import IN_FILE, IN_FOLDER, OUT_FOLDER, path_option
+
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    parser.add_argument("root", help="dataset folder with frame folders and mask folders per video (VIPSeg layout)")
-    parser.add_argument("-o", "--output", required=True, help="benchmark folder to write")
+    path_option(parser.add_argument("root", metavar="ROOT", help="dataset folder with frame folders and mask folders per video "
+                                    "(VIPSeg layout)"), IN_FOLDER, "dataset folder")
+    path_option(parser.add_argument("-o", "--output", required=True, help="benchmark folder to write"), OUT_FOLDER, "benchmark folder")
     parser.add_argument("--frames-subdir", default="imgs", help="folder of per-video frame folders (default imgs)")
     parser.add_argument("--masks-subdir", default="panomasks", help="folder of per-video mask folders (default panomasks)")
     parser.add_argument("--frames", type=int, default=14, help="frames per clip (default 14, SVD; 25 for SVD-XT)")
@@ -41,7 +44,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-videos", type=int, default=None, help="stop after this many videos")
     parser.add_argument("--tracker", default="lucas-kanade", choices=["lucas-kanade", "cotracker"],
                         help="tracker that follows the query points through the real videos (default lucas-kanade)")
-    parser.add_argument("--cotracker-checkpoint", help="local CoTracker checkpoint for --tracker cotracker (the kind is read from the file)")
+    path_option(parser.add_argument("--cotracker-checkpoint", help="local CoTracker checkpoint for --tracker cotracker (the kind "
+                                    "is read from the file)"), IN_FILE, "CoTracker checkpoint")
     parser.add_argument("--device", default="auto", help="device for CoTracker: auto, cpu, cuda, mps")
 
 

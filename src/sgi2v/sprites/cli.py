@@ -17,9 +17,11 @@ __all__ = ["add_arguments", "run"]
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from .config import TrainConfig
+    from ..paths import OUT_FOLDER, path_option
 
     defaults = TrainConfig()
-    parser.add_argument("-o", "--output", required=True, metavar="FOLDER", help="training folder (created; reused to resume)")
+    path_option(parser.add_argument("-o", "--output", required=True, metavar="FOLDER", help="training folder (created; reused to "
+                                    "resume)"), OUT_FOLDER, "training folder")
     parser.add_argument("--seed", type=int, default=defaults.seed, help=f"seed of the whole run (default {defaults.seed})")
     parser.add_argument("--videos", type=int, default=defaults.videos, help=f"training scenes (default {defaults.videos})")
     parser.add_argument("--vae-steps", type=int, default=defaults.vae_steps, help=f"VAE steps (default {defaults.vae_steps})")

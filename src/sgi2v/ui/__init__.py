@@ -21,9 +21,11 @@ DEFAULT_MAX_FILE_SIZE = "25mb"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``sgi2v ui``."""
-    parser.add_argument("--model", default=None, help="model selected at start: hub id, local SVD folder, sprites or "
+    from ..paths import MODEL, path_option
+
+    path_option(parser.add_argument("--model", default=None, help="model selected at start: hub id, local SVD folder, sprites or "
                         "tiny-random (offered beside the SVD and SVD-XT hub ids and sprites; the page cannot name other "
-                        "models); default SVD when its weights are in the local cache, else sprites")
+                        "models); default SVD when its weights are in the local cache, else sprites"), MODEL)
     parser.add_argument("--host", default=DEFAULT_HOST, help=f"address to listen on (default {DEFAULT_HOST}: this machine only; "
                         "see docs/ui.md for remote access through SSH)")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
