@@ -8,6 +8,7 @@ format), so that ``sgi2v generate NAME.input.png --traj NAME.trajectory.json`` w
 settings (or ``--replay NAME.json``) redoes the run from the command line.
 """
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -145,7 +146,23 @@ class SessionFolders:
         self.root = Path(root)
         self._folders: dict[str, Path] = {}
         self._ended: dict[str, None] = {}  # ordered: the oldest forgotten first
+        self._uploads: dict[str, set[Path]] = {}  # files Gradio received for each session (under root)
         self._lock = threading.Lock()
+
+    def adopt(self, session: str | None, path: str | os.PathLike) -> None:
+        """A file the server received for ``session`` (Gradio keeps uploads in folders of their own under the
+        root, named by their content): removed with the session, unless another live session uploaded it too."""
+        path = Path(path).resolve()
+        if session is None or self.root.resolve() not in path.parents:
+            return
+        with self._lock:
+            self._uploads.setdefault(session, set()).add(path)
+
+    def _drop_uploads(self, sessions: list[str]) -> list[Path]:
+        """The uploads of ``sessions`` that no other session holds (call with the lock held)."""
+        dropped = set().union(*(self._uploads.pop(s, set()) for s in sessions))
+        kept = set().union(*self._uploads.values())
+        return sorted(dropped - kept)
 
     def get(self, session: str | None) -> Path:
         """The folder of the session with this id (a browser session's hash); a new one for ``None``.
@@ -168,12 +185,17 @@ class SessionFolders:
         with self._lock:
             keys = [k for k, f in self._folders.items() if k == session or (folder is not None and f == folder)]
             removed = [self._folders.pop(k) for k in keys]
+            uploads = self._drop_uploads([*keys, *([session] if session else [])])
             for key in [*keys, *([session] if session else [])]:
                 self._ended[key] = None
             while len(self._ended) > self.ENDED_MEMORY:
                 del self._ended[next(iter(self._ended))]
         for path in removed:
             shutil.rmtree(path, ignore_errors=True)
+        for path in uploads:
+            path.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                path.parent.rmdir()  # Gradio's folder for that file, once empty
 
     def remove_all(self) -> None:
         """Remove every session's folder (the server stops)."""
@@ -188,6 +210,45 @@ class SessionFolders:
 
 class ServerStopping(Exception):
     """The server is stopping: the generation in progress ends at its next step and leaves nothing."""
+
+
+class RunCancelled(Exception):
+    """The page cancelled its generation, or was closed: the run ends at its next step and leaves nothing."""
+
+
+class Cancels:
+    """Each session's generations in progress or waiting, so that a cancelled run, or every run of a closed page, ends
+    at its next step and gives the device to the next in the queue (the queue cancels its task at once, but the
+    thread computing the run goes on until told)."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._runs: dict[str | None, set[threading.Event]] = {}
+
+    @contextlib.contextmanager
+    def run(self, session: str | None):
+        """A run of ``session``: the event that tells it to stop."""
+        event = threading.Event()
+        with self._lock:
+            self._runs.setdefault(session, set()).add(event)
+        try:
+            yield event
+        finally:
+            with self._lock:
+                runs = self._runs.get(session, set())
+                runs.discard(event)
+                if not runs:
+                    self._runs.pop(session, None)
+
+    def cancel_session(self, session: str | None) -> None:
+        """The page of ``session`` was closed: its runs stop."""
+        with self._lock:
+            for event in self._runs.get(session, ()):
+                event.set()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return sum(len(runs) for runs in self._runs.values())
 
 
 class Runs:
@@ -232,10 +293,12 @@ class AppConfig:
     root: Path  # the sessions' folders are made under it
     folders: SessionFolders = field(init=False, repr=False, compare=False)
     runs: Runs = field(init=False, repr=False, compare=False)
+    cancels: Cancels = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
         object.__setattr__(self, "folders", SessionFolders(self.root))
         object.__setattr__(self, "runs", Runs())
+        object.__setattr__(self, "cancels", Cancels())
 
     def session_dir(self, session_hash: str | None) -> Path:
         """The session's own folder (see :class:`SessionFolders`)."""
@@ -707,7 +770,9 @@ def _page(gr, app: AppConfig, cache: PipelineCache, models: tuple[str, ...], sta
                                       image_mode=None, sources=["upload", "clipboard"], elem_id="upload", height=160)
                 gallery = gr.Gallery(thumbnails, label="Examples: click one to load its image and trajectory", columns=4,
                                      height=100, allow_preview=False, elem_id="examples", interactive=False, buttons=[])
-                generate = gr.Button("Generate", variant="primary", elem_id="generate")
+                with gr.Row():
+                    generate = gr.Button("Generate", variant="primary", elem_id="generate", scale=3)
+                    stop = gr.Button("Stop", elem_id="stop", scale=1)
                 form_status = gr.Markdown("", elem_id="form-status")
                 traj_files = gr.UploadButton("Load trajectory (.json, .npy, .npz, .pt; or img.png + traj.npy)", file_count="multiple",
                                              file_types=list(TRAJECTORY_SUFFIXES), elem_id="load-trajectory", size="sm")
@@ -733,7 +798,9 @@ def _page(gr, app: AppConfig, cache: PipelineCache, models: tuple[str, ...], sta
         view_outputs = [state, scene, status]
         light = dict(concurrency_limit=None, show_progress="hidden")
 
-        def on_upload(session: Session, image, frames, w, h, fit):
+        def on_upload(session: Session, image, frames, w, h, fit, request: gr.Request):
+            if image is not None and request is not None:
+                app.folders.adopt(request.session_hash, image)
             if image is None:
                 return (*view(Session(folder=session.folder), frames, "Upload an image to start."), "", gr.update())
             try:
@@ -785,6 +852,8 @@ def _page(gr, app: AppConfig, cache: PipelineCache, models: tuple[str, ...], sta
 
         def on_files(session: Session, files, frames_value, w, h, fit, request: gr.Request, *read_values):
             session.example = None
+            for file in files or []:
+                app.folders.adopt(request.session_hash if request is not None else None, file)
             if not files:
                 return (*view(session, frames_value, None), gr.update(), gr.update(), gr.update(), gr.update(visible=False))
             try:
@@ -869,16 +938,43 @@ def _page(gr, app: AppConfig, cache: PipelineCache, models: tuple[str, ...], sta
         setting_inputs = {"model": model_box, **controls}
         names = list(setting_inputs)
 
-        def on_generate(session: Session, drawn: str, request: gr.Request, *values, progress=gr.Progress()):
+        async def on_generate(session: Session, drawn: str, request: gr.Request, *values, progress=gr.Progress()):
+            """The run, in a worker thread. When the queue cancels this event (the page's Stop, a client's cancel) the
+            thread is told to stop at its next step, and the device is held until it has: the next run in the queue
+            never shares the device with a cancelled one."""
+            key = request.session_hash if request is not None else None
+            with app.cancels.run(key) as cancelled:
+                finished = threading.Event()
+
+                def work():
+                    try:
+                        return run_generation(session, drawn, request, values, progress, cancelled)
+                    finally:
+                        finished.set()
+
+                try:
+                    return await asyncio.to_thread(work)  # a cancel ends the await at once; the thread goes on
+                except BaseException:
+                    cancelled.set()
+                    while not finished.is_set():
+                        await asyncio.sleep(0.02)
+                    raise
+
+        def run_generation(session: Session, drawn: str, request, values, progress, cancelled: threading.Event):
             settings = dict(zip(names, values))
             start = time.perf_counter()
 
             def report(done: int, total: int, desc: str) -> None:
+                if cancelled.is_set():
+                    raise RunCancelled("cancelled")
                 progress((done, total), desc=desc[:1].upper() + desc[1:], unit="steps")
 
             try:
                 session.trajectory = read_editor_value(drawn)
                 paths = generate_video(session, settings, app, cache, folder(session, request), report)
+            except RunCancelled:
+                logger.info("a generation was cancelled: it stopped and left nothing")
+                return session, None, None, None, gr.update(value="Cancelled.", elem_classes=[])
             except Exception as err:  # shown in the page; the app keeps serving
                 if not isinstance(err, (UIError, TrajectoryError, ServerStopping)):
                     logger.exception("generation failed")
@@ -890,8 +986,10 @@ def _page(gr, app: AppConfig, cache: PipelineCache, models: tuple[str, ...], sta
             return session, str(paths["video"]), str(overlay_path), files, gr.update(value=message, elem_classes=[])
 
         generate.click(None, js=SCROLL_TO_RESULTS, queue=False)
-        generate.click(on_generate, [state, editor, *setting_inputs.values()], [state, video, overlay, downloads, run_status],
-                       concurrency_limit=1, concurrency_id="device", show_progress_on=[video], scroll_to_output=True)
+        generating = generate.click(on_generate, [state, editor, *setting_inputs.values()],
+                                    [state, video, overlay, downloads, run_status], concurrency_limit=1,
+                                    concurrency_id="device", show_progress_on=[video], scroll_to_output=True)
+        stop.click(None, cancels=[generating])
 
         def on_form(*values):
             """The form's settings checked as the server will check them, as soon as one changes."""
@@ -906,6 +1004,7 @@ def _page(gr, app: AppConfig, cache: PipelineCache, models: tuple[str, ...], sta
 
         def on_unload(request: gr.Request):
             if request is not None and request.session_hash:
+                app.cancels.cancel_session(request.session_hash)  # its runs stop: nobody is there to see them
                 app.folders.remove(request.session_hash)
 
         demo.unload(on_unload)
