@@ -382,13 +382,16 @@ def main(argv=None) -> int:
     else:
         report = run_soak(args.runs)
         summary = {k: v for k, v in report.items() if k != "samples"}
-        if args.plot:
-            plot_soak(report, Path(args.plot))
     report["machine"] = machine()
     print(json.dumps(summary, indent=1))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(report, indent=1) + "\n")
+    if args.mode == "soak" and args.plot:
+        try:
+            plot_soak(report, Path(args.plot))
+        except ImportError:
+            print("no plot: matplotlib is not installed (pip install matplotlib)")
     return 0
 
 

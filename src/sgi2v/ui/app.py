@@ -1006,9 +1006,24 @@ def _page(gr, app: AppConfig, cache: PipelineCache, models: tuple[str, ...], sta
             if request is not None and request.session_hash:
                 app.cancels.cancel_session(request.session_hash)  # its runs stop: nobody is there to see them
                 app.folders.remove(request.session_hash)
+                _forget_session(demo, request.session_hash)
 
         demo.unload(on_unload)
     return demo
+
+
+def _forget_session(demo, session_hash: str) -> None:
+    """Drop Gradio's copy of a closed page's state (the page's whole configuration and its gr.State: a third of a
+    megabyte or more each), which Gradio keeps in memory for an hour, or for its last 10,000 sessions, for a reload
+    to find. Here a session ends when its page closes (its folder is gone; a reload is a new session), so a server
+    that serves many pages an hour would otherwise grow by that much for each."""
+    holder = getattr(demo, "state_holder", None)
+    sessions = getattr(holder, "session_data", None)
+    if sessions is None:
+        return
+    with contextlib.suppress(Exception), holder.lock:
+        sessions.pop(session_hash, None)
+        holder.time_last_used.pop(session_hash, None)
 
 
 def _image_input(gr, **kwargs):
@@ -1098,9 +1113,8 @@ def launch(model: str | None = None, device: torch.device | str | None = None, d
     stops it and removes the folders.
     """
     own_root = root is None
-    root = (Path(root) if root is not None else Path(tempfile.mkdtemp(prefix="sgi2v-ui-"))).resolve()
-    root.mkdir(parents=True, exist_ok=True)
-    restore = _serve_from(root)
+    given_root = root
+    made: dict[str, Any] = {}  # the root folder and how to restore Gradio's folder, once they exist
     demo = None
     leftovers = _gradio_folders_to_remove()
 
@@ -1116,12 +1130,13 @@ def launch(model: str | None = None, device: torch.device | str | None = None, d
                     logging.getLogger("uvicorn.error").disabled = True
                 demo.close()
             demo.sgi2v.folders.remove_all()
-        if own_root:
-            shutil.rmtree(root, ignore_errors=True)
+        if own_root and "root" in made:
+            shutil.rmtree(made["root"], ignore_errors=True)
         for folder in leftovers:  # the empty folders Gradio makes at start, if they were not there before
             with contextlib.suppress(OSError):
                 folder.rmdir()
-        restore()
+        if "restore" in made:
+            made.pop("restore")()
 
     # Serving until stopped: SIGTERM and Ctrl-C (SIGINT) stop the server cleanly from the first moment,
     # also while the app is still being built or starting; the clean-up runs to its end even if a second
@@ -1129,6 +1144,11 @@ def launch(model: str | None = None, device: torch.device | str | None = None, d
     stopping = _interrupted_by(signal.SIGTERM) if block else contextlib.nullcontext()
     try:
         with stopping:
+            with _signals_held():  # a signal now waits until the folder is made and known, then stops the server
+                root = (Path(given_root) if given_root is not None else Path(tempfile.mkdtemp(prefix="sgi2v-ui-"))).resolve()
+                made["root"] = root
+                root.mkdir(parents=True, exist_ok=True)
+                made["restore"] = _serve_from(root)
             demo = build_app(model=model, device=device, dtype=dtype, root=root)
             demo.sgi2v_stop = stop_serving
             demo.queue(max_size=queue_size, default_concurrency_limit=1, api_open=False)
@@ -1170,6 +1190,19 @@ def _shielded(cleanup) -> None:
             signal.signal(signum, handler)
     if interrupted:
         raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def _signals_held():
+    """SIGINT and SIGTERM are held (not lost) within the block, and delivered when it ends (main thread, POSIX)."""
+    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def stop(demo) -> None:
