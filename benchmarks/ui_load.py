@@ -20,6 +20,7 @@ Prints its figures and writes them as JSON. Linux only (it reads the server's me
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -57,12 +58,12 @@ class Server:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/"
         env = dict(os.environ, TMPDIR=str(self.tmp), GRADIO_ANALYTICS_ENABLED="False")
-        if threads:
-            env["OMP_NUM_THREADS"] = str(threads)
+        # Fewer threads: the server may use only that many cores (it sizes torch's threads by its cores).
+        limit = (lambda: os.sched_setaffinity(0, set(sorted(os.sched_getaffinity(0))[:threads]))) if threads else None
         self.log = open(self.tmp.with_suffix(".log"), "w+")
         self.proc = subprocess.Popen([sys.executable, "-m", "sgi2v", "ui", "--model", "tiny-random", "--device", "cpu",
                                       "--port", str(self.port), "--queue-size", str(queue_size)],
-                                     stdout=self.log, stderr=subprocess.STDOUT, env=env)
+                                     stdout=self.log, stderr=subprocess.STDOUT, env=env, preexec_fn=limit)
         deadline = time.monotonic() + 120
         while "Running on local URL" not in self.log_text():
             if self.proc.poll() is not None or time.monotonic() > deadline:
@@ -291,8 +292,8 @@ def run_load(sessions: int, queue_size: int) -> dict:
     }
 
 
-def run_soak(runs: int, steps: int = STEPS) -> dict:
-    server = Server(queue_size=4)
+def run_soak(runs: int, steps: int = STEPS, threads: int | None = None) -> dict:
+    server = Server(queue_size=4, threads=threads)
     samples = []
     try:
         from gradio_client import Client
@@ -363,7 +364,11 @@ def plot_soak(report: dict, path: Path) -> None:
 def machine() -> dict:
     import torch
 
-    return {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(), "torch": torch.__version__,
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        info = Path("/proc/cpuinfo").read_text()
+        cpu = re.search(r"model name\s*:\s*(.*)", info).group(1) + (" (AVX-512)" if "avx512f" in info else "")
+    return {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__,
             "python": platform.python_version(), "date": time.strftime("%Y-%m-%d %H:%M")}
 
 
@@ -373,6 +378,8 @@ def main(argv=None) -> int:
     parser.add_argument("--sessions", type=int, default=8, help="concurrent sessions (load)")
     parser.add_argument("--queue-size", type=int, default=5, help="the server's --queue-size (load)")
     parser.add_argument("--runs", type=int, default=200, help="generations back to back (soak)")
+    parser.add_argument("--steps", type=int, default=STEPS, help=f"denoising steps of each generation (default {STEPS})")
+    parser.add_argument("--threads", type=int, default=None, help="cores the server may use, and so its torch threads (default: every core)")
     parser.add_argument("--json", help="write the figures here")
     parser.add_argument("--plot", help="soak: plot memory, descriptors and files against runs here (PNG)")
     args = parser.parse_args(argv)
@@ -380,7 +387,8 @@ def main(argv=None) -> int:
         report = run_load(args.sessions, args.queue_size)
         summary = {k: v for k, v in report.items() if k != "per_session"}
     else:
-        report = run_soak(args.runs)
+        report = run_soak(args.runs, args.steps, args.threads)
+        report.update(steps=args.steps, threads=args.threads)
         summary = {k: v for k, v in report.items() if k != "samples"}
     report["machine"] = machine()
     print(json.dumps(summary, indent=1))

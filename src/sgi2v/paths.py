@@ -83,7 +83,7 @@ def _probe_write(folder: Path, value, what: str) -> None:
             pass
         probe.unlink()
     except OSError as err:
-        raise PathError(f"{value}: cannot write {what} in {folder} ({_reason(err)})") from None
+        raise PathError(f"{value}: cannot write {what} in {os.path.abspath(folder)} ({_reason(err)})") from None
 
 
 def check_output_file(value: str | os.PathLike, noun: str = "file") -> Path:
