@@ -346,23 +346,27 @@ def _value_options():
             yield command, action
 
 
+def _argv_with(command: str, base: list[str], action, value: str) -> list[str]:
+    """``command`` with its valid ``base`` arguments, the option or argument under test set to ``value``: an option
+    replaces its base value and goes last; an argument takes the place of the base's first argument."""
+    argv = list(base)
+    if action.option_strings:
+        for flag_ in action.option_strings:
+            if flag_ in argv:
+                del argv[argv.index(flag_):argv.index(flag_) + 2]
+        return [command, *argv, action.option_strings[-1], value]
+    first = next((i for i, a in enumerate(argv) if not a.startswith("-") and (i == 0 or not argv[i - 1].startswith("-"))),
+                 len(argv))
+    return [command, *argv[:first], value, *argv[first + 1:]]
+
+
 def test_every_option_given_an_empty_string_is_one_line_naming_it(capsys):
     """Every command, every option and argument that takes a value: "" gives exit 2 and one line that names it
     (argparse's own errors included: one line, no usage block)."""
     checked = 0
     for command, action in _value_options():
-        base = list(BASE_ARGS.get(command, []))
-        if action.option_strings:
-            label = action.option_strings[-1]
-            for flag in action.option_strings:  # the option under test replaces its base value
-                if flag in base:
-                    i = base.index(flag)
-                    del base[i:i + 2]
-            argv = [command, *base, label, ""]
-        else:
-            label = action.dest.upper()
-            positional = [a for a in base if not a.startswith("-")][:1]
-            argv = [command, *[a for a in base if a not in positional], ""]
+        label = action.option_strings[-1] if action.option_strings else action.dest.upper()
+        argv = _argv_with(command, BASE_ARGS.get(command, []), action, "")
         try:
             code = main(argv)
         except SystemExit as exit_:
@@ -440,15 +444,7 @@ def test_every_path_option_refuses_a_folder_a_missing_path_and_an_unwritable_pla
     for command, action in _path_options():
         label = option_label(action)
         for case, (value, expected) in cases[action.path_kind].items():
-            argv = list(base[command])
-            if action.option_strings:
-                for flag_ in action.option_strings:
-                    if flag_ in argv:
-                        del argv[argv.index(flag_):argv.index(flag_) + 2]
-                argv = [command, *argv, action.option_strings[-1], value]
-            else:
-                first = next(i for i, a in enumerate(argv) if not a.startswith("-") and (i == 0 or not argv[i - 1].startswith("-")))
-                argv = [command, *argv[:first], value, *argv[first + 1:]]
+            argv = _argv_with(command, base[command], action, value)
             code = main(argv)
             out, err = capsys.readouterr()
             lines = [line for line in err.splitlines() if line.strip()]

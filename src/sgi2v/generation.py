@@ -33,6 +33,7 @@ from .config import SGI2VConfig
 from .fitting import Fit
 from .formats import TrajectoryOptions, read_any, resolve_trajectory_options, with_timing
 from .images import load_image, to_rgb
+from .paths import existing_ancestor, probe_write
 from .settings import GenerationSettings, available_cores
 from .trajectory import parse_trajectory, read_reference_dir, reference_boxes
 from .video import draw_condition, draw_overlay, frames_sha256, to_uint8, write_gif, write_mp4
@@ -272,15 +273,11 @@ def _check_writable(files: list[Path], overwrite: bool, replaced: str) -> None:
         if path.exists() and not overwrite:
             raise ValueError(f"{path}: exists; pass --overwrite to replace {replaced}")
     parent = files[0].parent
-    existing = parent
-    while not existing.exists():
-        existing = existing.parent
+    existing = existing_ancestor(parent)
     if not existing.is_dir():
         raise ValueError(f"{parent}: cannot hold the outputs: {existing} is not a folder")
     try:
-        with open(existing / f".sgi2v-write-check-{os.getpid()}", "wb") as probe:
-            probe.close()
-            os.unlink(probe.name)
+        probe_write(existing)
     except OSError as err:
         raise ValueError(f"{parent}: cannot write the outputs there ({err.strerror or err})") from None
 

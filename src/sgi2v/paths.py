@@ -18,7 +18,7 @@ import os
 from pathlib import Path
 
 __all__ = ["PathError", "IN_FILE", "IN_FOLDER", "OUT_FILE", "OUT_FOLDER", "MODEL", "path_option", "check_path",
-           "check_path_options", "local_model_path", "check_local_model"]
+           "check_path_options", "local_model_path", "check_local_model", "existing_ancestor", "probe_write"]
 
 IN_FILE, IN_FOLDER, OUT_FILE, OUT_FOLDER, MODEL = "input file", "input folder", "output file", "output folder", "model"
 SVD_PIPELINES = ("StableVideoDiffusionPipeline", "SGI2VPipeline")
@@ -69,19 +69,25 @@ def check_input_folder(value: str | os.PathLike, noun: str = "folder") -> Path:
     return path
 
 
-def _existing_ancestor(path: Path) -> Path:
+def existing_ancestor(path: Path) -> Path:
+    """``path`` if it exists, else its nearest ancestor that does (where its missing folders would be made)."""
     existing = path
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
     return existing
 
 
-def _probe_write(folder: Path, value, what: str) -> None:
+def probe_write(folder: Path) -> None:
+    """Make and remove a file in ``folder``: ``OSError`` if nothing can be written there."""
     probe = folder / f".sgi2v-write-check-{os.getpid()}"
+    with open(probe, "wb"):
+        pass
+    probe.unlink()
+
+
+def _probe_write(folder: Path, value, what: str) -> None:
     try:
-        with open(probe, "wb"):
-            pass
-        probe.unlink()
+        probe_write(folder)
     except OSError as err:
         raise PathError(f"{value}: cannot write {what} in {os.path.abspath(folder)} ({_reason(err)})") from None
 
@@ -92,7 +98,7 @@ def check_output_file(value: str | os.PathLike, noun: str = "file") -> Path:
     path = Path(value).expanduser()
     if path.is_dir():
         raise PathError(f"{value}: is a folder; give the {noun} as a file name")
-    existing = _existing_ancestor(path.parent)
+    existing = existing_ancestor(path.parent)
     if not existing.is_dir():
         raise PathError(f"{value}: cannot be created: {existing} is a file, not a folder")
     _probe_write(existing, value, f"the {noun}")
@@ -104,7 +110,7 @@ def check_output_folder(value: str | os.PathLike, noun: str = "folder") -> Path:
     path = Path(value).expanduser()
     if path.exists() and not path.is_dir():
         raise PathError(f"{value}: is a file, not {_article(noun)}")
-    existing = _existing_ancestor(path)
+    existing = existing_ancestor(path)
     if not existing.is_dir():
         raise PathError(f"{value}: cannot be created: {existing} is a file, not a folder")
     _probe_write(existing, value, f"the {noun}")

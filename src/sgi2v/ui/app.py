@@ -246,10 +246,6 @@ class Cancels:
             for event in self._runs.get(session, ()):
                 event.set()
 
-    def __len__(self) -> int:
-        with self._lock:
-            return sum(len(runs) for runs in self._runs.values())
-
 
 class Runs:
     """The generations, model loads and previews in progress, so that a stopping server can end them (or wait for
