@@ -57,7 +57,11 @@ class Server:
         self.tmp = Path(tempfile.mkdtemp(prefix="sgi2v-ui-load-"))
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/"
-        env = dict(os.environ, TMPDIR=str(self.tmp), GRADIO_ANALYTICS_ENABLED="False")
+        # gradio_client drops a closed page's heartbeat connection only when the next heartbeat arrives (every 15 s by
+        # default), and the server learns that the page is gone from that connection; a browser drops it at once (its
+        # session's folder goes within a second of closing the tab: tests/test_ui.py). A heartbeat every second makes
+        # this harness's closed pages go about as fast as a browser's.
+        env = dict(os.environ, TMPDIR=str(self.tmp), GRADIO_ANALYTICS_ENABLED="False", GRADIO_HEARTBEAT_INTERVAL="1")
         # Fewer threads: the server may use only that many cores (it sizes torch's threads by its cores).
         limit = (lambda: os.sched_setaffinity(0, set(sorted(os.sched_getaffinity(0))[:threads]))) if threads else None
         self.log = open(self.tmp.with_suffix(".log"), "w+")
@@ -88,15 +92,39 @@ class Server:
     def session_folders(self) -> list[str]:
         return sorted(p.name for p in self.tmp.glob("sgi2v-ui-*/session-*"))
 
+    def folder_census(self) -> dict:
+        """The server folder's files by owner: the shared example thumbnails, the open sessions' folders, the folders
+        Gradio put uploads in (a page's uploads are moved under its session once used), and anything else (strays)."""
+        files = self.files()
+        owner = lambda f: ("examples" if f.split("/")[1] == "examples" else "session" if f.split("/")[1].startswith("session-")
+                           else "upload" if len(f.split("/")) == 3 else "stray")
+        return {"files": len(files), "session_folders": len(self.session_folders()),
+                "upload_folders": len({f.split("/")[1] for f in files if owner(f) == "upload"}),
+                "stray_files": [f for f in files if owner(f) == "stray"]}
+
+    stop_stacks: str | None = None
+
+    def stacks(self) -> str:
+        """The server's threads' stacks, by ``py-spy dump`` when it is installed (``pip install py-spy``)."""
+        spy = shutil.which("py-spy") or shutil.which("py-spy", path=str(Path(sys.executable).parent))
+        if spy is None:
+            return "py-spy is not installed"
+        run = subprocess.run([spy, "dump", "--pid", str(self.proc.pid)], capture_output=True, text=True, timeout=60)
+        return run.stdout + run.stderr
+
     def stop(self) -> float:
         """SIGINT, as Ctrl-C; returns the seconds it took to exit."""
         start = time.monotonic()
         self.proc.send_signal(signal.SIGINT)
         try:
-            self.proc.wait(30)
+            self.proc.wait(10)
         except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+            self.stop_stacks = self.stacks()  # where a slow stop spends its time
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
         seconds = time.monotonic() - start
         self.log.close()
         Path(self.log.name).unlink(missing_ok=True)
@@ -163,17 +191,31 @@ def run_session(url: str, index: int, role: str, image: Path, info: dict, t0: fl
     def mark(name):
         result.times[name] = round(time.monotonic() - t0, 3)
 
+    def ask(*args, api_name):
+        """A quick request (upload, preview); refused while the queue is full, it is asked again, as a user would."""
+        deadline = time.monotonic() + retry_for
+        while True:
+            try:
+                return client.predict(*args, api_name=api_name)
+            except Exception as err:
+                if "Queue is full" not in str(err) or time.monotonic() > deadline:
+                    raise
+                result.refusals.append(" ".join(str(err).split()))
+                time.sleep(2.0)
+
     client = Client(url, verbose=False)
     try:
         mark("open")
-        client.predict(handle_file(str(image)), FRAMES, WIDTH, HEIGHT, "stretch", api_name="/on_upload")
+        ask(handle_file(str(image)), FRAMES, WIDTH, HEIGHT, "stretch", api_name="/on_upload")
         mark("uploaded")
         for edit in range(2):
             drawn = drawing(index, shift=4.0 * edit)
-            preview, status = client.predict(drawn, "tiny-random", FRAMES, WIDTH, HEIGHT, "stretch", 7, api_name="/on_preview")
+            preview, status = ask(drawn, "tiny-random", FRAMES, WIDTH, HEIGHT, "stretch", 7, api_name="/on_preview")
             if not preview:
                 raise RuntimeError(f"no preview: {status}")
         mark("previewed")
+        if role == "cancel-queued":
+            time.sleep(2.0)  # after the others have asked: the device is taken, so this one waits in the queue
         deadline = time.monotonic() + retry_for
         while True:
             job = client.submit(*generate_args(drawn, 100 + index, info, steps), api_name="/on_generate")
@@ -188,7 +230,7 @@ def run_session(url: str, index: int, role: str, image: Path, info: dict, t0: fl
                 if update.code in (Status.PROCESSING, Status.PROGRESS) and not started:
                     started = True
                     mark("started")
-                if role == "cancel-queued" and update.code == Status.IN_QUEUE and update.rank is not None and update.rank > 0:
+                if role == "cancel-queued" and update.code == Status.IN_QUEUE and update.rank is not None:
                     job.cancel()
                     mark("cancelled")
                     result.outcome = "cancelled while waiting"
@@ -259,7 +301,7 @@ def run_load(sessions: int, queue_size: int) -> dict:
         for thread in threads:
             thread.join(600)
         wall = time.monotonic() - t0
-        time.sleep(3)  # closed pages are noticed by the server's heartbeat
+        time.sleep(3)  # late events of closed pages (a preview) come and go
         deadline = time.monotonic() + 30
         while info_server.session_folders() and time.monotonic() < deadline:
             time.sleep(0.5)
@@ -273,9 +315,13 @@ def run_load(sessions: int, queue_size: int) -> dict:
     done = [r for r in results if r and r.outcome == "finished"]
     finishes = sorted(r.times["finished"] for r in done)
     waits = [r.times["started"] - r.times["submitted"] for r in done if "started" in r.times]
+    def next_start_after(moment):
+        return min((r.times["started"] for r in results if "started" in r.times and r.times["started"] > moment), default=None)
+
     cancel = next(r for r in results if r.role == "cancel-running")
-    next_start = min((r.times["started"] for r in results if "started" in r.times and r.times["started"] > cancel.times.get("cancelled", 1e9)),
-                     default=None)
+    next_start = next_start_after(cancel.times.get("cancelled", 1e9))
+    closer = next(r for r in results if r.role == "close-page")
+    after_close = next_start_after(closer.times.get("closed", 1e9))
     return {
         "sessions": sessions, "queue_size": queue_size, "wall_s": round(wall, 1),
         "finished": len(done), "videos_matching_their_record": sum(bool(r.video_sha_ok) for r in done),
@@ -284,9 +330,10 @@ def run_load(sessions: int, queue_size: int) -> dict:
         "queue_positions_shown": {r.index: r.ranks for r in results if r.ranks},
         "refusal_messages": sorted({m for r in results for m in r.refusals}),
         "cancelled_run_freed_device_after_s": round(next_start - cancel.times["cancelled"], 2) if next_start and "cancelled" in cancel.times else None,
+        "closed_page_run_freed_device_after_s": round(after_close - closer.times["closed"], 2) if after_close and "closed" in closer.times else None,
         "cancelled_runs_logged": log.count("a generation was cancelled"),
         "session_folders_left_after_all_pages_closed": left,
-        "server_stop_s": round(stop_s, 2),
+        "server_stop_s": round(stop_s, 2), "server_stop_stacks": info_server.stop_stacks,
         "errors": [r.error for r in results if r and r.error],
         "per_session": [asdict(r) for r in results if r],
     }
@@ -311,11 +358,10 @@ def run_soak(runs: int, steps: int = STEPS, threads: int | None = None) -> dict:
                 failures.append({"run": k, "outcome": result.outcome, "error": result.error})
             time.sleep(0.2)
             samples.append({"run": k + 1, "t_s": round(time.monotonic() - t0, 1), "rss_mb": round(server.rss_mb(), 1),
-                            "fds": server.fds(), "files": len(server.files()), "session_folders": len(server.session_folders())})
+                            "fds": server.fds(), **server.folder_census()})
             if (k + 1) % 10 == 0:
                 print(f"soak: {k + 1}/{runs} runs, rss {samples[-1]['rss_mb']} MB, fds {samples[-1]['fds']}, "
                       f"files {samples[-1]['files']}", flush=True)
-        time.sleep(3)
         deadline = time.monotonic() + 30
         while server.session_folders() and time.monotonic() < deadline:
             time.sleep(0.5)
@@ -335,7 +381,7 @@ def run_soak(runs: int, steps: int = STEPS, threads: int | None = None) -> dict:
         "rss_growth_after_20_pct": round(100 * (max(rss) - ref["rss_mb"]) / ref["rss_mb"], 1),
         "fds_after_20": ref["fds"], "fds_max_after_20": max(s["fds"] for s in later), "fds_last": samples[-1]["fds"],
         "files_max": max(s["files"] for s in samples), "files_after_all_pages_closed": files_after,
-        "server_stop_s": round(stop_s, 2), "samples": samples,
+        "server_stop_s": round(stop_s, 2), "server_stop_stacks": server.stop_stacks, "samples": samples,
     }
 
 
