@@ -176,6 +176,31 @@ def test_console_script_subprocess(tmp_path):
     assert sorted(os.listdir(tmp_path)) == []
 
 
+def test_output_into_a_closed_pipe_ends_quietly():
+    """`sgi2v examples | head -1`: once the reader has gone, the command stops without a message (exit 141, as a
+    process ended by SIGPIPE). The pipe's reader is closed before the command writes, so it always finds it gone."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        result = subprocess.run([sys.executable, "-m", "sgi2v", "examples"], stdout=write_end, stderr=subprocess.PIPE,
+                                text=True, env=dict(os.environ, HF_HUB_OFFLINE="1"), timeout=120)
+    finally:
+        os.close(write_end)
+    assert (result.returncode, result.stderr) == (141, "")
+
+
+def test_a_broken_pipe_elsewhere_is_an_error(monkeypatch, capsys):
+    """A pipe other than standard output (ffmpeg's, say) breaking is a failure like any other, with its message."""
+    import sgi2v.cli as cli
+
+    def broken(args):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(cli, "_run", broken)
+    assert main(["examples"]) == 1
+    assert capsys.readouterr().err == "sgi2v: error: [Errno 32] Broken pipe\n"
+
+
 def test_bundled_examples_parse_and_demo_runs(tmp_path, capsys):
     from sgi2v.cli import example_files, list_examples
     from sgi2v.trajectory import load_image, load_trajectory

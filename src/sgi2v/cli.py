@@ -419,16 +419,37 @@ def main(argv: list[str] | None = None) -> int:
         _refuse_empty_values(parser, args)
         check_path_options(_command_parser(parser, args), args)
         with _quiet_warnings():
-            return _run(args)
+            code = _run(args)
+        sys.stdout.flush()  # output that a closed pipe refuses shows here, not as a report at the interpreter's exit
+        return code
     except KeyboardInterrupt:
         print("sgi2v: interrupted", file=sys.stderr)
         return 130
     except Exception as err:
+        if isinstance(err, BrokenPipeError) and _stdout_closed():
+            # The reader of our output has gone (`sgi2v examples | head -1`): stop quietly, as a process ended by
+            # SIGPIPE does (another broken pipe, ffmpeg's say, is an error like any other).
+            with contextlib.suppress(OSError, ValueError, AttributeError):
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 141
         code = exit_code(err)
         if code == 1 and os.environ.get("SGI2V_DEBUG"):
             raise
         print(f"sgi2v: error: {one_line(err)}", file=sys.stderr)
         return code
+
+
+def _stdout_closed() -> bool:
+    """Whether standard output is a pipe whose reader has gone (POSIX)."""
+    import select
+
+    try:
+        fd = sys.stdout.fileno()
+        poller = select.poll()
+    except (AttributeError, OSError, ValueError):
+        return False
+    poller.register(fd, select.POLLOUT)
+    return any(events & select.POLLERR for _, events in poller.poll(0))
 
 
 def _refuse_empty_values(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
