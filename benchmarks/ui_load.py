@@ -54,6 +54,10 @@ class Server:
     """``sgi2v ui`` in its own process, with its own temporary folder."""
 
     def __init__(self, queue_size: int, threads: int | None = None):
+        if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+            # Started in the background by a script, this process ignores SIGINT, and the server would inherit that
+            # (an ignored signal stays ignored across exec) and not stop on the Ctrl-C that stop() sends it.
+            signal.signal(signal.SIGINT, signal.default_int_handler)
         self.tmp = Path(tempfile.mkdtemp(prefix="sgi2v-ui-load-"))
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/"

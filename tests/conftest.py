@@ -1,5 +1,6 @@
 import json
 import os
+import signal
 
 import numpy as np
 import pytest
@@ -7,6 +8,14 @@ import torch
 from PIL import Image
 
 from sgi2v.testing import tiny_pipeline
+
+def pytest_configure(config):
+    # A test run started in the background by a script (`... &` in sh) inherits SIGINT ignored, and so would every
+    # server the tests start (an ignored signal stays ignored across exec): the tests that press Ctrl-C on a server
+    # would then find it deaf. Handled again, SIGINT reaches the children as it does from a terminal.
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
 
 # Small enough for 2 CPU cores: 64 x 128 pixels -> 8 x 16 latent cells, 4 frames, few steps.
 H, W, FRAMES, STEPS = 64, 128, 4, 6
