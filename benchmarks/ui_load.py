@@ -319,6 +319,7 @@ def run_load(sessions: int, queue_size: int) -> dict:
     done = [r for r in results if r and r.outcome == "finished"]
     finishes = sorted(r.times["finished"] for r in done)
     waits = [r.times["started"] - r.times["submitted"] for r in done if "started" in r.times]
+
     def next_start_after(moment):
         return min((r.times["started"] for r in results if "started" in r.times and r.times["started"] > moment), default=None)
 

@@ -9,6 +9,7 @@ from PIL import Image
 
 from sgi2v.testing import tiny_pipeline
 
+
 def pytest_configure(config):
     # A test run started in the background by a script (`... &` in sh) inherits SIGINT ignored, and so would every
     # server the tests start (an ignored signal stays ignored across exec): the tests that press Ctrl-C on a server
