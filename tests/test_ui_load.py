@@ -79,3 +79,52 @@ def test_twenty_generations_back_to_back_leak_nothing(tmp_path):
     assert all(f.split("/")[1] == "examples" for f in left), left  # the shared thumbnails only: no page's uploads
     rss = [s["rss_mb"] for s in samples]
     assert max(rss[10:]) <= 1.10 * rss[9], rss
+
+
+def test_a_full_queue_refuses_runs_but_not_uploads_or_previews(tmp_path):
+    """With the device busy and the queue full (``--queue-size 1``), a new run is refused at once with Gradio's
+    message; an upload and an edit's preview from another page are still answered (only runs wait in the queue)."""
+    from gradio_client import Client, handle_file
+    from gradio_client.client import Status
+
+    server = ui_load.Server(queue_size=1)
+    clients = []
+    try:
+        info = _api(server)
+        image = tmp_path / "in.png"
+        ui_load.make_image(image, 0)
+        drawn = ui_load.drawing(0)
+
+        def page():
+            clients.append(Client(server.url, verbose=False))
+            ui_load.direct(clients[-1], "/on_upload", handle_file(str(image)), ui_load.FRAMES,
+                           ui_load.WIDTH, ui_load.HEIGHT, "stretch")
+            return clients[-1]
+
+        def submit(client):
+            return client.submit(*ui_load.generate_args(drawn, 1, info, steps=1000), api_name="/on_generate")
+
+        running = submit(page())
+        deadline = time.monotonic() + 120
+        while running.status().code not in (Status.PROCESSING, Status.PROGRESS) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert running.status().code in (Status.PROCESSING, Status.PROGRESS), running.status()  # the device is taken
+        waiting = submit(page())
+        deadline = time.monotonic() + 60
+        while waiting.status().code != Status.IN_QUEUE and time.monotonic() < deadline:
+            time.sleep(0.05)  # the queue is full
+        assert waiting.status().code == Status.IN_QUEUE, waiting.status()
+        refused = submit(page())
+        with pytest.raises(Exception, match="Queue is full"):
+            refused.result(timeout=60)
+        other = page()  # its upload is answered...
+        preview, status = ui_load.direct(other, "/on_preview", drawn, "tiny-random", ui_load.FRAMES,
+                                         ui_load.WIDTH, ui_load.HEIGHT, "stretch", 7)
+        assert preview and Path(preview["path"]).stat().st_size > 0, status  # ...and so is its preview
+        assert running.status().code in (Status.PROCESSING, Status.PROGRESS)  # the run went on meanwhile
+        running.cancel()
+        waiting.cancel()
+    finally:
+        for client in clients:
+            client.close()
+        server.stop()

@@ -33,7 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dtype", default="auto", help="auto (fp16 on GPU, fp32 on CPU), fp32, fp16, bf16")
     parser.add_argument("--max-file-size", default=DEFAULT_MAX_FILE_SIZE,
                         help=f"largest upload accepted, e.g. 10mb (default {DEFAULT_MAX_FILE_SIZE})")
-    parser.add_argument("--queue-size", type=int, default=20, help="most requests waiting for the device at once (default 20)")
+    parser.add_argument("--queue-size", type=int, default=20,
+                        help="most generations waiting for the device at once; uploads and previews never wait (default 20)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -792,7 +792,9 @@ def _page(gr, app: AppConfig, cache: PipelineCache, models: tuple[str, ...], sta
 
         editor, scene = block.editor, block.scene
         view_outputs = [state, scene, status]
-        light = dict(concurrency_limit=None, show_progress="hidden")
+        # Everything but a generation skips the queue: the queue holds only runs waiting for the device, so its limit
+        # (--queue-size) refuses runs, never an upload, an edit's preview or a form check.
+        light = dict(queue=False, show_progress="hidden")
 
         def on_upload(session: Session, image, frames, w, h, fit, request: gr.Request):
             if image is not None and request is not None:
@@ -928,8 +930,7 @@ def _page(gr, app: AppConfig, cache: PipelineCache, models: tuple[str, ...], sta
 
         preview_inputs = [state, editor, model_box, frames, width, height, image_fit, controls["fps"]]
         for trigger in (editor.change, scene.change):  # after each finished edit (not each mouse move), a new picture or size
-            trigger(on_preview, preview_inputs, [preview, preview_status], trigger_mode="always_last",
-                    concurrency_limit=2, concurrency_id="preview", show_progress="hidden")
+            trigger(on_preview, preview_inputs, [preview, preview_status], trigger_mode="always_last", **light)
 
         setting_inputs = {"model": model_box, **controls}
         names = list(setting_inputs)
