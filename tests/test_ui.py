@@ -465,6 +465,56 @@ def test_a_signal_while_the_server_starts_stops_it_cleanly(tmp_path, signum):
             process.wait()
 
 
+def test_a_second_ctrl_c_while_the_server_stops_still_leaves_nothing(tmp_path):
+    """Ctrl-C, and Ctrl-C again as soon as the server says it is stopping (observed, not slept for): the clean-up
+    runs to its end all the same; the command exits 130 (or 0 if it had already finished) within 10 s, with no
+    folder or temporary file left and no traceback."""
+    pytest.importorskip("gradio")
+    import signal
+    import subprocess
+    import sys
+    import threading
+    import urllib.request
+
+    port = free_port()
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    env = dict(os.environ, TMPDIR=str(scratch), PYTHONPATH=os.pathsep.join(filter(None, [str(Path(__file__).parent.parent / "src"),
+                                                                                        os.environ.get("PYTHONPATH")])))
+    process = subprocess.Popen([sys.executable, "-m", "sgi2v", "ui", "--model", "tiny-random", "--device", "cpu", "--port", str(port)],
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(process.stdout.readline, "")), daemon=True)
+    reader.start()
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5):
+                    break
+            except OSError:
+                assert process.poll() is None and time.monotonic() < deadline, "".join(lines)[-2000:]
+                time.sleep(0.5)
+        process.send_signal(signal.SIGINT)
+        start = time.monotonic()
+        while not any("stopping the server" in line for line in lines) and process.poll() is None:
+            assert time.monotonic() - start < 10, "".join(lines)[-2000:]
+            time.sleep(0.001)
+        process.send_signal(signal.SIGINT)
+        code = process.wait(timeout=60)
+        took = time.monotonic() - start
+        reader.join(timeout=10)
+        output = "".join(lines)
+        assert code in (130, 0), output[-3000:]
+        assert took < 10, (took, output[-2000:])
+        assert list(scratch.iterdir()) == [], (list(scratch.rglob("*")), output[-2000:])
+        assert "Traceback" not in output, output[-3000:]
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
 @contextlib.contextmanager
 def _served_page(tmp_path, browser):
     """``sgi2v ui`` on the tiny model in a subprocess whose TMPDIR is a fresh folder, and a page showing it;
