@@ -395,30 +395,54 @@ def test_every_bundled_example_loads_its_image_and_trajectory(tmp_path):
         assert session.prepared.size == (128, 64)
 
 
+def _ui_process(scratch: Path, port: int):
+    """``sgi2v ui`` on the tiny model in a subprocess whose TMPDIR is ``scratch``; its output (text, stderr
+    included) in ``process.stdout``."""
+    import subprocess
+    import sys
+
+    env = dict(os.environ, TMPDIR=str(scratch), PYTHONPATH=os.pathsep.join(filter(None, [str(Path(__file__).parent.parent / "src"),
+                                                                                        os.environ.get("PYTHONPATH")])))
+    return subprocess.Popen([sys.executable, "-m", "sgi2v", "ui", "--model", "tiny-random", "--device", "cpu", "--port", str(port)],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _read_lines(process):
+    """The process's output lines as they come (a list filled by the returned daemon thread)."""
+    import threading
+
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(process.stdout.readline, "")), daemon=True)
+    reader.start()
+    return lines, reader
+
+
+def _wait_until_served(process, port: int, lines: list[str] | None = None) -> None:
+    """Wait (up to 180 s) until the server answers on ``port``; fails with its output if it exits first."""
+    import urllib.request
+
+    deadline = time.monotonic() + 180
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5):
+                return
+        except OSError:
+            output = "".join(lines) if lines is not None else process.stdout.read() if process.poll() is not None else ""
+            assert process.poll() is None and time.monotonic() < deadline, output[-2000:]
+            time.sleep(0.5)
+
+
 @pytest.mark.parametrize("signum", ["SIGINT", "SIGTERM"])
 def test_the_server_removes_its_folders_when_stopped(tmp_path, signum):
     pytest.importorskip("gradio")
     import signal
-    import subprocess
-    import sys
-    import urllib.request
 
     port = free_port()
     scratch = tmp_path / "tmp"
     scratch.mkdir()
-    env = dict(os.environ, TMPDIR=str(scratch), PYTHONPATH=os.pathsep.join(filter(None, [str(Path(__file__).parent.parent / "src"),
-                                                                                        os.environ.get("PYTHONPATH")])))
-    process = subprocess.Popen([sys.executable, "-m", "sgi2v", "ui", "--model", "tiny-random", "--device", "cpu", "--port", str(port)],
-                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    process = _ui_process(scratch, port)
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5):
-                    break
-            except OSError:
-                assert process.poll() is None and time.monotonic() < deadline, process.stdout.read().decode()[-2000:]
-                time.sleep(1)
+        _wait_until_served(process, port)
         roots = [p for p in scratch.iterdir() if p.name.startswith("sgi2v-ui-")]
         assert len(roots) == 1 and (roots[0] / "examples").is_dir()  # the server's folder, with what it serves
         process.send_signal(getattr(signal, signum))
@@ -437,24 +461,19 @@ def test_a_signal_while_the_server_starts_stops_it_cleanly(tmp_path, signum):
     still building the app and starting: exit 0 within 10 s, nothing left behind."""
     pytest.importorskip("gradio")
     import signal
-    import subprocess
-    import sys
 
     scratch = tmp_path / "tmp"
     scratch.mkdir()
-    env = dict(os.environ, TMPDIR=str(scratch), PYTHONPATH=os.pathsep.join(filter(None, [str(Path(__file__).parent.parent / "src"),
-                                                                                        os.environ.get("PYTHONPATH")])))
-    process = subprocess.Popen([sys.executable, "-m", "sgi2v", "ui", "--model", "tiny-random", "--device", "cpu",
-                                "--port", str(free_port())], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    process = _ui_process(scratch, free_port())
     try:
         deadline = time.monotonic() + 120
         while not any(p.name.startswith("sgi2v-ui-") for p in scratch.iterdir()):
-            assert process.poll() is None and time.monotonic() < deadline, process.stdout.read().decode()[-2000:]
+            assert process.poll() is None and time.monotonic() < deadline, process.stdout.read()[-2000:]
             time.sleep(0.01)
         process.send_signal(getattr(signal, signum))
         start = time.monotonic()
         code = process.wait(timeout=30)
-        output = process.stdout.read().decode()
+        output = process.stdout.read()
         assert code == 0, output[-2000:]
         assert time.monotonic() - start < 10
         assert list(scratch.iterdir()) == [], output[-2000:]
@@ -471,30 +490,14 @@ def test_a_second_ctrl_c_while_the_server_stops_still_leaves_nothing(tmp_path):
     folder or temporary file left and no traceback."""
     pytest.importorskip("gradio")
     import signal
-    import subprocess
-    import sys
-    import threading
-    import urllib.request
 
     port = free_port()
     scratch = tmp_path / "tmp"
     scratch.mkdir()
-    env = dict(os.environ, TMPDIR=str(scratch), PYTHONPATH=os.pathsep.join(filter(None, [str(Path(__file__).parent.parent / "src"),
-                                                                                        os.environ.get("PYTHONPATH")])))
-    process = subprocess.Popen([sys.executable, "-m", "sgi2v", "ui", "--model", "tiny-random", "--device", "cpu", "--port", str(port)],
-                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(iter(process.stdout.readline, "")), daemon=True)
-    reader.start()
+    process = _ui_process(scratch, port)
+    lines, reader = _read_lines(process)
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5):
-                    break
-            except OSError:
-                assert process.poll() is None and time.monotonic() < deadline, "".join(lines)[-2000:]
-                time.sleep(0.5)
+        _wait_until_served(process, port, lines)
         process.send_signal(signal.SIGINT)
         start = time.monotonic()
         while not any("stopping the server" in line for line in lines) and process.poll() is None:
@@ -521,20 +524,12 @@ def _served_page(tmp_path, browser):
     yields its ``process``, ``page``, ``lines`` (the server's output, filled by ``reader``) and ``scratch`` (its
     TMPDIR). Kills the server and closes the page on the way out."""
     sync_api = pytest.importorskip("playwright.sync_api")
-    import subprocess
-    import sys
-    import threading
 
     scratch = tmp_path / "tmp"
     scratch.mkdir()
     port = free_port()
-    env = dict(os.environ, TMPDIR=str(scratch), PYTHONPATH=os.pathsep.join(filter(None, [str(Path(__file__).parent.parent / "src"),
-                                                                                        os.environ.get("PYTHONPATH")])))
-    process = subprocess.Popen([sys.executable, "-m", "sgi2v", "ui", "--model", "tiny-random", "--device", "cpu", "--port", str(port)],
-                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(iter(process.stdout.readline, "")), daemon=True)
-    reader.start()
+    process = _ui_process(scratch, port)
+    lines, reader = _read_lines(process)
     page = None
     try:
         page = browser.new_page(viewport={"width": 1280, "height": 800})
