@@ -543,6 +543,9 @@ def _served_page(tmp_path, browser):
                 time.sleep(0.5)
         sync_api.expect(page.locator("#status")).to_contain_text("Upload an image", timeout=60_000)
         yield types.SimpleNamespace(process=process, page=page, lines=lines, scratch=scratch, reader=reader)
+    except Exception as err:  # whatever failed (a page that waited in vain, too), the report shows what the server said
+        err.add_note("the server's output (last 3,000 characters):\n" + "".join(lines)[-3000:])
+        raise
     finally:
         if page is not None:
             page.close()
@@ -560,6 +563,7 @@ def _stops_cleanly(server, signum: str) -> None:
     start = time.monotonic()
     code = server.process.wait(timeout=60)
     took = time.monotonic() - start
+    print(f"{signum}: the server exited {code} after {took:.2f} s")  # shown with pytest -rP: the margin under load
     server.reader.join(timeout=10)
     output = "".join(server.lines)
     assert code == 0, output[-3000:]
