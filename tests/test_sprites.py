@@ -272,6 +272,39 @@ def test_train_sprites_writes_a_model_both_pipelines_load(tmp_path):
         train_sprites(tmp_path / "run", dataclasses.replace(config, seed=5))
 
 
+def test_a_run_can_be_extended_by_more_unet_steps_and_nothing_else(tmp_path):
+    import shutil
+
+    from sgi2v.sprites.train import train_sprites
+
+    torch.set_num_threads(1)
+    config = dataclasses.replace(TINY, vae_steps=2, unet_steps=2)
+    run, copy = tmp_path / "run", tmp_path / "copy"
+    train_sprites(run, config, half=False)
+    copy.mkdir()
+    for name in ("vae.pt", "unet.pt"):
+        shutil.copy(run / name, copy / name)
+    before = torch.load(run / "unet.pt", weights_only=True)
+    stored = (run / "train_config.json").read_text()
+    with pytest.raises(ValueError, match=r"other settings \(seed 0 there, 5 asked, unet_steps 2 there, 4 asked\)"):
+        train_sprites(run, dataclasses.replace(config, unet_steps=4, seed=5))
+    with pytest.raises(ValueError, match="unet_steps: the run has 2; it can be extended, not shortened, got 1"):
+        train_sprites(run, dataclasses.replace(config, unet_steps=1))
+    assert (run / "train_config.json").read_text() == stored
+
+    longer = dataclasses.replace(config, unet_steps=4)
+    train_sprites(run, longer, half=False)
+    after = torch.load(run / "unet.pt", weights_only=True)
+    assert before["step"] == 2 and after["step"] == 4
+    assert not all(torch.equal(before["model"][k], after["model"][k]) for k in after["model"])
+    assert json.loads((run / "train_config.json").read_text())["unet_steps"] == 4
+    assert json.loads((run / "report.json").read_text())["extended"] == [[2, 4]]
+    # the same as continuing the copied checkpoints in a fresh folder (how the shipped model was made)
+    train_sprites(copy, longer, half=False)
+    copied = torch.load(copy / "unet.pt", weights_only=True)
+    assert all(torch.equal(after[part][k], copied[part][k]) for part in ("model", "ema") for k in after[part])
+
+
 def test_train_sprites_command_refuses_bad_values_before_training(tmp_path, capsys):
     from sgi2v.cli import main
 

@@ -348,12 +348,27 @@ def _shape_area(shape: str, size: float) -> float:
     return math.pi * size * size / 4 if shape == "disc" else size * size
 
 
+def _check_extension(config_path: Path, previous: dict, wanted: dict) -> None:
+    """Accept a stored run's settings changing only by more UNet steps (the run is extended), else raise."""
+    changed = sorted(k for k in set(previous) | set(wanted) if previous.get(k) != wanted.get(k))
+    if changed != ["unet_steps"]:
+        listed = ", ".join(f"{k} {previous.get(k)} there, {wanted.get(k)} asked" for k in changed)
+        raise ValueError(f"{config_path}: the folder holds a run with other settings ({listed}); use another folder, or "
+                         "only more UNet steps to extend it")
+    if wanted["unet_steps"] < previous["unet_steps"]:
+        raise ValueError(f"{config_path}: unet_steps: the run has {previous['unet_steps']}; it can be extended, not "
+                         f"shortened, got {wanted['unet_steps']}")
+
+
 def train_sprites(folder: str | Path, config: TrainConfig = TrainConfig(), device: str | torch.device = "cpu",
                   half: bool = True) -> Path:
     """Train every component and write a diffusers model folder to ``folder/model``; returns its path.
 
     ``folder`` keeps the checkpoints (``vae.pt``, ``unet.pt``), the log (``train_log.jsonl``) and the
     encoded data cache; calling again with the same folder and config resumes where it stopped.
+    Calling it with more ``unet_steps`` extends the run: the UNet continues from its last
+    checkpoint, its learning rate following the cosine of the new total from that step on (a warm
+    restart), and the log records the extension. Any other change of settings is refused.
     ``half`` saves the weights in float16 (the shipped model's form).
     """
     from diffusers import StableVideoDiffusionPipeline
@@ -362,13 +377,16 @@ def train_sprites(folder: str | Path, config: TrainConfig = TrainConfig(), devic
     folder.mkdir(parents=True, exist_ok=True)
     device = torch.device(device)
     config_path = folder / "train_config.json"
+    log = _Log(folder / "train_log.jsonl")
+    wanted = json.loads(json.dumps(config.to_dict()))
     if config_path.exists():
         previous = json.loads(config_path.read_text())
-        if previous != json.loads(json.dumps(config.to_dict())):
-            raise ValueError(f"{config_path}: the folder holds a run with other settings; use another folder")
+        if previous != wanted:
+            _check_extension(config_path, previous, wanted)
+            log.write(phase="extended", unet_steps_from=previous["unet_steps"], unet_steps_to=config.unet_steps)
+            config_path.write_text(json.dumps(wanted, indent=1))
     else:
-        config_path.write_text(json.dumps(config.to_dict(), indent=1))
-    log = _Log(folder / "train_log.jsonl")
+        config_path.write_text(json.dumps(wanted, indent=1))
     started = time.perf_counter()
     components = build_components(config)
     seeds = np.arange(config.videos)
@@ -404,6 +422,7 @@ def train_sprites(folder: str | Path, config: TrainConfig = TrainConfig(), devic
     report = {"seconds": round(seconds, 1), "vae_seconds": round(vae_seconds, 1), "unet_seconds": round(unet_seconds, 1),
               "device": str(device), "threads": torch.get_num_threads(), "scaling_factor": scaling_factor,
               "unet_loss": unet_loss[-1] if unet_loss else None, "vae": vae, "config": config.to_dict(),
+              "extended": [[r["unet_steps_from"], r["unet_steps_to"]] for r in losses if r.get("phase") == "extended"],
               "note": "seconds of this call only; a resumed run's earlier time is in train_log.jsonl"}
     (folder / "report.json").write_text(json.dumps(report, indent=1))
     log.write(phase="done", seconds=round(seconds, 1))
