@@ -284,6 +284,8 @@ def test_a_run_can_be_extended_by_more_unet_steps_and_nothing_else(tmp_path):
     copy.mkdir()
     for name in ("vae.pt", "unet.pt"):
         shutil.copy(run / name, copy / name)
+    stale = torch.load(run / "encoded.pt", weights_only=True)
+    torch.save({**stale, "latents": stale["latents"] + 1, "vae_digest": "0" * 64}, copy / "encoded.pt")
     before = torch.load(run / "unet.pt", weights_only=True)
     stored = (run / "train_config.json").read_text()
     with pytest.raises(ValueError, match=r"other settings \(seed 0 there, 5 asked, unet_steps 2 there, 4 asked\)"):
@@ -299,10 +301,14 @@ def test_a_run_can_be_extended_by_more_unet_steps_and_nothing_else(tmp_path):
     assert not all(torch.equal(before["model"][k], after["model"][k]) for k in after["model"])
     assert json.loads((run / "train_config.json").read_text())["unet_steps"] == 4
     assert json.loads((run / "report.json").read_text())["extended"] == [[2, 4]]
-    # the same as continuing the copied checkpoints in a fresh folder (how the shipped model was made)
+    # the same as continuing the copied checkpoints in a fresh folder (how the shipped model was made), where a
+    # cache made by another VAE is not used: so the extension's cached data equal the data encoded again
     train_sprites(copy, longer, half=False)
     copied = torch.load(copy / "unet.pt", weights_only=True)
     assert all(torch.equal(after[part][k], copied[part][k]) for part in ("model", "ema") for k in after[part])
+    cached = [[r["cached"] for r in map(json.loads, (folder / "train_log.jsonl").read_text().splitlines())
+               if r["phase"] == "encoded"] for folder in (run, copy)]
+    assert cached == [[False, True], [False]]
 
 
 def test_train_sprites_command_refuses_bad_values_before_training(tmp_path, capsys):

@@ -24,6 +24,7 @@ ends with the same weights as an uninterrupted one (same device and thread count
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -145,6 +146,32 @@ def _resume(ckpt: Path, model, opt, device, name: str) -> tuple[int, dict]:
     opt.load_state_dict(state["optimizer"])
     logger.info("%s: resuming at step %d", name, state["step"])
     return state["step"], state
+
+
+def _checkpoint_step(ckpt: Path) -> int:
+    """The step a phase's checkpoint was saved at (0 when there is none)."""
+    return torch.load(ckpt, map_location="cpu", weights_only=True)["step"] if ckpt.exists() else 0
+
+
+def _state_digest(model: torch.nn.Module) -> str:
+    """SHA-256 of a model's weights (names, shapes, dtypes and bytes): which VAE encoded the cached data."""
+    h = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        t = tensor.detach().cpu().contiguous().reshape(-1)
+        h.update(f"{name}:{tuple(t.shape)}:{t.dtype};".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def _load_encoded(cache: Path, digest: str) -> dict | None:
+    """The encoded training data kept by an earlier call, if that VAE's weights are the ones given."""
+    if not cache.exists():
+        return None
+    data = torch.load(cache, map_location="cpu", weights_only=True)
+    if data.get("vae_digest") != digest:
+        logger.info("%s: encoded by another VAE; encoding again", cache)
+        return None
+    return data
 
 
 def _ema_update(ema: dict, model: torch.nn.Module, decay: float) -> None:
@@ -365,7 +392,9 @@ def train_sprites(folder: str | Path, config: TrainConfig = TrainConfig(), devic
     """Train every component and write a diffusers model folder to ``folder/model``; returns its path.
 
     ``folder`` keeps the checkpoints (``vae.pt``, ``unet.pt``), the log (``train_log.jsonl``) and the
-    encoded data cache; calling again with the same folder and config resumes where it stopped.
+    encoded training data (``encoded.pt``, used again while the VAE's weights are the same, so a
+    resumed UNet phase renders and encodes nothing); calling again with the same folder and config
+    resumes where it stopped.
     Calling it with more ``unet_steps`` extends the run: the UNet continues from its last
     checkpoint, its learning rate following the cosine of the new total from that step on (a warm
     restart), and the log records the extension. Any other change of settings is refused.
@@ -390,19 +419,29 @@ def train_sprites(folder: str | Path, config: TrainConfig = TrainConfig(), devic
     started = time.perf_counter()
     components = build_components(config)
     seeds = np.arange(config.videos)
-    logger.info("rendering %d training scenes", len(seeds))
-    frames, masks = _render_data(config, seeds)
+    cache = folder / "encoded.pt"
+    frames = masks = None
+    if not (_checkpoint_step(folder / "vae.pt") >= config.vae_steps and cache.exists()):
+        logger.info("rendering %d training scenes", len(seeds))
+        frames, masks = _render_data(config, seeds)
     t = time.perf_counter()
-    train_vae(components["vae"], frames, masks, config, folder, device, log)
+    train_vae(components["vae"], frames, masks, config, folder, device, log)  # a finished VAE is only loaded
     vae_seconds = time.perf_counter() - t
     vae = vae_report(components["vae"], height=config.height, width=config.width, num_frames=config.num_frames)
     log.write(phase="vae_done", seconds=round(vae_seconds, 1), **vae)
-    pipe = StableVideoDiffusionPipeline(**components).to(device)
-    data = encode_dataset(pipe, frames, config, device)
+    digest = _state_digest(components["vae"])
+    data = _load_encoded(cache, digest)
+    if data is None:
+        if frames is None:
+            frames, _ = _render_data(config, seeds)
+        pipe = StableVideoDiffusionPipeline(**components).to(device)
+        data = encode_dataset(pipe, frames, config, device)
+        _save(cache, {**data, "vae_digest": digest})
     del frames, masks
     scaling_factor = float(1 / data["latents"].std())
     components["vae"].register_to_config(scaling_factor=scaling_factor)
-    log.write(phase="encoded", scaling_factor=scaling_factor, seconds=round(time.perf_counter() - started, 1))
+    log.write(phase="encoded", scaling_factor=scaling_factor, cached="vae_digest" in data,
+              seconds=round(time.perf_counter() - started, 1))
     t = time.perf_counter()
     ema = train_unet(components["unet"], data, scaling_factor, config, folder, device, log)
     unet_seconds = time.perf_counter() - t
