@@ -48,7 +48,6 @@ PINNED_SCENES_SHA256 = "864371226fa82403e3fdb4f492c4e7f23733cc79305a5a892bfc5790
 def test_boxes_match_the_pixels(seed):
     scene = render_scene(seed)
     assert 1 <= len(scene.shapes) <= 3
-    background = scene.frames.reshape(-1, 3).astype(float)
     for i, shape in enumerate(scene.shapes):
         size = float(scene.sizes[i])
         assert MIN_SIZE <= size <= MAX_SIZE
@@ -184,7 +183,7 @@ TINY = TrainConfig(videos=6, num_frames=4, vae_steps=4, vae_batch_videos=1, vae_
 
 
 def _data(config):
-    from sgi2v.sprites.train import _render_data, build_components, encode_dataset
+    from sgi2v.sprites.train import _render_data, build_components
     from diffusers import StableVideoDiffusionPipeline
 
     components = build_components(config)
@@ -193,7 +192,7 @@ def _data(config):
 
 
 def test_a_few_steps_lower_the_loss_on_a_fixed_batch(tmp_path):
-    from sgi2v.sprites.train import _Log, _step_generator, encode_dataset, train_unet, train_vae, unet_step_loss, vae_step_loss
+    from sgi2v.sprites.train import _Log, encode_dataset, train_unet, train_vae, unet_step_loss, vae_step_loss
 
     torch.set_num_threads(1)
     config = dataclasses.replace(TINY, vae_steps=25, unet_steps=25, vae_lr=1e-3, unet_lr=1e-3, checkpoint_every=100)
