@@ -40,7 +40,7 @@ from .scene import render_scene
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["TrainConfig", "train_sprites", "build_components", "vae_report", "vae_step_loss", "unet_step_loss",
+__all__ = ["TrainConfig", "train_sprites", "build_components", "vae_report", "vae_step_loss", "unet_step_loss", "v_loss",
            "train_vae", "train_unet", "encode_dataset", "TRAIN_SEED_LIMIT"]
 
 def build_components(config: TrainConfig, seed: int | None = None) -> dict:
@@ -264,7 +264,6 @@ def unet_step_loss(unet, data: dict, scaling_factor: float, config: TrainConfig,
     latents, cond, clip = data["latents"], data["cond"], data["clip"]
     num_videos, batch = len(latents), config.unet_batch
     sigma_lo, sigma_hi = math.log(0.002), math.log(700.0)
-    time_ids = torch.tensor([ADDED_TIME_IDS] * batch, device=device)
     vid = torch.randint(0, num_videos, (batch,), generator=g)
     reverse = torch.rand(batch, generator=g) < 0.5
     x0 = latents[vid].clone()
@@ -277,13 +276,25 @@ def unet_step_loss(unet, data: dict, scaling_factor: float, config: TrainConfig,
     embedding = embedding * (1 - drop)[:, None, None]
     log_sigma = (config.p_mean + config.p_std * torch.randn(batch, generator=g)).clamp(sigma_lo, sigma_hi)
     noise = torch.randn(x0.shape, generator=g)
-    x0 = (x0 * scaling_factor).to(device)
+    return v_loss(unet, x0 * scaling_factor, image_latent, embedding, log_sigma, noise, device)
+
+
+def v_loss(unet, x0: torch.Tensor, image_latent: torch.Tensor, embedding: torch.Tensor, log_sigma: torch.Tensor,
+           noise: torch.Tensor, device, reduction: str = "mean") -> torch.Tensor:
+    """The v-prediction MSE of clean scaled latents ``x0`` (B, F, 4, h, w) noised to ``log_sigma`` (B,) with
+    ``noise``, given the unscaled image latent (B, 4, h, w) and CLIP embedding (B, 1, D), fed as the SVD pipeline
+    feeds the UNet. ``reduction="none"`` gives one value per video."""
+    batch = len(x0)
+    time_ids = torch.tensor([ADDED_TIME_IDS] * batch, device=device)
+    x0 = x0.to(device)
     sigma = log_sigma.exp().to(device).view(batch, 1, 1, 1, 1)
     z = x0 + sigma * noise.to(device)
     c_in = 1 / (sigma**2 + 1).sqrt()
     model_in = torch.cat([z * c_in, image_latent.to(device)[:, None].expand(-1, x0.shape[1], -1, -1, -1)], dim=2)
     target = (z / (sigma**2 + 1) - x0) * (sigma**2 + 1).sqrt() / sigma
     pred = unet(model_in, (0.25 * log_sigma).to(device), embedding.to(device), added_time_ids=time_ids).sample
+    if reduction == "none":
+        return (pred - target).square().flatten(1).mean(1)
     return F.mse_loss(pred, target)
 
 
