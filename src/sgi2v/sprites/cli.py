@@ -26,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--videos", type=int, default=defaults.videos, help=f"training scenes (default {defaults.videos})")
     parser.add_argument("--vae-steps", type=int, default=defaults.vae_steps, help=f"VAE steps (default {defaults.vae_steps})")
     parser.add_argument("--unet-steps", type=int, default=defaults.unet_steps, help=f"UNet steps (default {defaults.unet_steps}); "
-                        "more than an existing run in FOLDER had extends it from its last checkpoint")
+                        "more than the run already in -o had extends that run from its last checkpoint")
     parser.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads of torch (default: every core)")
     parser.add_argument("--full-precision", action="store_true", help="save float32 weights (default: float16, as shipped)")
