@@ -24,7 +24,6 @@ ends with the same weights as an uninterrupted one (same device and thread count
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -35,6 +34,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..generation import file_sha256
 from .config import ADDED_TIME_IDS, TRAIN_SEED_LIMIT, TrainConfig
 from .scene import render_scene
 
@@ -153,18 +153,8 @@ def _checkpoint_step(ckpt: Path) -> int:
     return torch.load(ckpt, map_location="cpu", weights_only=True)["step"] if ckpt.exists() else 0
 
 
-def _state_digest(model: torch.nn.Module) -> str:
-    """SHA-256 of a model's weights (names, shapes, dtypes and bytes): which VAE encoded the cached data."""
-    h = hashlib.sha256()
-    for name, tensor in model.state_dict().items():
-        t = tensor.detach().cpu().contiguous().reshape(-1)
-        h.update(f"{name}:{tuple(t.shape)}:{t.dtype};".encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return h.hexdigest()
-
-
 def _load_encoded(cache: Path, digest: str) -> dict | None:
-    """The encoded training data kept by an earlier call, if that VAE's weights are the ones given."""
+    """The encoded training data kept by an earlier call, if the VAE checkpoint that encoded them has SHA-256 ``digest``."""
     if not cache.exists():
         return None
     data = torch.load(cache, map_location="cpu", weights_only=True)
@@ -403,7 +393,7 @@ def train_sprites(folder: str | Path, config: TrainConfig = TrainConfig(), devic
     """Train every component and write a diffusers model folder to ``folder/model``; returns its path.
 
     ``folder`` keeps the checkpoints (``vae.pt``, ``unet.pt``), the log (``train_log.jsonl``) and the
-    encoded training data (``encoded.pt``, used again while the VAE's weights are the same, so a
+    encoded training data (``encoded.pt``, used again while the VAE checkpoint is the same, so a
     resumed UNet phase renders and encodes nothing); calling again with the same folder and config
     resumes where it stopped.
     Calling it with more ``unet_steps`` extends the run: the UNet continues from its last
@@ -440,7 +430,7 @@ def train_sprites(folder: str | Path, config: TrainConfig = TrainConfig(), devic
     vae_seconds = time.perf_counter() - t
     vae = vae_report(components["vae"], height=config.height, width=config.width, num_frames=config.num_frames)
     log.write(phase="vae_done", seconds=round(vae_seconds, 1), **vae)
-    digest = _state_digest(components["vae"])
+    digest = file_sha256(folder / "vae.pt")  # the finished VAE's checkpoint, whose weights were just loaded
     data = _load_encoded(cache, digest)
     if data is None:
         if frames is None:
