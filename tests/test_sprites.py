@@ -310,9 +310,52 @@ def test_a_run_can_be_extended_by_more_unet_steps_and_nothing_else(tmp_path):
     assert cached == [[False, True], [False]]
 
 
+def test_a_run_can_take_the_vae_of_a_trained_model_and_train_a_wider_unet(tmp_path):
+    from safetensors.torch import load_file
+
+    from sgi2v.generation import file_sha256
+    from sgi2v.sprites.train import train_sprites
+
+    torch.set_num_threads(1)
+    first = dataclasses.replace(TINY, vae_steps=2, unet_steps=2)
+    source = train_sprites(tmp_path / "first", first, half=False)
+    wide = dataclasses.replace(TINY, vae_steps=0, unet_steps=2, vae_from=str(source), unet_channels=(32, 64, 64, 96),
+                               unet_heads=(2, 4, 4, 6))
+    out = train_sprites(tmp_path / "wide", wide)
+    vae_file = source / "vae" / "diffusion_pytorch_model.safetensors"
+    theirs, ours = load_file(str(vae_file)), load_file(str(out / "vae" / "diffusion_pytorch_model.safetensors"))
+    assert theirs.keys() == ours.keys() and all(torch.equal(theirs[k].half(), ours[k]) for k in theirs)
+    assert not (tmp_path / "wide" / "vae.pt").exists()
+    log = [json.loads(line) for line in (tmp_path / "wide" / "train_log.jsonl").read_text().splitlines()]
+    assert log[0] == {"phase": "vae_from", "model": str(source), "sha256": file_sha256(vae_file)}
+    reports = [json.loads((tmp_path / name / "report.json").read_text())["vae"] for name in ("first", "wide")]
+    assert reports[1]["psnr_db"] == pytest.approx(reports[0]["psnr_db"], abs=0.05)
+    assert json.loads((out / "unet" / "config.json").read_text())["block_out_channels"] == [32, 64, 64, 96]
+    with pytest.raises(ValueError, match=r"vae_from: .*: its VAE is not this run's architecture \(vae_channels 32,32,64,64\)"):
+        train_sprites(tmp_path / "other", dataclasses.replace(wide, vae_channels=(32, 32, 64, 64)))
+    # a folder written before the setting existed is the same run, not another one
+    stored = json.loads((tmp_path / "first" / "train_config.json").read_text())
+    del stored["vae_from"]
+    (tmp_path / "first" / "train_config.json").write_text(json.dumps(stored))
+    train_sprites(tmp_path / "first", first, half=False)
+    assert "vae_from" in json.loads((tmp_path / "first" / "train_config.json").read_text())
+    assert not any(json.loads(line)["phase"] == "extended"
+                   for line in (tmp_path / "first" / "train_log.jsonl").read_text().splitlines())
+
+
 def test_train_sprites_command_refuses_bad_values_before_training(tmp_path, capsys):
     from sgi2v.cli import main
 
     assert main(["train-sprites", "-o", str(tmp_path / "x"), "--unet-steps", "0"]) == 2
     assert "--unet-steps: expected at least 1, got 0" in capsys.readouterr().err
+    for args, message in [
+        (["--vae-from", "tiny-random"], "--vae-from: tiny-random: has no trained VAE; give sprites or a trained model folder"),
+        (["--vae-from", str(tmp_path / "none")], f"--vae-from: {tmp_path / 'none'}: model folder not found"),
+        (["--vae-from", "sprites", "--vae-steps", "5"], "--vae-steps: a run with --vae-from trains no VAE; leave it out, got 5"),
+        (["--unet-channels", "32,40,64,64"], "--unet-channels: expected 4 multiples of 32 (the UNet's GroupNorm has 32 "
+                                             "groups), got 32,40,64,64"),
+        (["--unet-channels", "wide"], "--unet-channels: expected 4 comma-separated multiples of 32, got 'wide'"),
+    ]:
+        assert main(["train-sprites", "-o", str(tmp_path / "x"), *args]) == 2
+        assert message in capsys.readouterr().err
     assert not (tmp_path / "x").exists()

@@ -17,16 +17,22 @@ __all__ = ["add_arguments", "run"]
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from .config import TrainConfig
-    from ..paths import OUT_FOLDER, path_option
+    from ..paths import MODEL, OUT_FOLDER, path_option
 
     defaults = TrainConfig()
     path_option(parser.add_argument("-o", "--output", required=True, metavar="FOLDER", help="training folder (created; reused to "
                                     "resume)"), OUT_FOLDER, "training folder")
     parser.add_argument("--seed", type=int, default=defaults.seed, help=f"seed of the whole run (default {defaults.seed})")
     parser.add_argument("--videos", type=int, default=defaults.videos, help=f"training scenes (default {defaults.videos})")
-    parser.add_argument("--vae-steps", type=int, default=defaults.vae_steps, help=f"VAE steps (default {defaults.vae_steps})")
+    parser.add_argument("--vae-steps", type=int, default=None, help=f"VAE steps (default {defaults.vae_steps})")
+    path_option(parser.add_argument("--vae-from", default=None, metavar="MODEL", help="use the VAE of this trained model "
+                                    "(sprites, or the model folder of an earlier run) as it is, instead of training one; "
+                                    "its latents are then the ones that model's UNet was trained on"), MODEL, "model")
     parser.add_argument("--unet-steps", type=int, default=defaults.unet_steps, help=f"UNet steps (default {defaults.unet_steps}); "
                         "more than the run already in -o had extends that run from its last checkpoint")
+    parser.add_argument("--unet-channels", default=",".join(map(str, defaults.unet_channels)), metavar="C0,C1,C2,C3",
+                        help="the UNet's channels per level, multiples of 32 (default "
+                        f"{','.join(map(str, defaults.unet_channels))}); one attention head per 16 channels")
     parser.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads of torch (default: every core)")
     parser.add_argument("--full-precision", action="store_true", help="save float32 weights (default: float16, as shipped)")
@@ -36,24 +42,42 @@ def run(args: argparse.Namespace) -> int:
     from ..settings import available_cores
     from .config import TrainConfig
 
+    if args.vae_from is not None and args.vae_steps is not None:
+        raise ValueError(f"--vae-steps: a run with --vae-from trains no VAE; leave it out, got {args.vae_steps}")
+    vae_steps = 0 if args.vae_from is not None else args.vae_steps or TrainConfig.vae_steps
+    try:
+        channels = tuple(int(c) for c in args.unet_channels.split(","))
+    except ValueError:
+        raise ValueError(f"--unet-channels: expected 4 comma-separated multiples of 32, got {args.unet_channels!r}") from None
     for name in ("videos", "vae_steps", "unet_steps"):
-        if getattr(args, name) < 1:
+        if getattr(args, name) is not None and getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')}: expected at least 1, got {getattr(args, name)}")
     if args.seed < 0:
         raise ValueError(f"--seed: expected a non-negative integer, got {args.seed}")
     if args.threads is not None and args.threads < 1:
         raise ValueError(f"--threads: expected at least 1, got {args.threads}")
+    try:
+        config = dataclasses.replace(TrainConfig(), seed=args.seed, videos=args.videos, vae_steps=vae_steps,
+                                     unet_steps=args.unet_steps, vae_from=args.vae_from, unet_channels=channels,
+                                     unet_heads=tuple(c // 16 for c in channels))
+    except ValueError as err:
+        raise ValueError(f"--{str(err).replace('_', '-', 1)}") from None
     import torch
 
     from ..loading import resolve_device
-    from .train import train_sprites
+    from .train import train_sprites, vae_weights_file
 
+    if config.vae_from is not None:
+        try:
+            vae_weights_file(config.vae_from)
+        except ValueError as err:
+            raise ValueError(f"--{str(err).replace('_', '-', 1)}") from None
     device = resolve_device(args.device)
     torch.set_num_threads(args.threads or available_cores())
-    config = dataclasses.replace(TrainConfig(), seed=args.seed, videos=args.videos, vae_steps=args.vae_steps,
-                                 unet_steps=args.unet_steps)
-    print(f"train-sprites: {config.videos} scenes, VAE {config.vae_steps} steps, UNet {config.unet_steps} steps on {device} "
-          f"({torch.get_num_threads()} threads); log in {args.output}/train_log.jsonl")
+    vae_text = f"the VAE of {config.vae_from}" if config.vae_from else f"VAE {config.vae_steps} steps"
+    print(f"train-sprites: {config.videos} scenes, {vae_text}, UNet {config.unet_steps} steps (channels "
+          f"{','.join(map(str, config.unet_channels))}) on {device} ({torch.get_num_threads()} threads); "
+          f"log in {args.output}/train_log.jsonl")
     out = train_sprites(args.output, config, device=device, half=not args.full_precision)
     report = json.loads((out.parent / "report.json").read_text())
     vae = report["vae"]

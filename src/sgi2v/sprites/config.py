@@ -30,6 +30,7 @@ class TrainConfig:
     vae_sprite_weight: float = 4.0  # loss weight of sprite pixels relative to background
     vae_latent_noise: float = 0.05  # decoder trained on slightly noisy latents: robust to the UNet's small errors
     vae_latent_weight: float = 1e-4  # keeps the latents near unit scale (instead of a KL term)
+    vae_from: str | None = None  # a trained model (name or folder) whose VAE is used as it is (then vae_steps is 0)
     # UNet
     unet_channels: tuple[int, ...] = (32, 32, 64, 64)
     unet_heads: tuple[int, ...] = (2, 2, 4, 4)
@@ -44,6 +45,14 @@ class TrainConfig:
     # CLIP (frozen, random)
     clip_width: int = 32
     checkpoint_every: int = 100
+
+    def __post_init__(self):
+        if len(self.unet_channels) != 4 or any(c < 32 or c % 32 for c in self.unet_channels):
+            raise ValueError(f"unet_channels: expected 4 multiples of 32 (the UNet's GroupNorm has 32 groups), got "
+                             f"{','.join(map(str, self.unet_channels))}")
+        if len(self.unet_heads) != 4 or any(c % h for c, h in zip(self.unet_channels, self.unet_heads)):
+            raise ValueError(f"unet_heads: expected 4 head counts that divide unet_channels "
+                             f"{','.join(map(str, self.unet_channels))}, got {','.join(map(str, self.unet_heads))}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -41,7 +41,7 @@ from .scene import render_scene
 logger = logging.getLogger(__name__)
 
 __all__ = ["TrainConfig", "train_sprites", "build_components", "vae_report", "vae_step_loss", "unet_step_loss", "v_loss",
-           "train_vae", "train_unet", "encode_dataset", "TRAIN_SEED_LIMIT"]
+           "vae_weights_file", "train_vae", "train_unet", "encode_dataset", "TRAIN_SEED_LIMIT"]
 
 def build_components(config: TrainConfig, seed: int | None = None) -> dict:
     """Freshly initialised (seeded) components of the sprites model, in float32 on the CPU."""
@@ -376,9 +376,43 @@ def _shape_area(shape: str, size: float) -> float:
     return math.pi * size * size / 4 if shape == "disc" else size * size
 
 
+def vae_weights_file(model: str) -> Path:
+    """The VAE weights of a trained sprites-style model (``sprites``, or a local diffusers folder), for ``vae_from``."""
+    from ..loading import sprites_model_dir
+    from ..paths import NAMED_MODELS
+
+    if model in NAMED_MODELS and model != "sprites":
+        raise ValueError(f"vae_from: {model}: has no trained VAE; give sprites or a trained model folder")
+    folder = sprites_model_dir() if model == "sprites" else Path(model).expanduser()
+    path = folder / "vae" / "diffusion_pytorch_model.safetensors"
+    if not path.is_file():
+        raise ValueError(f"vae_from: {model}: no VAE weights at {path}; give sprites or a model folder "
+                         "written by train-sprites (its model/)")
+    return path
+
+
+def _load_vae_from(vae, model: str) -> Path:
+    """Load the VAE of ``model`` into ``vae`` (float32); returns its weights file."""
+    from safetensors.torch import load_file
+
+    path = vae_weights_file(model)
+    state = {k: v.float() for k, v in load_file(str(path)).items()}
+    try:
+        vae.load_state_dict(state)
+    except RuntimeError:
+        raise ValueError(f"vae_from: {model}: its VAE is not this run's architecture (vae_channels "
+                         f"{','.join(map(str, vae.config.block_out_channels))})") from None
+    return path
+
+
+def _changed_settings(previous: dict, wanted: dict) -> list[str]:
+    """Settings that differ between a stored run and this call (a setting the stored run predates counts as its default)."""
+    return sorted(k for k in set(previous) | set(wanted) if previous.get(k) != wanted.get(k))
+
+
 def _check_extension(config_path: Path, previous: dict, wanted: dict) -> None:
     """Accept a stored run's settings changing only by more UNet steps (the run is extended), else raise."""
-    changed = sorted(k for k in set(previous) | set(wanted) if previous.get(k) != wanted.get(k))
+    changed = _changed_settings(previous, wanted)
     if changed != ["unet_steps"]:
         listed = ", ".join(f"{k} {previous.get(k)} there, {wanted.get(k)} asked" for k in changed)
         raise ValueError(f"{config_path}: the folder holds a run with other settings ({listed}); use another folder, or "
@@ -411,9 +445,10 @@ def train_sprites(folder: str | Path, config: TrainConfig = TrainConfig(), devic
     wanted = json.loads(json.dumps(config.to_dict()))
     if config_path.exists():
         previous = json.loads(config_path.read_text())
-        if previous != wanted:
+        if _changed_settings(previous, wanted):
             _check_extension(config_path, previous, wanted)
             log.write(phase="extended", unet_steps_from=previous["unet_steps"], unet_steps_to=config.unet_steps)
+        if previous != wanted:
             config_path.write_text(json.dumps(wanted, indent=1))
     else:
         config_path.write_text(json.dumps(wanted, indent=1))
@@ -422,15 +457,21 @@ def train_sprites(folder: str | Path, config: TrainConfig = TrainConfig(), devic
     seeds = np.arange(config.videos)
     cache = folder / "encoded.pt"
     frames = masks = None
-    if not (_checkpoint_step(folder / "vae.pt") >= config.vae_steps and cache.exists()):
-        logger.info("rendering %d training scenes", len(seeds))
-        frames, masks = _render_data(config, seeds)
     t = time.perf_counter()
-    train_vae(components["vae"], frames, masks, config, folder, device, log)  # a finished VAE is only loaded
+    if config.vae_from:
+        vae_file = _load_vae_from(components["vae"], config.vae_from)
+        digest = file_sha256(vae_file)
+        components["vae"].to(device).eval()
+        log.write(phase="vae_from", model=config.vae_from, sha256=digest)
+    else:
+        if not (_checkpoint_step(folder / "vae.pt") >= config.vae_steps and cache.exists()):
+            logger.info("rendering %d training scenes", len(seeds))
+            frames, masks = _render_data(config, seeds)
+        train_vae(components["vae"], frames, masks, config, folder, device, log)  # a finished VAE is only loaded
+        digest = file_sha256(folder / "vae.pt")  # the finished VAE's checkpoint, whose weights were just loaded
     vae_seconds = time.perf_counter() - t
     vae = vae_report(components["vae"], height=config.height, width=config.width, num_frames=config.num_frames)
     log.write(phase="vae_done", seconds=round(vae_seconds, 1), **vae)
-    digest = file_sha256(folder / "vae.pt")  # the finished VAE's checkpoint, whose weights were just loaded
     data = _load_encoded(cache, digest)
     if data is None:
         if frames is None:
