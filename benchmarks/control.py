@@ -46,6 +46,9 @@ ROWS: dict[str, tuple[dict, int, bool]] = {  # in the order they run: a stopped 
     "window: late (t 15-30)": ({"optimize_timesteps": list(range(15, 31))}, 50, False),
     "window: only t = 50": ({"optimize_timesteps": [50]}, 50, False),
     "high-frequency re-init off": ({"high_frequency_reinit": False}, 50, False),
+    # classifier-free guidance off (scale 1 on every frame, instead of SVD's 1 -> 3 ramp over the frames)
+    "plain, no CFG": ({"iterations": 0, "min_guidance_scale": 1.0, "max_guidance_scale": 1.0}, 50, False),
+    "sgi2v, no CFG": ({"min_guidance_scale": 1.0, "max_guidance_scale": 1.0}, 50, False),
 }
 ITERATION_ROWS = {0: "plain", 1: "iterations 1", 3: "iterations 3", 5: "sgi2v", 10: "iterations 10"}
 
