@@ -331,6 +331,8 @@ def test_a_run_can_take_the_vae_of_a_trained_model_and_train_a_wider_unet(tmp_pa
     reports = [json.loads((tmp_path / name / "report.json").read_text())["vae"] for name in ("first", "wide")]
     assert reports[1]["psnr_db"] == pytest.approx(reports[0]["psnr_db"], abs=0.05)
     assert json.loads((out / "unet" / "config.json").read_text())["block_out_channels"] == [32, 64, 64, 96]
+    with pytest.raises(ValueError, match="vae_steps: a run with vae_from .* trains no VAE; expected 0, got 2"):
+        dataclasses.replace(wide, vae_steps=2)
     with pytest.raises(ValueError, match=r"vae_from: .*: its VAE is not this run's architecture \(vae_channels 32,32,64,64\)"):
         train_sprites(tmp_path / "other", dataclasses.replace(wide, vae_channels=(32, 32, 64, 64)))
     # a folder written before the setting existed is the same run, not another one

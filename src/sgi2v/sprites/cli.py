@@ -38,13 +38,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--full-precision", action="store_true", help="save float32 weights (default: float16, as shipped)")
 
 
+def _as_option(err: ValueError) -> ValueError:
+    """A training setting's error (``unet_channels: ...``) as the error of its option (``--unet-channels: ...``)."""
+    return ValueError(f"--{str(err).replace('_', '-', 1)}")
+
+
 def run(args: argparse.Namespace) -> int:
     from ..settings import available_cores
     from .config import TrainConfig
 
     if args.vae_from is not None and args.vae_steps is not None:
         raise ValueError(f"--vae-steps: a run with --vae-from trains no VAE; leave it out, got {args.vae_steps}")
-    vae_steps = 0 if args.vae_from is not None else args.vae_steps or TrainConfig.vae_steps
+    vae_steps = 0 if args.vae_from is not None else TrainConfig.vae_steps if args.vae_steps is None else args.vae_steps
     try:
         channels = tuple(int(c) for c in args.unet_channels.split(","))
     except ValueError:
@@ -61,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
                                      unet_steps=args.unet_steps, vae_from=args.vae_from, unet_channels=channels,
                                      unet_heads=tuple(c // 16 for c in channels))
     except ValueError as err:
-        raise ValueError(f"--{str(err).replace('_', '-', 1)}") from None
+        raise _as_option(err) from None
     import torch
 
     from ..loading import resolve_device
@@ -71,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             vae_weights_file(config.vae_from)
         except ValueError as err:
-            raise ValueError(f"--{str(err).replace('_', '-', 1)}") from None
+            raise _as_option(err) from None
     device = resolve_device(args.device)
     torch.set_num_threads(args.threads or available_cores())
     vae_text = f"the VAE of {config.vae_from}" if config.vae_from else f"VAE {config.vae_steps} steps"

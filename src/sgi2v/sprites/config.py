@@ -47,6 +47,8 @@ class TrainConfig:
     checkpoint_every: int = 100
 
     def __post_init__(self):
+        if self.vae_from is not None and self.vae_steps != 0:
+            raise ValueError(f"vae_steps: a run with vae_from {self.vae_from} trains no VAE; expected 0, got {self.vae_steps}")
         if len(self.unet_channels) != 4 or any(c < 32 or c % 32 for c in self.unet_channels):
             raise ValueError(f"unet_channels: expected 4 multiples of 32 (the UNet's GroupNorm has 32 groups), got "
                              f"{','.join(map(str, self.unet_channels))}")
