@@ -221,6 +221,9 @@ def main(argv=None) -> int:
     parser.add_argument("--rows", default="all", help="all, main (plain and sgi2v only), or row names joined by ';'")
     parser.add_argument("--out", default=str(HERE / "results" / "control"), help="folder of the results (resumable)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: every core)")
+    parser.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or mps")
+    parser.add_argument("--dtype", default="float32", choices=("float32", "float16", "bfloat16"),
+                        help="the weights' precision (default float32)")
     parser.add_argument("--until", type=float, default=None, help="stop starting new cases after this many minutes "
                         "(the summary is written from what is done; run again to resume)")
     args = parser.parse_args(argv)
@@ -244,11 +247,12 @@ def main(argv=None) -> int:
             r = json.loads(line)
             done[(r["row"], r["case"])] = r
     cases = make_cases(args.cases)
-    pipe = load_pipeline(args.model, device="cpu", dtype=torch.float32)
+    pipe = load_pipeline(args.model, device=args.device, dtype=getattr(torch, args.dtype))
     pipe.set_progress_bar_config(disable=True)
     started = time.perf_counter()
-    # Main rows first on every case, then the ablations row by row, so a stopped run has whole rows.
-    order = [(row, c) for row in rows if ROWS[row][2] for c in cases]
+    # The main rows case by case, then the ablations row by row: a stopped run has plain and SG-I2V on the
+    # same cases, and whole ablation rows.
+    order = [(row, c) for c in cases for row in rows if ROWS[row][2]]
     order += [(row, c) for row in rows if not ROWS[row][2] for c in cases[:args.subset]]
     if args.until:
         deadline = time.time() + 60 * args.until
@@ -269,7 +273,10 @@ def main(argv=None) -> int:
     results = list(done.values())
     text, summary = table(results, args.cases, args.subset)
     machine = {"platform": platform.platform(), "processor": platform.processor(), "python": sys.version.split()[0],
-               "torch": torch.__version__, "threads": torch.get_num_threads(), "cores": available_cores()}
+               "torch": torch.__version__, "threads": torch.get_num_threads(), "cores": available_cores(),
+               "device": args.device, "dtype": args.dtype}
+    if torch.device(args.device).type == "cuda":
+        machine["gpu"] = torch.cuda.get_device_name(torch.device(args.device))
     report = {"model": args.model, "model_sha256": model_sha256(args.model), "cases": args.cases, "subset": args.subset,
               "machine": machine, "seconds_this_run": round(time.perf_counter() - started, 1),
               "seconds_of_generation": round(sum(r["seconds"] for r in results), 1), "summary": summary}

@@ -28,7 +28,27 @@ def test_gpu_suite_cpu_smoke(tmp_path):
     for case in suite["cases"][2:-1]:
         for phase, ratio in case["ratios"]["tracked"].items():
             assert 0.85 < ratio < 1.15, (case["case"], phase, ratio)
+    plain = suite["cases"][0]
+    assert plain["predicted_peak_bytes"] == max(v for k, v in plain["predicted_phase_bytes"].items() if k != "optimize_pass")
     sgi2v = suite["cases"][1]
     assert sgi2v["phase_calls"]["optimize_pass"] > 0 and sgi2v["phase_calls"]["denoise_step"] == 4
     compiled = suite["cases"][-1]
     assert compiled["max_abs_diff"] <= 1e-4 * max(1.0, compiled["eager_max_abs"])
+
+
+def test_a_plain_run_is_predicted_without_the_optimisation_pass():
+    import importlib.util
+
+    from sgi2v import SGI2VConfig
+
+    spec = importlib.util.spec_from_file_location("gpu_suite", ROOT / "benchmarks" / "gpu" / "suite.py")
+    suite = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = suite  # its dataclasses look their module up there
+    try:
+        spec.loader.exec_module(suite)
+    finally:
+        del sys.modules[spec.name]
+    plan = {"phases": {"encode": {"peak_bytes": 5}, "denoise_step": {"peak_bytes": 8},
+                       "optimize_pass": {"peak_bytes": 44}, "decode": {"peak_bytes": 13}}}
+    assert suite.predicted_peak_bytes(plan, SGI2VConfig(iterations=0)) == 13
+    assert suite.predicted_peak_bytes(plan, SGI2VConfig()) == 44
