@@ -16,7 +16,6 @@ process peak RSS on CPU) belongs to that variant alone. Prints a table and write
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import platform

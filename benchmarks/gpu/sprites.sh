@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# The sprites model on an accelerator: the control benchmark's main rows (plain vs SG-I2V) in float16 and
-# float32, and the speed of train-sprites there. Each part is bounded by `timeout`, so a slow one cannot
-# take the others' time; what a part finished is kept even when it is cut off.
+# The sprites model on an accelerator: how far its half-precision UNet calls are from float32's, the control
+# benchmark's main rows (plain vs SG-I2V) in float16 and float32, and the speed of train-sprites there. Each
+# part is bounded by `timeout`, so a slow one cannot take the others' time; what a part finished is kept even
+# when it is cut off.
 #   bash benchmarks/gpu/sprites.sh [--device cuda] [--cases 12] [--seconds 75] [--train-steps 300]
-# Results go to $OUT (else benchmarks/results/gpu/sprites): one tar per control run and train.log.
+# Results go to $OUT (else benchmarks/results/gpu/sprites): precision-DEVICE.json, one tar per control run, train.log.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 PYTHON=${PYTHON:-python3}
@@ -22,6 +23,9 @@ out=${OUT:-benchmarks/results/gpu/sprites}
 mkdir -p "$out"
 work=$(mktemp -d)
 until=$(awk "BEGIN {print ($seconds - 25) / 60}")  # control.py stops starting cases then and writes its summary
+echo "== half-precision replay of the UNet's calls, $device"
+timeout "$seconds" "$PYTHON" benchmarks/sprites_precision.py --case 1 --device "$device" --threads 4 \
+    --json "$out/precision-$device.json"
 for dtype in float16 float32; do
     echo "== control, $device, $dtype, $cases cases"
     timeout "$seconds" "$PYTHON" benchmarks/control.py --device "$device" --dtype "$dtype" --rows main \
