@@ -5,7 +5,8 @@ A mode is where the weights live and whether the optimisation passes checkpoint:
 
 - ``none``: every network on the device, full activations;
 - ``checkpointing``: every network on the device, the UNet's sub-blocks recomputed during backward;
-- ``offload`` and ``offload+checkpointing``: model CPU offload, only the running network on the device.
+- ``offload`` and ``offload+checkpointing``: model CPU offload, only the running network on the device (and
+  the image encoder while the VAE encodes).
 
 A phase's peak is the weights on the device during it plus the peak of its other tensors, traced by
 :func:`sgi2v.cost.graph.trace_phases`. The run's peak is the largest phase's. On the CPU offload does
@@ -84,7 +85,9 @@ def estimate(model: str, *, device: str = "cuda", dtype: torch.dtype = torch.flo
         offloaded = offloaded and on_device_offload
         enc = traced["encode"].detail
         if offloaded:
-            encode = max(weights["image_encoder"] + enc["clip"], vae_encode + enc["vae"])
+            # diffusers' model offload moves a network back to the CPU only when the next one in its sequence
+            # (image encoder -> UNet -> VAE) runs, so the image encoder is still on the device while the VAE encodes
+            encode = max(weights["image_encoder"] + enc["clip"], weights["image_encoder"] + vae_encode + enc["vae"])
             resident = {"denoise_step": weights["unet"], "optimize_pass": weights["unet"], "decode": weights["vae"]}
         else:
             encode = max(total + enc["clip"], total - weights["vae"] + vae_encode + enc["vae"])
