@@ -229,7 +229,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     import torch
 
-    from sgi2v.loading import load_pipeline, model_sha256
+    from sgi2v.loading import DTYPES, load_pipeline, model_sha256
     from sgi2v.settings import available_cores
     from sgi2v.sprites.control import make_cases
 
@@ -247,7 +247,7 @@ def main(argv=None) -> int:
             r = json.loads(line)
             done[(r["row"], r["case"])] = r
     cases = make_cases(args.cases)
-    pipe = load_pipeline(args.model, device=args.device, dtype=getattr(torch, args.dtype))
+    pipe = load_pipeline(args.model, device=args.device, dtype=DTYPES[args.dtype])
     pipe.set_progress_bar_config(disable=True)
     started = time.perf_counter()
     # The main rows case by case, then the ablations row by row: a stopped run has plain and SG-I2V on the

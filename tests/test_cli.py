@@ -62,21 +62,18 @@ def test_sha_is_of_the_frames_as_uint8(inputs):
     import torch
 
     from sgi2v import SGI2VConfig
+    from sgi2v.generation import _torch_threads
     from sgi2v.testing import tiny_pipeline
     from sgi2v.video import to_uint8
 
     pipe = tiny_pipeline(num_frames=4)
     settings = record["settings"]
     img = Image.open(image).convert("RGB").resize((128, 64), resample=3)
-    before = torch.get_num_threads()
-    torch.set_num_threads(settings["threads"])  # the CLI's thread count (every core), whatever OMP_NUM_THREADS says
-    try:
+    with _torch_threads(settings["threads"]):  # the CLI's thread count (every core), whatever OMP_NUM_THREADS says
         out = pipe(img, np.array(record["boxes"]), config=SGI2VConfig.from_dict(record["config"]), height=64, width=128,
                    num_frames=4, num_inference_steps=3, generator=torch.Generator("cpu").manual_seed(settings["seed"]),
                    output_type="np", fps=settings["fps"], motion_bucket_id=settings["motion_bucket_id"],
                    noise_aug_strength=settings["noise_aug_strength"], decode_chunk_size=settings["decode_chunk_size"])
-    finally:
-        torch.set_num_threads(before)
     frames = to_uint8(out.frames[0])
     assert frames.dtype == np.uint8 and frames_sha256(frames) == record["frames_sha256"]
 

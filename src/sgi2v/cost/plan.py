@@ -87,7 +87,7 @@ def estimate(model: str, *, device: str = "cuda", dtype: torch.dtype = torch.flo
         if offloaded:
             # diffusers' model offload moves a network back to the CPU only when the next one in its sequence
             # (image encoder -> UNet -> VAE) runs, so the image encoder is still on the device while the VAE encodes
-            encode = max(weights["image_encoder"] + enc["clip"], weights["image_encoder"] + vae_encode + enc["vae"])
+            encode = weights["image_encoder"] + max(enc["clip"], vae_encode + enc["vae"])
             resident = {"denoise_step": weights["unet"], "optimize_pass": weights["unet"], "decode": weights["vae"]}
         else:
             encode = max(total + enc["clip"], total - weights["vae"] + vae_encode + enc["vae"])
