@@ -36,10 +36,8 @@ def test_gpu_suite_cpu_smoke(tmp_path):
     assert compiled["max_abs_diff"] <= 1e-4 * max(1.0, compiled["eager_max_abs"])
 
 
-def test_a_plain_run_is_predicted_without_the_optimisation_pass():
+def _suite_module():
     import importlib.util
-
-    from sgi2v import SGI2VConfig
 
     spec = importlib.util.spec_from_file_location("gpu_suite", ROOT / "benchmarks" / "gpu" / "suite.py")
     suite = importlib.util.module_from_spec(spec)
@@ -48,7 +46,40 @@ def test_a_plain_run_is_predicted_without_the_optimisation_pass():
         spec.loader.exec_module(suite)
     finally:
         del sys.modules[spec.name]
+    return suite
+
+
+def test_a_plain_run_is_predicted_without_the_optimisation_pass():
+    from sgi2v import SGI2VConfig
+
+    suite = _suite_module()
     plan = {"phases": {"encode": {"peak_bytes": 5}, "denoise_step": {"peak_bytes": 8},
                        "optimize_pass": {"peak_bytes": 44}, "decode": {"peak_bytes": 13}}}
     assert suite.predicted_peak_bytes(plan, SGI2VConfig(iterations=0)) == 13
     assert suite.predicted_peak_bytes(plan, SGI2VConfig()) == 44
+
+
+def test_a_card_budget_leaves_the_allocator_the_budget_less_the_context():
+    import pytest
+
+    suite = _suite_module()
+    GiB = 2**30
+    # a 16 GiB card modelled on a 140 GiB one whose CUDA context holds 0.75 GiB outside the allocator
+    fraction = suite.allocator_fraction(16 * GiB, 140 * GiB, 3 * GiB // 4)
+    assert fraction * 140 * GiB == pytest.approx(15.25 * GiB)
+    with pytest.raises(ValueError, match="cannot be modelled"):
+        suite.allocator_fraction(160 * GiB, 140 * GiB, 0)
+    with pytest.raises(ValueError, match="cannot be modelled"):
+        suite.allocator_fraction(GiB // 2, 140 * GiB, GiB)
+
+
+def test_an_unknown_case_name_is_refused_before_any_work(tmp_path):
+    env = {**os.environ, "PYTHON": sys.executable}
+    env.pop("OUT", None)
+    out = tmp_path / "suite.json"
+    result = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu" / "run.sh"), "--cpu-smoke", "--out", str(out),
+                             "--cases", "sgi2v", "budget:16GiB:nonsense:4f"], capture_output=True, text=True, env=env,
+                            timeout=300)
+    assert result.returncode == 2
+    assert "unknown case 'budget:16GiB:nonsense:4f'" in result.stderr and "sgi2v:compiled" in result.stderr
+    assert not out.exists()

@@ -12,6 +12,14 @@ Cases, in order (each skipped when too little of ``--budget-s`` is left, the JSO
 - ``compile``: ``torch.compile`` of the UNet on one guided denoising step (first call, steady state, the
   eager step for comparison, and the largest difference of its output from eager's).
 
+Named with ``--cases`` (not run by default):
+
+- ``budget:NGiB:MODE:Ff``: the short run in one mode with the allocator capped so that it and the CUDA context
+  together hold N GiB, as on a card of that size, beside ``sgi2v estimate``'s verdict for that budget: whether
+  the run fits, and whether the estimate said so;
+- ``sgi2v:compiled``: the whole paper-settings run with ``compile=True`` (the denoising steps compiled), twice:
+  the first call waits for the compiler, the second is the steady state.
+
 ``--cpu-smoke`` runs the same cases on the CPU with the tiny model at 64x64 and 4 frames (compile with the
 ``eager`` backend), so the suite is known to work before any GPU time is spent.
 """
@@ -199,6 +207,42 @@ class Suite:
         entry["ratios"] = ratios
         return entry
 
+    def budget_case(self, *, budget_gib: float, frames: int, steps: int, config, mode: str) -> dict:
+        from sgi2v.cost.plan import fits
+
+        s = self.setup
+        budget = int(budget_gib * GiB)
+        predicted = predicted_peak_bytes(self.plan(frames, steps, config)["modes"][mode], config)
+        verdict = fits(predicted, budget, s.device)
+        self.pipe(frames, offload=mode.startswith("offload"))  # weights in place before the context is read
+        _free(s.device)
+        free, total = torch.cuda.mem_get_info()
+        outside = total - free - torch.cuda.memory_reserved()
+        torch.cuda.set_per_process_memory_fraction(allocator_fraction(budget, total, outside))
+        entry = {"budget_gib": budget_gib, "outside_allocator_bytes": outside, "estimate_fits": verdict}
+        try:
+            entry.update(self.run_case(frames=frames, steps=steps, config=config, mode=mode, track=False))
+            entry["ran"] = True
+        except torch.cuda.OutOfMemoryError as err:
+            entry.update(mode=mode, frames=frames, predicted_peak_bytes=predicted, ran=False,
+                         out_of_memory=str(err).splitlines()[0][:300])
+        finally:
+            torch.cuda.set_per_process_memory_fraction(1.0)
+            _free(s.device)
+        entry["estimate_right"] = verdict == entry["ran"]
+        return entry
+
+    def compiled_run(self, *, frames: int, steps: int, config) -> dict:
+        pipe = self.pipe(frames)
+        pipe.compile_unet(backend=self.setup.compile_backend)
+        try:
+            first = self.run_case(frames=frames, steps=steps, config=config, mode="none", track=False)
+            steady = self.run_case(frames=frames, steps=steps, config=config, mode="none", track=False)
+        finally:
+            pipe._compiled_unet = None
+        return {"backend": self.setup.compile_backend, "first_wall_s": first["wall_s"],
+                "first_phase_seconds": first["phase_seconds"], **steady}
+
     def compile_case(self) -> dict:
         s = self.setup
         frames = s.frames[0]
@@ -242,6 +286,20 @@ def predicted_peak_bytes(mode_plan: dict, config) -> int:
     return max(v["peak_bytes"] for p, v in mode_plan["phases"].items() if config.enabled or p != "optimize_pass")
 
 
+def allocator_fraction(budget_bytes: int, total_bytes: int, outside_bytes: int) -> float:
+    """The ``torch.cuda.set_per_process_memory_fraction`` that leaves torch's allocator what a card of
+    ``budget_bytes`` would: the budget less what is held outside the allocator (the CUDA context)."""
+    if budget_bytes - outside_bytes <= 0 or budget_bytes > total_bytes:
+        raise ValueError(f"a budget of {budget_bytes} bytes cannot be modelled on {total_bytes} bytes "
+                         f"with {outside_bytes} held outside the allocator")
+    return (budget_bytes - outside_bytes) / total_bytes
+
+
+BUDGET_CASES = (  # (GiB, mode, frames index): each mode near the edge of a common card size, on both sides
+    (16, "checkpointing", 0), (12, "checkpointing", 0), (16, "offload+checkpointing", 0),
+    (12, "offload+checkpointing", 0), (16, "checkpointing", 1), (24, "checkpointing", 1))
+
+
 def _machine(device: str) -> dict:
     info = {"platform": platform.platform(), "python": sys.version.split()[0], "torch": torch.__version__,
             "cpu_count": os.cpu_count()}
@@ -267,6 +325,8 @@ def main() -> int:
     parser.add_argument("--budget-s", type=float, default=None, help="wall time for all cases (default 460 on a GPU, "
                         "unlimited for the smoke run)")
     parser.add_argument("--skip", nargs="*", default=[], help="case names to leave out")
+    parser.add_argument("--cases", nargs="*", default=None, help="run these cases (by name, in this order) instead "
+                        "of the default ones; budget:* and sgi2v:compiled are only run when named")
     args = parser.parse_args()
     setup = SMOKE if args.cpu_smoke else GPU
     if setup.device == "cuda" and not torch.cuda.is_available():
@@ -290,9 +350,21 @@ def main() -> int:
         cases.append((f"mode:{mode}:{setup.frames[1]}f", 50 if gpu else 0,
                       lambda mode=mode: suite.run_case(frames=setup.frames[1], steps=3, config=short, mode=mode, track=True)))
     cases.append(("compile", 150 if gpu else 0, suite.compile_case))
-    for name, need, fn in cases:
+    named = {name: (need, fn) for name, need, fn in cases}
+    if gpu:
+        for gib, mode, index in BUDGET_CASES:
+            frames = setup.frames[index]
+            named[f"budget:{gib}GiB:{mode}:{frames}f"] = (40, lambda gib=gib, mode=mode, frames=frames: suite.budget_case(
+                budget_gib=gib, frames=frames, steps=3, config=short, mode=mode))
+    named["sgi2v:compiled"] = (240 if gpu else 0, lambda: suite.compiled_run(frames=setup.frames[0], steps=full, config=paper))
+    wanted = args.cases if args.cases is not None else [name for name, _, _ in cases]
+    unknown = [name for name in wanted if name not in named]
+    if unknown:
+        print(f"suite: unknown case {unknown[0]!r}; known: {', '.join(named)}", file=sys.stderr)
+        return 2
+    for name in wanted:
         if name not in args.skip:
-            suite.case(name, need, fn)
+            suite.case(name, *named[name])
     errors = [c for c in suite.result["cases"] if "error" in c]
     print(f"suite: wrote {suite.out}: {len(suite.result['cases'])} cases, {len(errors)} failed, "
           f"{len(suite.result['skipped'])} skipped", flush=True)
