@@ -6,8 +6,14 @@ UNet, with the default attention kernels and with PyTorch's plain ("math") atten
 of each output, ``|out - out_fp32| / |out_fp32|``, and the largest activation of each top-level block in float32
 (float16 overflows above 65504). Writes JSON; no timings.
 
+``--stages`` then makes the same plain run with the whole pipeline loaded in float16 and in bfloat16 and
+compares it stage by stage with float32's: each network's outputs within the run (the first and last call,
+where differences have compounded) and alone (the half-precision network on float32's recorded inputs), and the
+run's own ObjMC, to tell which network a half-precision drift comes from.
+
     python benchmarks/sprites_precision.py --case 1                  # the CPU
     python benchmarks/sprites_precision.py --case 1 --device cuda    # where float16 runs its own kernels
+    python benchmarks/sprites_precision.py --case 1 --device cuda --stages
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ def main(argv=None) -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--json", default=None, help="write the figures here")
+    parser.add_argument("--stages", action="store_true", help="also compare whole half-precision runs stage by stage")
     args = parser.parse_args(argv)
     import torch
     from torch.nn.attention import SDPBackend, sdpa_kernel
@@ -87,12 +94,88 @@ def main(argv=None) -> int:
     report = {"model": args.model, "case": args.case, "device": args.device, "torch": torch.__version__,
               "plain_objmc_px": result["objmc_px"], "unet_calls": len(calls), "rows": rows,
               "largest_activations": peaks}
+    if args.stages:
+        report["stages"] = stages(args, case, pipe)
     if torch.device(args.device).type == "cuda":
         report["gpu"] = torch.cuda.get_device_name(torch.device(args.device))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(report, indent=1))
     return 0
+
+
+STAGES = ("image_encoder", "vae.encoder", "unet", "vae.decoder")
+
+
+def _record(pipe):
+    """Forward hooks keeping each stage's inputs and first output, call by call: ``({stage: [(args, kwargs, out)]}, handles)``."""
+    import torch
+
+    calls: dict[str, list] = {name: [] for name in STAGES}
+    copy_ = lambda v: v.detach().clone() if torch.is_tensor(v) else v  # noqa: E731
+
+    def hook(name):
+        def keep(module, a, k, out):
+            out = out[0] if isinstance(out, (tuple, list)) else getattr(out, "image_embeds", out)
+            calls[name].append((tuple(copy_(x) for x in a), {n: copy_(v) for n, v in k.items()}, copy_(out)))
+        return keep
+
+    handles = [_module(pipe, name).register_forward_hook(hook(name), with_kwargs=True) for name in STAGES]
+    return calls, handles
+
+
+def _module(pipe, name: str):
+    """``vae.decoder`` -> ``pipe.vae.decoder``."""
+    first, _, rest = name.partition(".")
+    return getattr(pipe, first).get_submodule(rest) if rest else getattr(pipe, first)
+
+
+def stages(args, case, pipe32) -> dict:
+    """Whole plain runs in float16 and bfloat16 beside float32's, stage by stage (see the module's docstring)."""
+    import torch
+
+    sys.path.insert(0, str(HERE))
+    import control
+
+    from sgi2v.loading import load_pipeline
+
+    rel = lambda a, b: round(((a.float() - b.float()).norm() / b.float().norm().clamp_min(1e-12)).item(), 5)  # noqa: E731
+    cast = lambda v, dt: v.to(dt) if torch.is_tensor(v) and v.is_floating_point() else v  # noqa: E731
+    ref, handles = _record(pipe32)
+    result32, _ = control.run_one(pipe32, "plain", case, args.model)
+    for h in handles:
+        h.remove()
+    out = {"float32": {"objmc_px": result32["objmc_px"]}}
+    for dtype_name, dtype in (("float16", torch.float16), ("bfloat16", torch.bfloat16)):
+        pipe = load_pipeline(args.model, device=args.device, dtype=dtype)
+        pipe.set_progress_bar_config(disable=True)
+        got, handles = _record(pipe)
+        result, _ = control.run_one(pipe, "plain", case, args.model)
+        for h in handles:
+            h.remove()
+        row = {"objmc_px": result["objmc_px"]}
+        (a32, k32, _), (a, k, _) = ref["unet"][0], got["unet"][0]
+        half = a32[0].shape[2] // 2  # the noisy latent's channels, then the frame-0 conditioning's
+        row["unet_first_inputs"] = {"noisy_latent": rel(a[0][:, :, :half], a32[0][:, :, :half]),
+                                    "conditioning_latent": rel(a[0][:, :, half:], a32[0][:, :, half:]),
+                                    "timestep": rel(torch.as_tensor(a[1]), torch.as_tensor(a32[1])),
+                                    **{n: rel(v, k32[n]) for n, v in k.items() if torch.is_tensor(v)}}
+        for name in STAGES:
+            module = _module(pipe, name)
+            first, last = 0, len(ref[name]) - 1
+            row[name] = {"calls": len(ref[name]),
+                         "in_run_first": rel(got[name][first][2], ref[name][first][2]),
+                         "in_run_last": rel(got[name][last][2], ref[name][last][2])}
+            for label, i in (("alone_first", first), ("alone_last", last)):
+                a, k, reference = ref[name][i]
+                with torch.no_grad():
+                    o = module(*(cast(x, dtype) for x in a), **{n: cast(v, dtype) for n, v in k.items()})
+                o = o[0] if isinstance(o, (tuple, list)) else getattr(o, "image_embeds", o)
+                row[name][label] = rel(o, reference)
+        out[dtype_name] = row
+        print(json.dumps({dtype_name: row}), flush=True)
+        del pipe
+    return out
 
 
 if __name__ == "__main__":

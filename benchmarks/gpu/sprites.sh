@@ -24,7 +24,7 @@ mkdir -p "$out"
 work=$(mktemp -d)
 until=$(awk "BEGIN {print ($seconds - 25) / 60}")  # control.py stops starting cases then and writes its summary
 echo "== half-precision replay of the UNet's calls, $device"
-timeout "$seconds" "$PYTHON" benchmarks/sprites_precision.py --case 1 --device "$device" --threads 4 \
+timeout "$seconds" "$PYTHON" benchmarks/sprites_precision.py --case 1 --device "$device" --threads 4 --stages \
     --json "$out/precision-$device.json"
 for dtype in float16 float32; do
     echo "== control, $device, $dtype, $cases cases"
