@@ -46,6 +46,9 @@ ROWS: dict[str, tuple[dict, int, bool]] = {  # in the order they run: a stopped 
     "window: late (t 15-30)": ({"optimize_timesteps": list(range(15, 31))}, 50, False),
     "window: only t = 50": ({"optimize_timesteps": [50]}, 50, False),
     "high-frequency re-init off": ({"high_frequency_reinit": False}, 50, False),
+    # the step size: AdamW's learning rate at 2x and 5x the paper's 0.21, at the paper's 5 iterations
+    "learning rate 0.42": ({"learning_rate": 0.42}, 50, False),
+    "learning rate 1.05": ({"learning_rate": 1.05}, 50, False),
     # classifier-free guidance off (scale 1 on every frame, instead of SVD's 1 -> 3 ramp over the frames)
     "plain, no CFG": ({"iterations": 0, "min_guidance_scale": 1.0, "max_guidance_scale": 1.0}, 50, False),
     "sgi2v, no CFG": ({"min_guidance_scale": 1.0, "max_guidance_scale": 1.0}, 50, False),
