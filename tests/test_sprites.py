@@ -255,9 +255,9 @@ def test_train_sprites_writes_a_model_both_pipelines_load(tmp_path):
 
     torch.set_num_threads(1)
     config = dataclasses.replace(TINY, vae_steps=2, unet_steps=2)
-    out = train_sprites(tmp_path / "run", config, half=False)
+    out = train_sprites(tmp_path / "run", config, half=False, report_scenes=2)
     report = json.loads((tmp_path / "run" / "report.json").read_text())
-    assert report["vae"]["scenes"] == 16 and report["unet_loss"] > 0 and report["scaling_factor"] > 0
+    assert report["vae"]["scenes"] == 2 and report["unet_loss"] > 0 and report["scaling_factor"] > 0
     stock = StableVideoDiffusionPipeline.from_pretrained(out)
     ours = SGI2VPipeline.from_pretrained(out)
     assert ours.vae.config.scaling_factor == pytest.approx(report["scaling_factor"])
@@ -268,7 +268,7 @@ def test_train_sprites_writes_a_model_both_pipelines_load(tmp_path):
                    generator=torch.manual_seed(0), output_type="np").frames
     assert frames.shape == (1, 4, 128, 128, 3) and np.isfinite(frames).all()
     with pytest.raises(ValueError, match="other settings"):
-        train_sprites(tmp_path / "run", dataclasses.replace(config, seed=5))
+        train_sprites(tmp_path / "run", dataclasses.replace(config, seed=5), report_scenes=2)
 
 
 def test_a_run_can_be_extended_by_more_unet_steps_and_nothing_else(tmp_path):
@@ -279,7 +279,7 @@ def test_a_run_can_be_extended_by_more_unet_steps_and_nothing_else(tmp_path):
     torch.set_num_threads(1)
     config = dataclasses.replace(TINY, vae_steps=2, unet_steps=2)
     run, copy = tmp_path / "run", tmp_path / "copy"
-    train_sprites(run, config, half=False)
+    train_sprites(run, config, half=False, report_scenes=2)
     copy.mkdir()
     for name in ("vae.pt", "unet.pt"):
         shutil.copy(run / name, copy / name)
@@ -288,13 +288,13 @@ def test_a_run_can_be_extended_by_more_unet_steps_and_nothing_else(tmp_path):
     before = torch.load(run / "unet.pt", weights_only=True)
     stored = (run / "train_config.json").read_text()
     with pytest.raises(ValueError, match=r"other settings \(seed 0 there, 5 asked, unet_steps 2 there, 4 asked\)"):
-        train_sprites(run, dataclasses.replace(config, unet_steps=4, seed=5))
+        train_sprites(run, dataclasses.replace(config, unet_steps=4, seed=5), report_scenes=2)
     with pytest.raises(ValueError, match="unet_steps: the run has 2; it can be extended, not shortened, got 1"):
-        train_sprites(run, dataclasses.replace(config, unet_steps=1))
+        train_sprites(run, dataclasses.replace(config, unet_steps=1), report_scenes=2)
     assert (run / "train_config.json").read_text() == stored
 
     longer = dataclasses.replace(config, unet_steps=4)
-    train_sprites(run, longer, half=False)
+    train_sprites(run, longer, half=False, report_scenes=2)
     after = torch.load(run / "unet.pt", weights_only=True)
     assert before["step"] == 2 and after["step"] == 4
     assert not all(torch.equal(before["model"][k], after["model"][k]) for k in after["model"])
@@ -302,7 +302,7 @@ def test_a_run_can_be_extended_by_more_unet_steps_and_nothing_else(tmp_path):
     assert json.loads((run / "report.json").read_text())["extended"] == [[2, 4]]
     # the same as continuing the copied checkpoints in a fresh folder (how the shipped model was made), where a
     # cache made by another VAE is not used: so the extension's cached data equal the data encoded again
-    train_sprites(copy, longer, half=False)
+    train_sprites(copy, longer, half=False, report_scenes=2)
     copied = torch.load(copy / "unet.pt", weights_only=True)
     assert all(torch.equal(after[part][k], copied[part][k]) for part in ("model", "ema") for k in after[part])
     cached = [[r["cached"] for r in map(json.loads, (folder / "train_log.jsonl").read_text().splitlines())
@@ -318,10 +318,10 @@ def test_a_run_can_take_the_vae_of_a_trained_model_and_train_a_wider_unet(tmp_pa
 
     torch.set_num_threads(1)
     first = dataclasses.replace(TINY, vae_steps=2, unet_steps=2)
-    source = train_sprites(tmp_path / "first", first, half=False)
+    source = train_sprites(tmp_path / "first", first, half=False, report_scenes=2)
     wide = dataclasses.replace(TINY, vae_steps=0, unet_steps=2, vae_from=str(source), unet_channels=(32, 64, 64, 96),
                                unet_heads=(2, 4, 4, 6))
-    out = train_sprites(tmp_path / "wide", wide)
+    out = train_sprites(tmp_path / "wide", wide, report_scenes=2)
     vae_file = source / "vae" / "diffusion_pytorch_model.safetensors"
     theirs, ours = load_file(str(vae_file)), load_file(str(out / "vae" / "diffusion_pytorch_model.safetensors"))
     assert theirs.keys() == ours.keys() and all(torch.equal(theirs[k].half(), ours[k]) for k in theirs)
@@ -339,7 +339,7 @@ def test_a_run_can_take_the_vae_of_a_trained_model_and_train_a_wider_unet(tmp_pa
     stored = json.loads((tmp_path / "first" / "train_config.json").read_text())
     del stored["vae_from"]
     (tmp_path / "first" / "train_config.json").write_text(json.dumps(stored))
-    train_sprites(tmp_path / "first", first, half=False)
+    train_sprites(tmp_path / "first", first, half=False, report_scenes=2)
     assert "vae_from" in json.loads((tmp_path / "first" / "train_config.json").read_text())
     assert not any(json.loads(line)["phase"] == "extended"
                    for line in (tmp_path / "first" / "train_log.jsonl").read_text().splitlines())

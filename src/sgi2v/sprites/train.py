@@ -423,7 +423,7 @@ def _check_extension(config_path: Path, previous: dict, wanted: dict) -> None:
 
 
 def train_sprites(folder: str | Path, config: TrainConfig = TrainConfig(), device: str | torch.device = "cpu",
-                  half: bool = True) -> Path:
+                  half: bool = True, report_scenes: int = 16) -> Path:
     """Train every component and write a diffusers model folder to ``folder/model``; returns its path.
 
     ``folder`` keeps the checkpoints (``vae.pt``, ``unet.pt``), the log (``train_log.jsonl``) and the
@@ -433,7 +433,8 @@ def train_sprites(folder: str | Path, config: TrainConfig = TrainConfig(), devic
     Calling it with more ``unet_steps`` extends the run: the UNet continues from its last
     checkpoint, its learning rate following the cosine of the new total from that step on (a warm
     restart), and the log records the extension. Any other change of settings is refused.
-    ``half`` saves the weights in float16 (the shipped model's form).
+    ``half`` saves the weights in float16 (the shipped model's form). ``report_scenes`` is how many
+    held-out scenes the VAE's report (``report.json``) is measured on; it does not change the weights.
     """
     from diffusers import StableVideoDiffusionPipeline
 
@@ -470,7 +471,8 @@ def train_sprites(folder: str | Path, config: TrainConfig = TrainConfig(), devic
         train_vae(components["vae"], frames, masks, config, folder, device, log)  # a finished VAE is only loaded
         digest = file_sha256(folder / "vae.pt")  # the finished VAE's checkpoint, whose weights were just loaded
     vae_seconds = time.perf_counter() - t
-    vae = vae_report(components["vae"], height=config.height, width=config.width, num_frames=config.num_frames)
+    vae = vae_report(components["vae"], seeds=range(TRAIN_SEED_LIMIT, TRAIN_SEED_LIMIT + report_scenes), height=config.height,
+                     width=config.width, num_frames=config.num_frames)
     log.write(phase="vae_done", seconds=round(vae_seconds, 1), **vae)
     data = _load_encoded(cache, digest)
     if data is None:
