@@ -28,6 +28,18 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 
+def _cast(value, dtype):
+    """A floating tensor in ``dtype``; anything else as it is."""
+    import torch
+
+    return value.to(dtype) if torch.is_tensor(value) and value.is_floating_point() else value
+
+
+def _first_output(out):
+    """The tensor a network's call returns: the first of a tuple, a CLIP output's ``image_embeds``."""
+    return out[0] if isinstance(out, (tuple, list)) else getattr(out, "image_embeds", out)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--case", type=int, default=1, help="held-out control case (default 1)")
@@ -58,20 +70,21 @@ def main(argv=None) -> int:
                                                     if n != "return_dict"}))
 
     handle = pipe.unet.register_forward_pre_hook(keep, with_kwargs=True)
+    recorded, stage_handles = _record(pipe) if args.stages else (None, [])
     result, _ = control.run_one(pipe, "plain", case, args.model)
-    handle.remove()
+    for h in [handle, *stage_handles]:
+        h.remove()
     halves = {"float16": copy.deepcopy(pipe.unet).to(torch.float16), "bfloat16": copy.deepcopy(pipe.unet).to(torch.bfloat16)}
     peaks: dict[str, float] = {}
 
     def peak(name):
         def hook(module, a, out):
-            out = out[0] if isinstance(out, tuple) else out
+            out = _first_output(out)
             if torch.is_tensor(out):
                 peaks[name] = max(peaks.get(name, 0.0), out.detach().abs().max().item())
         return hook
 
     hooks = [m.register_forward_hook(peak(n)) for n, m in pipe.unet.named_modules() if n and n.count(".") <= 1]
-    cast = lambda v, dt: v.to(dt) if torch.is_tensor(v) and v.is_floating_point() else v  # noqa: E731
     rows = []
     for i in sorted(set(range(0, len(calls), 7)) | {len(calls) - 1}):
         a, k = calls[i]
@@ -82,7 +95,7 @@ def main(argv=None) -> int:
                 dtype = next(unet.parameters()).dtype
                 for attention, backends in (("default", None), ("math", [SDPBackend.MATH])):
                     with sdpa_kernel(backends) if backends else contextlib.nullcontext():
-                        out = unet(*(cast(x, dtype) for x in a), **{n: cast(v, dtype) for n, v in k.items()},
+                        out = unet(*(_cast(x, dtype) for x in a), **{n: _cast(v, dtype) for n, v in k.items()},
                                    return_dict=False)[0].float()
                     row[f"{name} {attention}"] = round(((out - reference).norm() / reference.norm()).item(), 5)
         rows.append(row)
@@ -95,7 +108,7 @@ def main(argv=None) -> int:
               "plain_objmc_px": result["objmc_px"], "unet_calls": len(calls), "rows": rows,
               "largest_activations": peaks}
     if args.stages:
-        report["stages"] = stages(args, case, pipe)
+        report["stages"] = stages(args, case, recorded, result["objmc_px"])
     if torch.device(args.device).type == "cuda":
         report["gpu"] = torch.cuda.get_device_name(torch.device(args.device))
     if args.json:
@@ -116,7 +129,7 @@ def _record(pipe):
 
     def hook(name):
         def keep(module, a, k, out):
-            out = out[0] if isinstance(out, (tuple, list)) else getattr(out, "image_embeds", out)
+            out = _first_output(out)
             calls[name].append((tuple(copy_(x) for x in a), {n: copy_(v) for n, v in k.items()}, copy_(out)))
         return keep
 
@@ -130,22 +143,17 @@ def _module(pipe, name: str):
     return getattr(pipe, first).get_submodule(rest) if rest else getattr(pipe, first)
 
 
-def stages(args, case, pipe32) -> dict:
-    """Whole plain runs in float16 and bfloat16 beside float32's, stage by stage (see the module's docstring)."""
+def stages(args, case, ref: dict, objmc32: float) -> dict:
+    """Whole plain runs in float16 and bfloat16 beside float32's (``ref``, recorded by :func:`_record` during
+    main's float32 run), stage by stage (see the module's docstring)."""
     import torch
 
-    sys.path.insert(0, str(HERE))
-    import control
+    import control  # main put this folder on the path
 
     from sgi2v.loading import load_pipeline
 
     rel = lambda a, b: round(((a.float() - b.float()).norm() / b.float().norm().clamp_min(1e-12)).item(), 5)  # noqa: E731
-    cast = lambda v, dt: v.to(dt) if torch.is_tensor(v) and v.is_floating_point() else v  # noqa: E731
-    ref, handles = _record(pipe32)
-    result32, _ = control.run_one(pipe32, "plain", case, args.model)
-    for h in handles:
-        h.remove()
-    out = {"float32": {"objmc_px": result32["objmc_px"]}}
+    out = {"float32": {"objmc_px": objmc32}}
     for dtype_name, dtype in (("float16", torch.float16), ("bfloat16", torch.bfloat16)):
         pipe = load_pipeline(args.model, device=args.device, dtype=dtype)
         pipe.set_progress_bar_config(disable=True)
@@ -169,9 +177,8 @@ def stages(args, case, pipe32) -> dict:
             for label, i in (("alone_first", first), ("alone_last", last)):
                 a, k, reference = ref[name][i]
                 with torch.no_grad():
-                    o = module(*(cast(x, dtype) for x in a), **{n: cast(v, dtype) for n, v in k.items()})
-                o = o[0] if isinstance(o, (tuple, list)) else getattr(o, "image_embeds", o)
-                row[name][label] = rel(o, reference)
+                    o = module(*(_cast(x, dtype) for x in a), **{n: _cast(v, dtype) for n, v in k.items()})
+                row[name][label] = rel(_first_output(o), reference)
         out[dtype_name] = row
         print(json.dumps({dtype_name: row}), flush=True)
         del pipe
