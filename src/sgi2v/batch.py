@@ -369,6 +369,13 @@ def run(args: argparse.Namespace) -> int:
             return 2
         raise
 
+    # Several processes on one machine each use every core (the `threads` setting), so their OpenMP threads
+    # outnumber the cores; threads that spin while they wait then take the cores from the other processes'
+    # threads (two CPU processes on 2 cores took 4x as long as one). Waiting threads sleep instead, unless the
+    # environment says otherwise: OpenMP reads this when torch loads it, just below. The frames do not change.
+    if int(os.environ.get("LOCAL_WORLD_SIZE", os.environ.get("WORLD_SIZE", "1"))) > 1:
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
     # Only now the heavy libraries: the command line and the manifest are fine.
     import torch
     from accelerate import PartialState
