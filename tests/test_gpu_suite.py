@@ -7,20 +7,30 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_gpu_suite_cpu_smoke(tmp_path):
+ALL_CASES = ["plain", "sgi2v", "mode:none:4f", "mode:checkpointing:4f", "mode:offload:4f", "mode:offload+checkpointing:4f",
+             "mode:none:6f", "mode:checkpointing:6f", "compile"]
+# Every code path of the suite once: the whole runs, a tracked case without and with both offload and
+# checkpointing, and the compiled step (the other modes and the second frame count repeat these paths).
+SHORT_CASES = ["plain", "sgi2v", "mode:none:4f", "mode:offload+checkpointing:4f", "compile"]
+
+
+def _smoke(tmp_path, cases):
     out = tmp_path / "suite.json"
     env = {**os.environ, "PYTHON": sys.executable}
     env.pop("OUT", None)
-    result = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu" / "run.sh"), "--cpu-smoke", "--out", str(out)],
-                            capture_output=True, text=True, env=env, timeout=600)
+    command = ["bash", str(ROOT / "benchmarks" / "gpu" / "run.sh"), "--cpu-smoke", "--out", str(out)]
+    if cases != ALL_CASES:
+        command += ["--cases", *cases]
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     suite = json.loads(out.read_text())
     names = [c["case"] for c in suite["cases"]]
-    assert names == ["plain", "sgi2v", "mode:none:4f", "mode:checkpointing:4f", "mode:offload:4f",
-                     "mode:offload+checkpointing:4f", "mode:none:6f", "mode:checkpointing:6f", "compile"]
+    assert names == cases
     assert suite["skipped"] == [] and not any("error" in c for c in suite["cases"])
     for case in suite["cases"][:-1]:
         assert case["finite"] and set(case["phase_seconds"]) == {"encode", "denoise_step", "optimize_pass", "decode"} \
@@ -34,6 +44,16 @@ def test_gpu_suite_cpu_smoke(tmp_path):
     assert sgi2v["phase_calls"]["optimize_pass"] > 0 and sgi2v["phase_calls"]["denoise_step"] == 4
     compiled = suite["cases"][-1]
     assert compiled["max_abs_diff"] <= 1e-4 * max(1.0, compiled["eager_max_abs"])
+
+
+def test_gpu_suite_cpu_smoke(tmp_path):
+    _smoke(tmp_path, SHORT_CASES)
+
+
+@pytest.mark.slow
+def test_gpu_suite_cpu_smoke_every_default_case(tmp_path):
+    """The default case list as the GPU runs it (about a minute on 2 CPU cores)."""
+    _smoke(tmp_path, ALL_CASES)
 
 
 def _suite_module():
@@ -60,8 +80,6 @@ def test_a_plain_run_is_predicted_without_the_optimisation_pass():
 
 
 def test_a_card_budget_leaves_the_allocator_the_budget_less_the_context():
-    import pytest
-
     suite = _suite_module()
     GiB = 2**30
     # a 16 GiB card modelled on a 140 GiB one whose CUDA context holds 0.75 GiB outside the allocator

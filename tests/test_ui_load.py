@@ -61,11 +61,11 @@ def test_a_cancelled_generation_stops_and_gives_the_device_to_the_next(server, t
     assert log.count("a generation was cancelled: it stopped and left nothing") == 1, log  # ...which the long run gave back
 
 
-def test_twenty_generations_back_to_back_leak_nothing(tmp_path):
-    """The soak of ``benchmarks/ui_load.py soak`` at 20 runs: every video is its record's, open file descriptors stay
-    flat, the server's folder keeps no file of a closed page, and its memory settles (the 200-run figures are in
-    benchmarks/RESULTS.md)."""
-    report = ui_load.run_soak(20, steps=4)
+def test_twelve_generations_back_to_back_leak_nothing(tmp_path):
+    """The soak of ``benchmarks/ui_load.py soak`` at 12 runs: every video is its record's, open file descriptors stay
+    flat, the server's folder keeps no file of a closed page, and its memory settles (it does by the second run; the
+    200-run figures are in benchmarks/RESULTS.md)."""
+    report = ui_load.run_soak(12, steps=4)
     assert report["failures"] == [], report["failures"]
     samples = report["samples"]
     assert max(s["fds"] for s in samples[5:]) <= samples[4]["fds"] + 3, [s["fds"] for s in samples]
@@ -78,7 +78,7 @@ def test_twenty_generations_back_to_back_leak_nothing(tmp_path):
     left = report["files_after_all_pages_closed"]
     assert all(f.split("/")[1] == "examples" for f in left), left  # the shared thumbnails only: no page's uploads
     rss = [s["rss_mb"] for s in samples]
-    assert max(rss[10:]) <= 1.10 * rss[9], rss
+    assert max(rss[6:]) <= 1.10 * rss[5], rss
 
 
 def test_a_full_queue_refuses_runs_but_not_uploads_or_previews(tmp_path):
