@@ -94,7 +94,7 @@ def tiny():
     return tiny_pipeline(seed=0, num_frames=8)
 
 
-@pytest.mark.parametrize("height,width", [(64, 64), (128, 128), (128, 256)])
+@pytest.mark.parametrize("height,width", [(64, 64), (128, 256)])  # square and not, latents 8x8 and 16x32
 def test_predicted_peak_within_15_percent_of_a_measured_whole_run(tiny, height, width):
     """A real tiny-model SG-I2V run on the CPU, measured with the tracker, against the prediction made
     from the model's configs alone (meta tensors). The figures are live tensor bytes, weights included."""

@@ -14,9 +14,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 ALL_CASES = ["plain", "sgi2v", "mode:none:4f", "mode:checkpointing:4f", "mode:offload:4f", "mode:offload+checkpointing:4f",
              "mode:none:6f", "mode:checkpointing:6f", "compile"]
-# Every code path of the suite once: the whole runs, a tracked case without and with both offload and
-# checkpointing, and the compiled step (the other modes and the second frame count repeat these paths).
-SHORT_CASES = ["plain", "sgi2v", "mode:none:4f", "mode:offload+checkpointing:4f", "compile"]
+# The whole runs and a tracked case without and with both offload and checkpointing: the other modes and the second
+# frame count repeat these paths. The compiled step ("compile", 15-20 s of tracing here) is left to the slow test
+# below, run before a GPU session; the pipeline's compile=True is tested in test_precision.py.
+SHORT_CASES = ["plain", "sgi2v", "mode:none:4f", "mode:offload+checkpointing:4f"]
 
 
 def _smoke(tmp_path, cases):
@@ -32,18 +33,19 @@ def _smoke(tmp_path, cases):
     names = [c["case"] for c in suite["cases"]]
     assert names == cases
     assert suite["skipped"] == [] and not any("error" in c for c in suite["cases"])
-    for case in suite["cases"][:-1]:
+    by_name = {c["case"]: c for c in suite["cases"]}
+    for name, case in by_name.items():
+        if name == "compile":
+            assert case["max_abs_diff"] <= 1e-4 * max(1.0, case["eager_max_abs"])
+            continue
         assert case["finite"] and set(case["phase_seconds"]) == {"encode", "denoise_step", "optimize_pass", "decode"} \
-            or case["case"] == "plain" and case["finite"]
-    for case in suite["cases"][2:-1]:
-        for phase, ratio in case["ratios"]["tracked"].items():
-            assert 0.85 < ratio < 1.15, (case["case"], phase, ratio)
-    plain = suite["cases"][0]
+            or name == "plain" and case["finite"]
+        if name.startswith("mode:"):
+            for phase, ratio in case["ratios"]["tracked"].items():
+                assert 0.85 < ratio < 1.15, (name, phase, ratio)
+    plain = by_name["plain"]
     assert plain["predicted_peak_bytes"] == max(v for k, v in plain["predicted_phase_bytes"].items() if k != "optimize_pass")
-    sgi2v = suite["cases"][1]
-    assert sgi2v["phase_calls"]["optimize_pass"] > 0 and sgi2v["phase_calls"]["denoise_step"] == 4
-    compiled = suite["cases"][-1]
-    assert compiled["max_abs_diff"] <= 1e-4 * max(1.0, compiled["eager_max_abs"])
+    assert by_name["sgi2v"]["phase_calls"]["optimize_pass"] > 0 and by_name["sgi2v"]["phase_calls"]["denoise_step"] == 4
 
 
 def test_gpu_suite_cpu_smoke(tmp_path):

@@ -191,6 +191,27 @@ def _data(config):
     return components, frames, masks, StableVideoDiffusionPipeline(**components)
 
 
+SHORT = dataclasses.replace(TINY, vae_steps=2, unet_steps=2)
+
+
+@pytest.fixture(scope="module")
+def short_run(tmp_path_factory):
+    """A finished ``train_sprites`` folder of ``SHORT`` (float32 weights), made once; tests work on copies of it."""
+    from sgi2v.sprites.train import train_sprites
+
+    torch.set_num_threads(1)
+    folder = tmp_path_factory.mktemp("short") / "run"
+    train_sprites(folder, SHORT, half=False, report_scenes=2)
+    return folder
+
+
+def _copy_run(source, folder):
+    import shutil
+
+    shutil.copytree(source, folder)
+    return folder / "model"
+
+
 def test_a_few_steps_lower_the_loss_on_a_fixed_batch(tmp_path):
     from sgi2v.sprites.train import _Log, encode_dataset, train_unet, train_vae, unet_step_loss, vae_step_loss
 
@@ -247,15 +268,15 @@ def test_resume_gives_the_same_weights(tmp_path):
     assert not all(torch.equal(fresh[k], unet_a[k]) for k in fresh)  # it did train
 
 
-def test_train_sprites_writes_a_model_both_pipelines_load(tmp_path):
+def test_train_sprites_writes_a_model_both_pipelines_load(tmp_path, short_run):
     from diffusers import StableVideoDiffusionPipeline
 
     from sgi2v import SGI2VPipeline
     from sgi2v.sprites.train import train_sprites
 
     torch.set_num_threads(1)
-    config = dataclasses.replace(TINY, vae_steps=2, unet_steps=2)
-    out = train_sprites(tmp_path / "run", config, half=False, report_scenes=2)
+    config = SHORT
+    out = _copy_run(short_run, tmp_path / "run")
     report = json.loads((tmp_path / "run" / "report.json").read_text())
     assert report["vae"]["scenes"] == 2 and report["unet_loss"] > 0 and report["scaling_factor"] > 0
     stock = StableVideoDiffusionPipeline.from_pretrained(out)
@@ -271,15 +292,15 @@ def test_train_sprites_writes_a_model_both_pipelines_load(tmp_path):
         train_sprites(tmp_path / "run", dataclasses.replace(config, seed=5), report_scenes=2)
 
 
-def test_a_run_can_be_extended_by_more_unet_steps_and_nothing_else(tmp_path):
+def test_a_run_can_be_extended_by_more_unet_steps_and_nothing_else(tmp_path, short_run):
     import shutil
 
     from sgi2v.sprites.train import train_sprites
 
     torch.set_num_threads(1)
-    config = dataclasses.replace(TINY, vae_steps=2, unet_steps=2)
+    config = SHORT
     run, copy = tmp_path / "run", tmp_path / "copy"
-    train_sprites(run, config, half=False, report_scenes=2)
+    _copy_run(short_run, run)
     copy.mkdir()
     for name in ("vae.pt", "unet.pt"):
         shutil.copy(run / name, copy / name)
@@ -310,15 +331,15 @@ def test_a_run_can_be_extended_by_more_unet_steps_and_nothing_else(tmp_path):
     assert cached == [[False, True], [False]]
 
 
-def test_a_run_can_take_the_vae_of_a_trained_model_and_train_a_wider_unet(tmp_path):
+def test_a_run_can_take_the_vae_of_a_trained_model_and_train_a_wider_unet(tmp_path, short_run):
     from safetensors.torch import load_file
 
     from sgi2v.generation import file_sha256
     from sgi2v.sprites.train import train_sprites
 
     torch.set_num_threads(1)
-    first = dataclasses.replace(TINY, vae_steps=2, unet_steps=2)
-    source = train_sprites(tmp_path / "first", first, half=False, report_scenes=2)
+    first = SHORT
+    source = _copy_run(short_run, tmp_path / "first")
     wide = dataclasses.replace(TINY, vae_steps=0, unet_steps=2, vae_from=str(source), unet_channels=(32, 64, 64, 96),
                                unet_heads=(2, 4, 4, 6))
     out = train_sprites(tmp_path / "wide", wide, report_scenes=2)

@@ -432,7 +432,8 @@ def _wait_until_served(process, port: int, lines: list[str] | None = None) -> No
             time.sleep(0.5)
 
 
-@pytest.mark.parametrize("signum", ["SIGINT", "SIGTERM"])
+# SIGINT in the same state takes the same road (the second-Ctrl-C and generation tests send it to a serving server)
+@pytest.mark.parametrize("signum", ["SIGTERM"])
 def test_the_server_removes_its_folders_when_stopped(tmp_path, signum):
     pytest.importorskip("gradio")
     import signal
