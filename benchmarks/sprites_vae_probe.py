@@ -4,6 +4,8 @@ rate, and report held-out reconstruction (``vae_report``) every ``--every`` step
 
     python benchmarks/sprites_vae_probe.py --steps 2000 --lr 2e-4 --out benchmarks/results/sprites-vae-probe
     python benchmarks/sprites_vae_probe.py --decoder-only --steps 1500 --out benchmarks/results/sprites-vae-decoder
+    python benchmarks/sprites_vae_probe.py --steps 2000 --lr 3e-4 --cosine --colour-weight 2 --threads 2 \
+        --out benchmarks/results/sprites-vae-probe-colour
 
 Writes ``probe.jsonl`` (one line per report) in ``--out``; resumable (``vae.pt`` there).
 """
@@ -34,13 +36,15 @@ def main() -> int:
     parser.add_argument("--scenes", type=int, default=8, help="held-out scenes per report")
     parser.add_argument("--out", default="benchmarks/results/sprites-vae-probe")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--colour-weight", type=float, default=0.0, help="TrainConfig.vae_colour_weight: weight of the "
+                        "sprites' colour term (4 x 4 patch means inside sprites); 0, the shipped recipe, leaves it out")
     parser.add_argument("--decoder-only", action="store_true", help="train the decoder alone: the encoder, so the latents "
                         "the UNet was trained on, stay as they are")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    config = TrainConfig()
+    config = TrainConfig(vae_colour_weight=args.colour_weight)
     vae = AutoencoderKLTemporalDecoder.from_pretrained(sprites_model_dir(), subfolder="vae", torch_dtype=torch.float32)
     if args.decoder_only:
         vae.encoder.requires_grad_(False)
@@ -62,7 +66,7 @@ def main() -> int:
             r = vae_report(vae, seeds=seeds)
         vae.train()
         line = {"extra_steps": step, "total_vae_steps": config.vae_steps + step, "lr": args.lr, "cosine": args.cosine,
-                "decoder_only": args.decoder_only,
+                "decoder_only": args.decoder_only, "colour_weight": args.colour_weight,
                 "seconds": round(seconds, 1), **r}
         print(json.dumps(line), flush=True)
         with log.open("a") as fh:

@@ -212,6 +212,38 @@ def _copy_run(source, folder):
     return folder / "model"
 
 
+def test_the_colour_term_is_the_shift_of_patch_means_inside_sprites():
+    from sgi2v.sprites.train import _render_data, _step_generator, sprite_colour_error, vae_step_loss
+
+    err = torch.zeros(2, 3, 8, 8)
+    mask = np.zeros((2, 8, 8), bool)
+    mask[0, :4, :4] = True  # one 4 x 4 patch inside a sprite
+    mask[1, 2:6, 2:6] = True  # a sprite no patch lies wholly inside
+    err[0, :, :4, :4] = torch.tensor([0.3, -0.3, 0.6])[:, None, None]
+    err[0, :, :2, :2] += 1.0  # a detail that the patch mean sees only as its mean
+    err[0, :, 4:, 4:] = 5.0  # outside sprites
+    err[1] = 2.0
+    assert sprite_colour_error(err, mask).item() == pytest.approx((0.55 + 0.05 + 0.85) / 3)
+    assert sprite_colour_error(err, np.zeros((2, 8, 8), bool)).item() == 0
+    # in the loss: weight x the term; at weight 0 (the default) no term at all
+    config = TINY
+    components, frames, masks, _ = _data(config)
+    for step in range(100):  # the first batch with a patch inside a sprite
+        g = _step_generator(0, 1, step)  # the draws of vae_step_loss, in its order
+        v, f = torch.randint(0, len(frames), (1,), generator=g).item(), torch.randint(0, config.num_frames - 3, (1,), generator=g).item()
+        y = torch.randint(0, (config.height - config.vae_crop) // 8 + 1, (1,), generator=g).item() * 8
+        x = torch.randint(0, (config.width - config.vae_crop) // 8 + 1, (1,), generator=g).item() * 8
+        crop = masks[v, f:f + 4, y:y + config.vae_crop, x:x + config.vae_crop]
+        if sprite_colour_error(torch.ones(4, 3, *crop.shape[1:]), crop).item() > 0:
+            break
+    with torch.no_grad():
+        plain, err = vae_step_loss(components["vae"], frames, masks, config, _step_generator(0, 1, step), "cpu")
+        coloured, _ = vae_step_loss(components["vae"], frames, masks, dataclasses.replace(config, vae_colour_weight=2.0),
+                                    _step_generator(0, 1, step), "cpu")
+    assert sprite_colour_error(err, crop).item() > 0
+    assert coloured.item() == pytest.approx(plain.item() + 2.0 * sprite_colour_error(err, crop).item(), rel=1e-5)
+
+
 def test_a_few_steps_lower_the_loss_on_a_fixed_batch(tmp_path):
     from sgi2v.sprites.train import _Log, encode_dataset, train_unet, train_vae, unet_step_loss, vae_step_loss
 
@@ -358,10 +390,10 @@ def test_a_run_can_take_the_vae_of_a_trained_model_and_train_a_wider_unet(tmp_pa
         train_sprites(tmp_path / "other", dataclasses.replace(wide, vae_channels=(32, 32, 64, 64)))
     # a folder written before the setting existed is the same run, not another one
     stored = json.loads((tmp_path / "first" / "train_config.json").read_text())
-    del stored["vae_from"]
+    del stored["vae_from"], stored["vae_colour_weight"]
     (tmp_path / "first" / "train_config.json").write_text(json.dumps(stored))
     train_sprites(tmp_path / "first", first, half=False, report_scenes=2)
-    assert "vae_from" in json.loads((tmp_path / "first" / "train_config.json").read_text())
+    assert {"vae_from", "vae_colour_weight"} <= set(json.loads((tmp_path / "first" / "train_config.json").read_text()))
     assert not any(json.loads(line)["phase"] == "extended"
                    for line in (tmp_path / "first" / "train_log.jsonl").read_text().splitlines())
 
@@ -378,6 +410,10 @@ def test_train_sprites_command_refuses_bad_values_before_training(tmp_path, caps
         (["--unet-channels", "32,40,64,64"], "--unet-channels: expected 4 multiples of 32 (the UNet's GroupNorm has 32 "
                                              "groups), got 32,40,64,64"),
         (["--unet-channels", "wide"], "--unet-channels: expected 4 comma-separated multiples of 32, got 'wide'"),
+        (["--vae-colour-weight", "-1"], "--vae-colour-weight: expected a number >= 0, got -1.0"),
+        (["--vae-colour-weight", "nan"], "--vae-colour-weight: expected a number >= 0, got nan"),
+        (["--vae-from", "sprites", "--vae-colour-weight", "2"], "--vae-colour-weight: a run with vae_from sprites trains no "
+                                                                 "VAE; expected 0, got 2.0"),
     ]:
         assert main(["train-sprites", "-o", str(tmp_path / "x"), *args]) == 2
         assert message in capsys.readouterr().err

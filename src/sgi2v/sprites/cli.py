@@ -28,6 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     path_option(parser.add_argument("--vae-from", default=None, metavar="MODEL", help="use the VAE of this trained model "
                                     "(sprites, or the model folder of an earlier run) as it is, instead of training one; "
                                     "its latents are then the ones that model's UNet was trained on"), MODEL, "model")
+    parser.add_argument("--vae-colour-weight", type=float, default=defaults.vae_colour_weight, metavar="W",
+                        help="weight of a colour term in the VAE's loss: the error of 4 x 4 patch means inside sprites "
+                        f"(default {defaults.vae_colour_weight:g}: none, as the shipped model was trained)")
     parser.add_argument("--unet-steps", type=int, default=defaults.unet_steps, help=f"UNet steps (default {defaults.unet_steps}); "
                         "more than the run already in -o had extends that run from its last checkpoint")
     parser.add_argument("--unet-channels", default=",".join(map(str, defaults.unet_channels)), metavar="C0,C1,C2,C3",
@@ -40,7 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _as_option(err: ValueError) -> ValueError:
     """A training setting's error (``unet_channels: ...``) as the error of its option (``--unet-channels: ...``)."""
-    return ValueError(f"--{str(err).replace('_', '-', 1)}")
+    name, _, rest = str(err).partition(":")
+    return ValueError(f"--{name.replace('_', '-')}:{rest}")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -64,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         config = dataclasses.replace(TrainConfig(), seed=args.seed, videos=args.videos, vae_steps=vae_steps,
                                      unet_steps=args.unet_steps, vae_from=args.vae_from, unet_channels=channels,
+                                     vae_colour_weight=args.vae_colour_weight,
                                      unet_heads=tuple(c // 16 for c in channels))
     except ValueError as err:
         raise _as_option(err) from None

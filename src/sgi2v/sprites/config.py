@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 __all__ = ["TrainConfig", "TRAIN_SEED_LIMIT", "ADDED_TIME_IDS"]
@@ -30,6 +31,9 @@ class TrainConfig:
     vae_sprite_weight: float = 4.0  # loss weight of sprite pixels relative to background
     vae_latent_noise: float = 0.05  # decoder trained on slightly noisy latents: robust to the UNet's small errors
     vae_latent_weight: float = 1e-4  # keeps the latents near unit scale (instead of a KL term)
+    # weight of a colour term: the L1 error of 4 x 4 patch means wholly inside sprites (a sprite's colour, not its
+    # edges or texture); 0 leaves it out
+    vae_colour_weight: float = 0.0
     vae_from: str | None = None  # a trained model (name or folder) whose VAE is used as it is (then vae_steps is 0)
     # UNet
     unet_channels: tuple[int, ...] = (32, 32, 64, 64)
@@ -47,6 +51,11 @@ class TrainConfig:
     checkpoint_every: int = 100
 
     def __post_init__(self):
+        if not (self.vae_colour_weight >= 0 and math.isfinite(self.vae_colour_weight)):
+            raise ValueError(f"vae_colour_weight: expected a number >= 0, got {self.vae_colour_weight}")
+        if self.vae_from is not None and self.vae_colour_weight:
+            raise ValueError(f"vae_colour_weight: a run with vae_from {self.vae_from} trains no VAE; expected 0, got "
+                             f"{self.vae_colour_weight}")
         if self.vae_from is not None and self.vae_steps != 0:
             raise ValueError(f"vae_steps: a run with vae_from {self.vae_from} trains no VAE; expected 0, got {self.vae_steps}")
         if len(self.unet_channels) != 4 or any(c < 32 or c % 32 for c in self.unet_channels):

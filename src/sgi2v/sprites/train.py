@@ -187,7 +187,20 @@ def vae_step_loss(vae, frames: np.ndarray, masks: np.ndarray, config: TrainConfi
     recon = vae.decode(z, num_frames=clip_len).sample
     err = recon - x
     rec_loss = (w * (err.abs() + err.square())).mean()
-    return rec_loss + config.vae_latent_weight * mean.square().mean(), err
+    loss = rec_loss + config.vae_latent_weight * mean.square().mean()
+    if config.vae_colour_weight:
+        loss = loss + config.vae_colour_weight * sprite_colour_error(err, mask)
+    return loss, err
+
+
+def sprite_colour_error(err: torch.Tensor, mask: np.ndarray, patch: int = 4) -> torch.Tensor:
+    """Mean L1 size of ``err``'s (B, 3, H, W) 4 x 4 patch means over the patches wholly inside sprites (``mask``,
+    (..., H, W) bool): a reconstruction's colour shift inside sprites, apart from its blur at their edges (0 when no
+    patch is inside one)."""
+    inside = torch.from_numpy(np.ascontiguousarray(mask)).float().flatten(0, -3)[:, None].to(err.device)
+    inside = F.avg_pool2d(inside, patch) > 0.999
+    shift = F.avg_pool2d(err, patch).abs() * inside
+    return shift.sum() / (3 * inside.sum()).clamp(min=1)
 
 
 def train_vae(vae, frames: np.ndarray, masks: np.ndarray, config: TrainConfig, folder: Path, device, log: _Log,
@@ -407,7 +420,8 @@ def _load_vae_from(vae, model: str) -> Path:
 
 def _changed_settings(previous: dict, wanted: dict) -> list[str]:
     """Settings that differ between a stored run and this call (a setting the stored run predates counts as its default)."""
-    return sorted(k for k in set(previous) | set(wanted) if previous.get(k) != wanted.get(k))
+    defaults = json.loads(json.dumps(TrainConfig().to_dict()))
+    return sorted(k for k in set(previous) | set(wanted) if previous.get(k, defaults.get(k)) != wanted.get(k, defaults.get(k)))
 
 
 def _check_extension(config_path: Path, previous: dict, wanted: dict) -> None:
