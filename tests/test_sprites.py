@@ -213,7 +213,7 @@ def _copy_run(source, folder):
 
 
 def test_the_colour_term_is_the_shift_of_patch_means_inside_sprites():
-    from sgi2v.sprites.train import _render_data, _step_generator, sprite_colour_error, vae_step_loss
+    from sgi2v.sprites.train import _step_generator, sprite_colour_error, vae_step_loss
 
     err = torch.zeros(2, 3, 8, 8)
     mask = np.zeros((2, 8, 8), bool)
