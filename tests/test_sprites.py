@@ -213,7 +213,7 @@ def _copy_run(source, folder):
 
 
 def test_the_colour_term_is_the_shift_of_patch_means_inside_sprites():
-    from sgi2v.sprites.train import _step_generator, sprite_colour_error, vae_step_loss
+    from sgi2v.sprites.train import _step_generator, sprite_colour_error, vae_batch, vae_step_loss
 
     err = torch.zeros(2, 3, 8, 8)
     mask = np.zeros((2, 8, 8), bool)
@@ -229,12 +229,8 @@ def test_the_colour_term_is_the_shift_of_patch_means_inside_sprites():
     config = TINY
     components, frames, masks, _ = _data(config)
     for step in range(100):  # the first batch with a patch inside a sprite
-        g = _step_generator(0, 1, step)  # the draws of vae_step_loss, in its order
-        v, f = torch.randint(0, len(frames), (1,), generator=g).item(), torch.randint(0, config.num_frames - 3, (1,), generator=g).item()
-        y = torch.randint(0, (config.height - config.vae_crop) // 8 + 1, (1,), generator=g).item() * 8
-        x = torch.randint(0, (config.width - config.vae_crop) // 8 + 1, (1,), generator=g).item() * 8
-        crop = masks[v, f:f + 4, y:y + config.vae_crop, x:x + config.vae_crop]
-        if sprite_colour_error(torch.ones(4, 3, *crop.shape[1:]), crop).item() > 0:
+        crop = vae_batch(frames, masks, config, _step_generator(0, 1, step))[1]
+        if sprite_colour_error(torch.ones(crop.shape[0] * crop.shape[1], 3, *crop.shape[2:]), crop).item() > 0:
             break
     with torch.no_grad():
         plain, err = vae_step_loss(components["vae"], frames, masks, config, _step_generator(0, 1, step), "cpu")

@@ -170,16 +170,26 @@ def _ema_update(ema: dict, model: torch.nn.Module, decay: float) -> None:
             ema[name].mul_(decay).add_(p.detach(), alpha=1 - decay)
 
 
-def vae_step_loss(vae, frames: np.ndarray, masks: np.ndarray, config: TrainConfig, g: torch.Generator, device):
-    """One VAE batch drawn with ``g``: ``(loss, reconstruction error)``. The batch is
-    ``vae_batch_videos`` clips of 4 consecutive frames, cropped to ``vae_crop`` on the latent grid."""
-    crop, clip_len, num_videos = config.vae_crop, 4, len(frames)
+VAE_CLIP_FRAMES = 4
+
+
+def vae_batch(frames: np.ndarray, masks: np.ndarray, config: TrainConfig, g: torch.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """The VAE batch drawn with ``g`` (the first draws of :func:`vae_step_loss`): ``vae_batch_videos`` clips of 4
+    consecutive frames, cropped to ``vae_crop`` on the latent grid, and their sprite masks; (B, 4, c, c[, 3])."""
+    crop, clip_len, num_videos = config.vae_crop, VAE_CLIP_FRAMES, len(frames)
     vid = torch.randint(0, num_videos, (config.vae_batch_videos,), generator=g).tolist()
     f0 = torch.randint(0, config.num_frames - clip_len + 1, (config.vae_batch_videos,), generator=g).tolist()
     ys = (torch.randint(0, (config.height - crop) // 8 + 1, (config.vae_batch_videos,), generator=g) * 8).tolist()
     xs = (torch.randint(0, (config.width - crop) // 8 + 1, (config.vae_batch_videos,), generator=g) * 8).tolist()
     clip = np.stack([frames[v, f:f + clip_len, y:y + crop, x:x + crop] for v, f, y, x in zip(vid, f0, ys, xs)])
     mask = np.stack([masks[v, f:f + clip_len, y:y + crop, x:x + crop] for v, f, y, x in zip(vid, f0, ys, xs)])
+    return clip, mask
+
+
+def vae_step_loss(vae, frames: np.ndarray, masks: np.ndarray, config: TrainConfig, g: torch.Generator, device):
+    """One VAE batch drawn with ``g`` (:func:`vae_batch`): ``(loss, reconstruction error)``."""
+    clip_len = VAE_CLIP_FRAMES
+    clip, mask = vae_batch(frames, masks, config, g)
     x = _to_pixels(clip).flatten(0, 1).to(device)  # (B*4, 3, c, c)
     w = 1 + (config.vae_sprite_weight - 1) * torch.from_numpy(mask).float().flatten(0, 1)[:, None].to(device)
     mean = vae.encode(x).latent_dist.mean  # the pipeline only ever uses the mode
@@ -194,7 +204,7 @@ def vae_step_loss(vae, frames: np.ndarray, masks: np.ndarray, config: TrainConfi
 
 
 def sprite_colour_error(err: torch.Tensor, mask: np.ndarray, patch: int = 4) -> torch.Tensor:
-    """Mean L1 size of ``err``'s (B, 3, H, W) 4 x 4 patch means over the patches wholly inside sprites (``mask``,
+    """Mean L1 size of ``err``'s (B, 3, H, W) ``patch`` x ``patch`` means over the patches wholly inside sprites (``mask``,
     (..., H, W) bool): a reconstruction's colour shift inside sprites, apart from its blur at their edges (0 when no
     patch is inside one)."""
     inside = torch.from_numpy(np.ascontiguousarray(mask)).float().flatten(0, -3)[:, None].to(err.device)
