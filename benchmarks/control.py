@@ -85,6 +85,22 @@ def run_one(pipe, row: str, case, model: str) -> tuple[dict, np.ndarray]:
     return result, generation.frames
 
 
+def add_progress(results: list[dict], cases: dict) -> None:
+    """Fill in each sprite's ``progress`` where a result predates it, from its stored track and its case
+    (cases are deterministic), so that older ``cases.jsonl`` files get the same table."""
+    from sgi2v.sprites.control import target_centres
+    from sgi2v.sprites.track import progress_along
+
+    for r in results:
+        case = cases.get(r["case"])
+        for n, s in enumerate(r["sprites"]):
+            if "progress" in s or case is None:
+                continue
+            track = np.array(s["track"], dtype=np.float64)
+            track[(track < 0).any(-1)] = np.nan  # -1: not found
+            s["progress"] = progress_along(track, *target_centres(case.boxes[n], *case.image.shape[:2]))
+
+
 def _mean(values):
     values = [v for v in values if v is not None and math.isfinite(v)]
     return float(np.mean(values)) if values else float("nan")
@@ -98,8 +114,8 @@ def table(results: list[dict], cases: int, subset: int) -> tuple[str, dict]:
     for r in results:
         by_row.setdefault(r["row"], []).append(r)
     summary = {}
-    lines = ["| row | cases | ObjMC px (subset) | ObjMC px (all) | found | shape IoU | loss drop | s / video |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = ["| row | cases | ObjMC px (subset) | ObjMC px (all) | found | progress | shape IoU | loss drop | s / video |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for row in ROWS:
         rs = sorted(by_row.get(row, []), key=lambda r: r["case"])
         if not rs:
@@ -111,7 +127,8 @@ def table(results: list[dict], cases: int, subset: int) -> tuple[str, dict]:
         all_text = f"{s_all['objmc_px']:.2f}" if ROWS[row][2] else "–"
         drop = summary[row]["loss_drop"]
         lines.append(f"| {row} | {len(rs)}{'' if len(rs) >= (cases if ROWS[row][2] else subset) else ' (incomplete)'} | "
-                     f"{s_sub['objmc_px']:.2f} | {all_text} | {s_all['found']:.2f} | {s_all['shape_iou']:.2f} | "
+                     f"{s_sub['objmc_px']:.2f} | {all_text} | {s_all['found']:.2f} | {s_all['progress']:.2f} | "
+                     f"{s_all['shape_iou']:.2f} | "
                      f"{'–' if not math.isfinite(drop) else f'{100 * drop:.0f} %'} | {summary[row]['seconds']:.1f} |")
     by_kind = []
     if "plain" in by_row and "sgi2v" in by_row:
@@ -250,18 +267,26 @@ def main(argv=None) -> int:
             r = json.loads(line)
             done[(r["row"], r["case"])] = r
     cases = make_cases(args.cases)
-    pipe = load_pipeline(args.model, device=args.device, dtype=DTYPES[args.dtype])
-    pipe.set_progress_bar_config(disable=True)
-    started = time.perf_counter()
     # The main rows case by case, then the ablations row by row: a stopped run has plain and SG-I2V on the
     # same cases, and whole ablation rows.
     order = [(row, c) for c in cases for row in rows if ROWS[row][2]]
     order += [(row, c) for row in rows if not ROWS[row][2] for c in cases[:args.subset]]
+    todo = [(row, case) for row, case in order if (row, case.index) not in done]
+    sha = model_sha256(args.model)
+    previous = json.loads((out / "control.json").read_text()) if (out / "control.json").exists() else {}
+    earlier = previous.get("model_sha256")
+    if todo and sha and earlier and sha != earlier:
+        parser.error(f"{out}: its results were made by a model with SHA-256 {earlier[:12]}..., not {args.model!r} "
+                     f"({sha[:12]}...); give another --out")
+    if todo:  # a finished folder is only tabulated again: no model needed
+        pipe = load_pipeline(args.model, device=args.device, dtype=DTYPES[args.dtype])
+        pipe.set_progress_bar_config(disable=True)
+    else:
+        sha = earlier
+    started = time.perf_counter()
     if args.until:
         deadline = time.time() + 60 * args.until
-    for row, case in order:
-        if (row, case.index) in done:
-            continue
+    for row, case in todo:
         if args.until and time.time() > deadline:
             print(f"stopping: --until {args.until} min reached; run again to resume", flush=True)
             break
@@ -274,14 +299,19 @@ def main(argv=None) -> int:
         print(f"{row:38s} case {case.index:2d} {case.kind:8s} ObjMC {result['objmc_px']:6.2f} px "
               f"found {np.mean([s['found'] for s in result['sprites']]):.2f} {result['seconds']:.1f} s", flush=True)
     results = list(done.values())
+    add_progress(results, {c.index: c for c in cases})
     text, summary = table(results, args.cases, args.subset)
     machine = {"platform": platform.platform(), "processor": platform.processor(), "python": sys.version.split()[0],
                "torch": torch.__version__, "threads": torch.get_num_threads(), "cores": available_cores(),
                "device": args.device, "dtype": args.dtype}
     if torch.device(args.device).type == "cuda":
         machine["gpu"] = torch.cuda.get_device_name(torch.device(args.device))
-    report = {"model": args.model, "model_sha256": model_sha256(args.model), "cases": args.cases, "subset": args.subset,
-              "machine": machine, "seconds_this_run": round(time.perf_counter() - started, 1),
+    if not todo and previous:  # tabulated again: the machine and time are those of the run that made the results
+        machine, this_run = previous.get("machine"), previous.get("seconds_this_run")
+    else:
+        this_run = round(time.perf_counter() - started, 1)
+    report = {"model": previous.get("model", args.model) if not todo else args.model, "model_sha256": sha,
+              "cases": args.cases, "subset": args.subset, "machine": machine, "seconds_this_run": this_run,
               "seconds_of_generation": round(sum(r["seconds"] for r in results), 1), "summary": summary}
     (out / "control.json").write_text(json.dumps(report, indent=1))
     (out / "control.md").write_text(text)

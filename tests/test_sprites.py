@@ -12,7 +12,7 @@ import torch
 from sgi2v.sprites import render_scene
 from sgi2v.sprites.control import KINDS, make_cases, measure, measure_boxes
 from sgi2v.sprites.scene import MAX_SIZE, MIN_SIZE, sprite_coverage
-from sgi2v.sprites.track import objmc_px, track_sprite
+from sgi2v.sprites.track import objmc_px, progress_along, track_sprite
 from sgi2v.sprites.config import TRAIN_SEED_LIMIT, TrainConfig
 from sgi2v.trajectory import parse_trajectory
 
@@ -124,6 +124,28 @@ def test_tracker_reports_not_found_and_ignores_stray_pixels():
     assert np.isnan(objmc_px(np.full((14, 2), np.nan), target))
 
 
+def test_progress_along_a_path_is_the_share_of_the_target_displacement_travelled():
+    target = np.stack([np.linspace(10, 40, 14), np.full(14, 50.0)], axis=1)  # 30 px to the right
+    assert progress_along(target, target) == 1.0
+    lag = target.copy()
+    lag[:, 0] = 10 + (target[:, 0] - 10) / 3
+    lag[:, 1] += np.linspace(0, 9, 14)  # a third of the way, and off to the side, which does not count
+    assert abs(progress_along(lag, target) - 1 / 3) < 1e-9
+    back = target.copy()
+    back[:, 0] = 10 - (target[:, 0] - 10)
+    assert abs(progress_along(back, target) + 1) < 1e-9
+    lost = lag.copy()
+    lost[10:] = np.nan  # taken at the last frame found
+    assert abs(progress_along(lost, target) - 1 / 3) < 1e-9
+    valid = np.ones(14, bool)
+    valid[12:] = False  # or in the picture
+    assert abs(progress_along(lag, target, valid) - 1 / 3) < 1e-9
+    assert np.isnan(progress_along(target, np.repeat(target[:1], 14, axis=0)))  # a static target: no direction
+    start_lost = target.copy()
+    start_lost[0] = np.nan
+    assert np.isnan(progress_along(start_lost, target))
+
+
 def test_control_cases_are_held_out_and_varied():
     cases = make_cases(48)
     assert len(cases) == 48 and all(c.seed >= TRAIN_SEED_LIMIT for c in cases)
@@ -167,6 +189,12 @@ def test_measure_is_zero_for_a_video_that_follows_the_targets():
     assert abs(still["objmc_px"] - np.linalg.norm(centres[1:] - centres[0], axis=-1).mean()) < 0.6
     assert measure_boxes(frames, case.boxes, scene.colors[idx], [scene.shapes[i] for i in idx], scene.sizes[idx])["objmc_px"] \
         == result["objmc_px"]
+    # How far along the path: all the way, not at all, and half way (a video drawn on the half-length path)
+    assert abs(result["sprites"][0]["progress"] - 1) < 0.05 and abs(still["sprites"][0]["progress"]) < 0.05
+    half = case.boxes.astype(np.float32).copy()
+    half[0] = (half[0] + half[0, :1]) / 2
+    halfway, _ = render_sprites(background, half, scene.colors[idx], [scene.shapes[i] for i in idx])
+    assert abs(measure(halfway, case)["sprites"][0]["progress"] - 0.5) < 0.05
     # A model that draws the sprites 87 levels off their colour (50 a channel, towards grey): tracked
     # by the colour frame 0 shows, lost by the known one (tolerance 60).
     known = scene.colors[idx].astype(int)

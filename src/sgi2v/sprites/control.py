@@ -16,11 +16,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from .scene import Scene, render_scene, sprite_coverage
-from .track import objmc_px, track_sprite
+from .track import objmc_px, progress_along, track_sprite
 from .config import TRAIN_SEED_LIMIT
 
 __all__ = ["KINDS", "ControlCase", "make_case", "make_cases", "measure", "measure_boxes", "rendered_color", "summarise",
-           "write_example"]
+           "target_centres", "write_example"]
 
 KINDS = ("straight", "curved", "static", "leaving")
 MIN_LENGTH, MAX_LENGTH = 15.0, 50.0  # px: length of a moving target path
@@ -155,6 +155,13 @@ def rendered_color(frame: np.ndarray, box, shape: str) -> np.ndarray:
     return np.median(frame[mask].reshape(-1, 3), axis=0)
 
 
+def target_centres(boxes: np.ndarray, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Centres (F, 2) of a sprite's target ``boxes`` (F, 4), and whether each is in the picture."""
+    boxes = np.asarray(boxes, dtype=np.float64)
+    centre = (boxes[:, :2] + boxes[:, 2:]) / 2
+    return centre, (centre[:, 0] >= 0) & (centre[:, 0] <= width) & (centre[:, 1] >= 0) & (centre[:, 1] <= height)
+
+
 def measure_boxes(frames: np.ndarray, boxes: np.ndarray, colors, shapes, sizes, kinds=None, sprites=None,
                   reference: str = "frame0") -> dict:
     """Track sprites of known ``colors`` (N, 3), ``shapes`` and ``sizes`` (px) in ``frames`` against
@@ -162,7 +169,8 @@ def measure_boxes(frames: np.ndarray, boxes: np.ndarray, colors, shapes, sizes, 
 
     Per sprite: ``objmc_px`` (mean distance of the tracked to the target centre over frames 1.. where
     the sprite is found and its target centre is in the picture), ``found`` (share of the frames
-    whose target box is wholly in the picture in which the sprite is found), ``shape_iou`` (mean IoU
+    whose target box is wholly in the picture in which the sprite is found), ``progress`` (how far along
+    a moving target path it went: :func:`sgi2v.sprites.track.progress_along`), ``shape_iou`` (mean IoU
     of the matched pixels with the ideal shape at the tracked centre) and ``area_ratio``. The
     result's ``objmc_px`` is the mean over the sprites that could be measured (NaN if none).
 
@@ -185,13 +193,13 @@ def measure_boxes(frames: np.ndarray, boxes: np.ndarray, colors, shapes, sizes, 
                 colour = drawn
         track = track_sprite(frames, colour, float(sizes[n]), shapes[n])
         box = boxes[n]
-        centre = (box[:, :2] + box[:, 2:]) / 2
-        in_view = (centre[:, 0] >= 0) & (centre[:, 0] <= width) & (centre[:, 1] >= 0) & (centre[:, 1] <= height)
+        centre, in_view = target_centres(box, height, width)
         expected = (box[:, 0] >= 0) & (box[:, 1] >= 0) & (box[:, 2] <= width) & (box[:, 3] <= height)
         expected[0] = False
         out.append({
             "sprite": int(sprites[n]) if sprites is not None else n, "kind": kinds[n] if kinds is not None else None,
             "objmc_px": objmc_px(track.centers, centre, in_view),
+            "progress": progress_along(track.centers, centre, in_view),
             "found": float(track.found[expected].mean()) if expected.any() else float("nan"),
             "shape_iou": float(np.nanmean(track.shape_iou[1:])) if track.found[1:].any() else float("nan"),
             "area_ratio": float(np.nanmean(track.area_ratio[1:])) if track.found[1:].any() else float("nan"),
@@ -202,16 +210,18 @@ def measure_boxes(frames: np.ndarray, boxes: np.ndarray, colors, shapes, sizes, 
 
 
 def summarise(results: list[dict]) -> dict:
-    """Mean ObjMC over the measured cases, and the shares found and looks, from :func:`measure` results."""
+    """Mean ObjMC over the measured cases, and the sprites' mean share found, progress along their paths and
+    looks, from :func:`measure` results."""
     values = [r["objmc_px"] for r in results if math.isfinite(r["objmc_px"])]
     sprites = [s for r in results for s in r["sprites"]]
 
     def mean(key):
-        v = [s[key] for s in sprites if math.isfinite(s[key])]
+        v = [s[key] for s in sprites if s.get(key) is not None and math.isfinite(s[key])]
         return float(np.mean(v)) if v else float("nan")
 
     return {"cases": len(results), "measured": len(values), "objmc_px": float(np.mean(values)) if values else float("nan"),
-            "found": mean("found"), "shape_iou": mean("shape_iou"), "area_ratio": mean("area_ratio"),
+            "found": mean("found"), "progress": mean("progress"), "shape_iou": mean("shape_iou"),
+            "area_ratio": mean("area_ratio"),
             "not_found_cases": len(results) - len(values)}
 
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from .scene import sprite_coverage
 
-__all__ = ["SpriteTrack", "track_sprite", "objmc_px"]
+__all__ = ["SpriteTrack", "track_sprite", "objmc_px", "progress_along"]
 
 
 @dataclass(frozen=True)
@@ -85,3 +85,25 @@ def objmc_px(tracked: np.ndarray, target: np.ndarray, valid: np.ndarray | None =
     if not ok.any():
         return float("nan")
     return float(np.linalg.norm(tracked[ok] - target[ok], axis=-1).mean())
+
+
+def progress_along(tracked: np.ndarray, target: np.ndarray, valid: np.ndarray | None = None,
+                   min_distance: float = 5.0) -> float:
+    """How far along its target path a sprite went: its tracked displacement from frame 0, projected on
+    the target's, as a share of the target's (1: all the way, 0: it stayed put, negative: the other way).
+
+    Taken at the last frame that is found (not NaN), ``valid`` and at least ``min_distance`` px from
+    the target's start; NaN when there is none (a static target, or a sprite lost early) or when frame
+    0 is not found. ObjMC says how far off a sprite is; this says whether it lags or strays.
+    """
+    tracked, target = np.asarray(tracked, float), np.asarray(target, float)
+    ok = np.isfinite(tracked).all(-1)
+    if valid is not None:
+        ok &= np.asarray(valid, bool)
+    want = target - target[0]
+    ok &= np.linalg.norm(want, axis=-1) >= min_distance
+    ok[0] = False
+    if not ok.any() or not np.isfinite(tracked[0]).all():
+        return float("nan")
+    f = int(np.flatnonzero(ok)[-1])
+    return float((tracked[f] - tracked[0]) @ want[f] / (want[f] @ want[f]))

@@ -1,0 +1,83 @@
+"""benchmarks/control.py without generating: tabulating kept results, and refusing to mix models."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sgi2v.sprites.control import make_cases, measure
+from sgi2v.sprites.scene import render_sprites
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def control():
+    spec = importlib.util.spec_from_file_location("control_benchmark", ROOT / "benchmarks" / "control.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        del sys.modules[spec.name]
+    return module
+
+
+def _kept_folder(tmp_path: Path, sha: str | None) -> Path:
+    """Two straight cases kept as an older run wrote them (no ``progress``): "plain" stands still, "sgi2v"
+    follows its targets."""
+    out = tmp_path / "results"
+    out.mkdir()
+    lines = []
+    for case in make_cases(5)[::4]:  # cases 0 and 4: straight, one and two sprites
+        scene, idx = case.scene, list(case.sprites)
+        background = np.repeat(scene.frames[:1].astype(float), 14, axis=0)
+        background[:] = scene.frames[0][~scene.visible[:, 0].any(0)].mean(0)
+        follows, _ = render_sprites(background, case.boxes.astype(np.float32), scene.colors[idx],
+                                    [scene.shapes[i] for i in idx])
+        for row, frames in (("plain", np.repeat(follows[:1], 14, axis=0)), ("sgi2v", follows)):
+            result = measure(frames, case)
+            for s in result["sprites"]:
+                del s["progress"]
+            result.update(row=row, case=case.index, kind=case.kind, controlled=len(idx), seed=case.seed, seconds=1.0,
+                          frames_sha256="0" * 64, loss_drop=None if row == "plain" else 0.05)
+            lines.append(json.dumps(result))
+    (out / "cases.jsonl").write_text("\n".join(lines) + "\n")
+    (out / "control.json").write_text(json.dumps({"model": "sprites", "model_sha256": sha,
+                                                  "machine": {"processor": "the machine that ran them"},
+                                                  "seconds_this_run": 12.5}))
+    return out
+
+
+def test_a_finished_folder_is_tabulated_again_without_a_model(control, tmp_path, monkeypatch):
+    out = _kept_folder(tmp_path, "f" * 64)
+    monkeypatch.setattr("sgi2v.loading.load_pipeline", lambda *a, **k: pytest.fail("no model is needed"))
+    # Cases 0 and 4 are kept; asking for the first 5 of the main rows would run cases 1-3, so name none.
+    for case in (1, 2, 3):
+        with (out / "cases.jsonl").open("a") as fh:
+            for row in ("plain", "sgi2v"):
+                fh.write(json.dumps({"row": row, "case": case, "kind": "x", "objmc_px": float("nan"), "sprites": [],
+                                     "seconds": 1.0, "loss_drop": None}) + "\n")
+    assert control.main(["--out", str(out), "--cases", "5", "--rows", "main", "--threads", "1"]) == 0
+    report = json.loads((out / "control.json").read_text())
+    assert report["model_sha256"] == "f" * 64 and report["machine"] == {"processor": "the machine that ran them"}
+    assert report["seconds_this_run"] == 12.5
+    summary = report["summary"]
+    assert abs(summary["sgi2v"]["all"]["progress"] - 1) < 0.05 and abs(summary["plain"]["all"]["progress"]) < 0.05
+    table = (out / "control.md").read_text()
+    assert "| progress |" in table.splitlines()[0]
+
+
+def test_results_of_another_model_are_not_resumed(control, tmp_path, monkeypatch, capsys):
+    out = _kept_folder(tmp_path, "e" * 64)
+    monkeypatch.setattr("sgi2v.loading.load_pipeline", lambda *a, **k: pytest.fail("refused before loading"))
+    with pytest.raises(SystemExit) as exit_:
+        control.main(["--out", str(out), "--cases", "6", "--rows", "main"])  # cases 1-3 and 5 are still to run
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert f"{out}: its results were made by a model with SHA-256 eeeeeeeeeeee" in err and "give another --out" in err
