@@ -81,3 +81,17 @@ def test_results_of_another_model_are_not_resumed(control, tmp_path, monkeypatch
     assert exit_.value.code == 2
     err = capsys.readouterr().err
     assert f"{out}: its results were made by a model with SHA-256 eeeeeeeeeeee" in err and "give another --out" in err
+
+
+def test_an_enlarged_case_is_the_same_case_in_proportion():
+    spec = importlib.util.spec_from_file_location("control_scale", ROOT / "benchmarks" / "control_scale.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    case = make_cases(2)[1]  # curved
+    big = module.enlarged(case, 2)
+    assert big.image.shape == (256, 256, 3) and np.array_equal(big.boxes, case.boxes * 2)
+    assert np.allclose(big.scene.sizes, case.scene.sizes * 2)
+    # A video standing still on its first frame: off its path by twice as many pixels, and no progress at either size
+    small, large = (measure(np.repeat(c.scene.frames[:1], 14, axis=0), c) for c in (case, big))
+    assert abs(large["objmc_px"] / 2 - small["objmc_px"]) < 0.5, (small["objmc_px"], large["objmc_px"])
+    assert abs(large["sprites"][0]["progress"]) < 0.05 and large["sprites"][0]["found"] == 1.0
