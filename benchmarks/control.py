@@ -244,6 +244,9 @@ def main(argv=None) -> int:
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or mps")
     parser.add_argument("--dtype", default="float32", choices=("float32", "float16", "bfloat16"),
                         help="the weights' precision (default float32)")
+    parser.add_argument("--sprite-sizes", default=None, metavar="MIN,MAX",
+                        help="the held-out scenes' sprite size range in px (default: the world's, 16-40; for a model "
+                        "trained with train-sprites --sprite-sizes)")
     parser.add_argument("--until", type=float, default=None, help="stop starting new cases after this many minutes "
                         "(the summary is written from what is done; run again to resume)")
     args = parser.parse_args(argv)
@@ -258,6 +261,18 @@ def main(argv=None) -> int:
     unknown = [r for r in rows if r not in ROWS]
     if unknown:
         parser.error(f"unknown rows {unknown}; known: {list(ROWS)}")
+    sizes = None
+    if args.sprite_sizes:
+        try:
+            sizes = tuple(float(v) for v in args.sprite_sizes.split(","))
+        except ValueError:
+            sizes = ()
+        if len(sizes) != 2:
+            parser.error(f"--sprite-sizes: expected two numbers MIN,MAX, got {args.sprite_sizes!r}")
+    try:
+        cases = make_cases(args.cases, sprite_sizes=sizes)
+    except ValueError as err:
+        parser.error(f"--sprite-sizes: {err}" if sizes else str(err))
     out = Path(args.out)
     (out / "frames").mkdir(parents=True, exist_ok=True)
     done_path = out / "cases.jsonl"
@@ -266,7 +281,6 @@ def main(argv=None) -> int:
         for line in done_path.read_text().splitlines():
             r = json.loads(line)
             done[(r["row"], r["case"])] = r
-    cases = make_cases(args.cases)
     # The main rows case by case, then the ablations row by row: a stopped run has plain and SG-I2V on the
     # same cases, and whole ablation rows.
     order = [(row, c) for c in cases for row in rows if ROWS[row][2]]
@@ -278,6 +292,9 @@ def main(argv=None) -> int:
     if todo and sha and earlier and sha != earlier:
         parser.error(f"{out}: its results were made by a model with SHA-256 {earlier[:12]}..., not {args.model!r} "
                      f"({sha[:12]}...); give another --out")
+    if todo and previous and previous.get("sprite_sizes") != (list(sizes) if sizes else None):
+        parser.error(f"{out}: its cases come from scenes with sprite sizes {previous.get('sprite_sizes') or 'of the world'}, "
+                     f"not {args.sprite_sizes or 'of the world'}; give another --out")
     if todo:  # a finished folder is only tabulated again: no model needed
         pipe = load_pipeline(args.model, device=args.device, dtype=DTYPES[args.dtype])
         pipe.set_progress_bar_config(disable=True)
@@ -311,7 +328,8 @@ def main(argv=None) -> int:
     else:
         this_run = round(time.perf_counter() - started, 1)
     report = {"model": previous.get("model", args.model) if not todo else args.model, "model_sha256": sha,
-              "cases": args.cases, "subset": args.subset, "machine": machine, "seconds_this_run": this_run,
+              "cases": args.cases, "subset": args.subset, "sprite_sizes": sizes, "machine": machine,
+              "seconds_this_run": this_run,
               "seconds_of_generation": round(sum(r["seconds"] for r in results), 1), "summary": summary}
     (out / "control.json").write_text(json.dumps(report, indent=1))
     (out / "control.md").write_text(text)

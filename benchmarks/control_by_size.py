@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-BANDS = ((16, 24), (24, 32), (32, 41))  # px across; the world draws 16-40
+BANDS = ((16, 24), (24, 32), (32, 41), (41, 65))  # px across; the world draws 16-40 (the last: larger worlds)
 
 
 def by_size(results: list[dict], cases: dict) -> dict:
@@ -71,7 +71,13 @@ def main(argv=None) -> int:
     empty = [row for row, rs in kept.items() if not rs]
     if empty:
         parser.error(f"--rows: no results for {empty} in {args.folders}")
-    cases = {c.index: c for c in make_cases(1 + max(r["case"] for rs in kept.values() for r in rs))}
+    worlds = {json.dumps(json.loads((Path(f) / "control.json").read_text()).get("sprite_sizes"))
+              if (Path(f) / "control.json").exists() else "null" for f in args.folders}
+    if len(worlds) > 1:
+        parser.error(f"the folders' cases come from worlds of different sprite sizes: {sorted(worlds)}")
+    sizes = json.loads(worlds.pop())
+    cases = {c.index: c for c in make_cases(1 + max(r["case"] for rs in kept.values() for r in rs),
+                                            sprite_sizes=tuple(sizes) if sizes else None)}
     report = {"folders": args.folders, "rows": {row: by_size(rs, cases) for row, rs in kept.items()}}
     print("| row | " + " | ".join(f"{band}: sprites, progress, ObjMC px" for band in report["rows"][rows[0]]) + " |")
     print("| --- |" + " --- |" * len(BANDS))

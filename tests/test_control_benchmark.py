@@ -95,3 +95,22 @@ def test_an_enlarged_case_is_the_same_case_in_proportion():
     small, large = (measure(np.repeat(c.scene.frames[:1], 14, axis=0), c) for c in (case, big))
     assert abs(large["objmc_px"] / 2 - small["objmc_px"]) < 0.5, (small["objmc_px"], large["objmc_px"])
     assert abs(large["sprites"][0]["progress"]) < 0.05 and large["sprites"][0]["found"] == 1.0
+
+
+def test_the_sprite_size_range_is_checked_before_any_model_loads(control, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr("sgi2v.loading.load_pipeline", lambda *a, **k: pytest.fail("refused before loading"))
+    for value, message in [("40", "--sprite-sizes: expected two numbers MIN,MAX, got '40'"),
+                           ("32,70", "--sprite-sizes: scenes with sprites up to 70 px need at least 140 x 140 pixels, got 128 x 128")]:
+        with pytest.raises(SystemExit) as exit_:
+            control.main(["--out", str(tmp_path / "r"), "--rows", "main", "--sprite-sizes", value])
+        assert exit_.value.code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
+def test_cases_of_another_sprite_size_range_are_not_resumed(control, tmp_path, monkeypatch, capsys):
+    out = _kept_folder(tmp_path, None)  # a model without a SHA-256 (a folder): only the world is compared
+    monkeypatch.setattr("sgi2v.loading.load_pipeline", lambda *a, **k: pytest.fail("refused before loading"))
+    with pytest.raises(SystemExit) as exit_:
+        control.main(["--out", str(out), "--cases", "6", "--rows", "main", "--sprite-sizes", "32,64"])
+    assert exit_.value.code == 2
+    assert "its cases come from scenes with sprite sizes of the world, not 32,64; give another --out" in capsys.readouterr().err

@@ -5,6 +5,8 @@ import hashlib
 import json
 import math
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -29,6 +31,19 @@ def test_scenes_are_deterministic_and_seeds_differ():
     assert a.boxes.shape == (len(a.shapes), 14, 4) and a.colors.shape == (len(a.shapes), 3)
     small = render_scene(7, height=96, width=160, num_frames=5)
     assert small.frames.shape == (5, 96, 160, 3)
+
+
+def test_other_sprite_sizes_draw_the_same_scene_with_its_sprites_resized():
+    world, big = render_scene(11), render_scene(11, sprite_sizes=(32, 64))
+    assert ((big.sizes >= 32) & (big.sizes <= 64)).all() and big.shapes == world.shapes
+    assert np.array_equal(big.colors, world.colors) and len(big.sizes) == len(world.sizes)
+    assert np.array_equal(render_scene(11, sprite_sizes=(16, 40)).frames, world.frames)  # the default range
+    for bad, message in [((10, 8), "expected 4 <= min <= max, got 10, 8"), ((2, 8), "expected 4 <= min <= max, got 2, 8"),
+                         ((32, 70), "sprites up to 70 px need at least 140 x 140 pixels, got 128 x 128")]:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            render_scene(11, sprite_sizes=bad)
+    cases = make_cases(4, sprite_sizes=(32, 64))
+    assert all(32 <= case.scene.sizes[i] <= 64 for case in cases for i in case.sprites)
 
 
 def test_scene_bytes_are_pinned():
@@ -438,6 +453,9 @@ def test_train_sprites_command_refuses_bad_values_before_training(tmp_path, caps
         (["--vae-colour-weight", "nan"], "--vae-colour-weight: expected a number >= 0, got nan"),
         (["--vae-from", "sprites", "--vae-colour-weight", "2"], "--vae-colour-weight: a run with vae_from sprites trains no "
                                                                  "VAE; expected 0, got 2.0"),
+        (["--sprite-sizes", "40"], "--sprite-sizes: expected two numbers MIN,MAX, got '40'"),
+        (["--sprite-sizes", "big,small"], "--sprite-sizes: expected two numbers MIN,MAX, got 'big,small'"),
+        (["--sprite-sizes", "32,80"], "--sprite-sizes: expected 4 <= min <= max <= half the picture's side, got 32,80"),
     ]:
         assert main(["train-sprites", "-o", str(tmp_path / "x"), *args]) == 2
         assert message in capsys.readouterr().err

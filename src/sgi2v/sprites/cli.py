@@ -24,6 +24,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                     "resume)"), OUT_FOLDER, "training folder")
     parser.add_argument("--seed", type=int, default=defaults.seed, help=f"seed of the whole run (default {defaults.seed})")
     parser.add_argument("--videos", type=int, default=defaults.videos, help=f"training scenes (default {defaults.videos})")
+    parser.add_argument("--sprite-sizes", default=None, metavar="MIN,MAX",
+                        help="the range of the scenes' sprite sizes in px (default "
+                        f"{','.join(f'{v:g}' for v in defaults.sprite_sizes)}, the world the shipped model knows; "
+                        "other ranges are for experiments)")
     parser.add_argument("--vae-steps", type=int, default=None, help=f"VAE steps (default {defaults.vae_steps})")
     path_option(parser.add_argument("--vae-from", default=None, metavar="MODEL", help="use the VAE of this trained model "
                                     "(sprites, or the model folder of an earlier run) as it is, instead of training one; "
@@ -58,6 +62,14 @@ def run(args: argparse.Namespace) -> int:
         channels = tuple(int(c) for c in args.unet_channels.split(","))
     except ValueError:
         raise ValueError(f"--unet-channels: expected 4 comma-separated multiples of 32, got {args.unet_channels!r}") from None
+    sizes = TrainConfig.sprite_sizes
+    if args.sprite_sizes is not None:
+        try:
+            sizes = tuple(float(v) for v in args.sprite_sizes.split(","))
+        except ValueError:
+            sizes = ()
+        if len(sizes) != 2:
+            raise ValueError(f"--sprite-sizes: expected two numbers MIN,MAX, got {args.sprite_sizes!r}")
     for name in ("videos", "vae_steps", "unet_steps"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')}: expected at least 1, got {getattr(args, name)}")
@@ -69,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
         config = dataclasses.replace(TrainConfig(), seed=args.seed, videos=args.videos, vae_steps=vae_steps,
                                      unet_steps=args.unet_steps, vae_from=args.vae_from, unet_channels=channels,
                                      vae_colour_weight=args.vae_colour_weight,
+                                     sprite_sizes=sizes,
                                      unet_heads=tuple(c // 16 for c in channels))
     except ValueError as err:
         raise _as_option(err) from None

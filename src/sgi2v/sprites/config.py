@@ -22,6 +22,8 @@ class TrainConfig:
     height: int = 128
     width: int = 128
     num_frames: int = 14
+    # the range (px) of the scenes' sprite sizes: the world's 16-40 (other ranges serve experiments)
+    sprite_sizes: tuple[float, float] = (16.0, 40.0)
     # VAE
     vae_channels: tuple[int, ...] = (32, 64, 128, 128)
     vae_steps: int = 1500
@@ -51,6 +53,9 @@ class TrainConfig:
     checkpoint_every: int = 100
 
     def __post_init__(self):
+        low, high = self.sprite_sizes
+        if not 4 <= low <= high or 2 * high > min(self.height, self.width):
+            raise ValueError(f"sprite_sizes: expected 4 <= min <= max <= half the picture's side, got {low:g},{high:g}")
         if not (self.vae_colour_weight >= 0 and math.isfinite(self.vae_colour_weight)):
             raise ValueError(f"vae_colour_weight: expected a number >= 0, got {self.vae_colour_weight}")
         if self.vae_from is not None and self.vae_colour_weight:

@@ -101,16 +101,17 @@ def _path(rng: np.random.Generator, kind: str, start: np.ndarray, size: float, n
 
 
 def make_case(index: int, kind: str, count: int, height: int = 128, width: int = 128, num_frames: int = 14,
-              first_seed: int = TRAIN_SEED_LIMIT + 1000) -> ControlCase:
+              first_seed: int = TRAIN_SEED_LIMIT + 1000, sprite_sizes: tuple[float, float] | None = None) -> ControlCase:
     """Case ``index``: the first held-out scene from ``first_seed + 100 * index`` on that has ``count``
     whole sprites and room for their paths. With two sprites, the second moves ``straight`` (or
-    ``curved`` in a curved case); the first has the case's ``kind``."""
+    ``curved`` in a curved case); the first has the case's ``kind``. ``sprite_sizes``: the scenes'
+    sprite size range (default: the world's, 16-40 px)."""
     if kind not in KINDS:
         raise ValueError(f"unknown case kind {kind!r} (use one of {', '.join(KINDS)})")
     if count not in (1, 2):
         raise ValueError(f"count must be 1 or 2, got {count}")
     for seed in range(first_seed + 100 * index, first_seed + 100 * index + 100):
-        scene = render_scene(seed, height, width, num_frames)
+        scene = render_scene(seed, height, width, num_frames, **({"sprite_sizes": sprite_sizes} if sprite_sizes else {}))
         whole = [i for i in range(len(scene.shapes)) if _whole(scene, i)]
         if len(whole) < count:
             continue

@@ -186,12 +186,21 @@ def _path(rng: np.random.Generator, size: float, start: np.ndarray, drift: np.nd
     return _quantise(out)
 
 
-def render_scene(seed: int, height: int = 128, width: int = 128, num_frames: int = 14) -> Scene:
-    """The scene of ``seed``: 1-3 moving sprites on a smooth background, ``num_frames`` frames of ``height x width``."""
+def render_scene(seed: int, height: int = 128, width: int = 128, num_frames: int = 14,
+                 sprite_sizes: tuple[float, float] = (MIN_SIZE, MAX_SIZE)) -> Scene:
+    """The scene of ``seed``: 1-3 moving sprites on a smooth background, ``num_frames`` frames of ``height x width``.
+
+    ``sprite_sizes``: the range (px) the sprites' sizes are drawn from; the default, 16-40, is the world the
+    ``sprites`` model was trained on (other ranges serve experiments; the same seed draws the same scene
+    otherwise, with the sizes scaled into the range)."""
     if not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-    if height < 2 * MAX_SIZE or width < 2 * MAX_SIZE:
-        raise ValueError(f"scenes need at least {2 * MAX_SIZE} x {2 * MAX_SIZE} pixels, got {height} x {width}")
+    low, high = (float(v) for v in sprite_sizes)
+    if not 4 <= low <= high:
+        raise ValueError(f"sprite_sizes: expected 4 <= min <= max, got {low:g}, {high:g}")
+    if height < 2 * high or width < 2 * high:
+        raise ValueError(f"scenes with sprites up to {high:g} px need at least {2 * high:g} x {2 * high:g} pixels, "
+                         f"got {height} x {width}")
     if num_frames < 1:
         raise ValueError(f"num_frames must be at least 1, got {num_frames}")
     rng = np.random.default_rng([int(seed), 0x5B1735])
@@ -205,7 +214,7 @@ def render_scene(seed: int, height: int = 128, width: int = 128, num_frames: int
     background = _background(rng, height, width, pan)
     colors = _sprite_colours(rng, count)
     shapes = tuple(SHAPES[int(rng.integers(0, len(SHAPES)))] for _ in range(count))
-    sizes = [float(_quantise(rng.uniform(MIN_SIZE, MAX_SIZE))) for _ in range(count)]
+    sizes = [float(_quantise(rng.uniform(low, high))) for _ in range(count)]
     starts: list[np.ndarray] = []
     for size in sizes:  # first frame: inside the picture, overlapping earlier sprites little
         for _ in range(30):

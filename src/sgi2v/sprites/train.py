@@ -119,7 +119,7 @@ def _render_data(config: TrainConfig, seeds) -> tuple[np.ndarray, np.ndarray]:
     frames = np.empty((len(seeds), config.num_frames, config.height, config.width, 3), np.uint8)
     masks = np.empty((len(seeds), config.num_frames, config.height, config.width), bool)
     for i, s in enumerate(seeds):
-        scene = render_scene(int(s), config.height, config.width, config.num_frames)
+        scene = render_scene(int(s), config.height, config.width, config.num_frames, sprite_sizes=config.sprite_sizes)
         frames[i] = scene.frames
         masks[i] = scene.visible.any(axis=0)
     return frames, masks
@@ -348,7 +348,7 @@ def train_unet(unet, data: dict, scaling_factor: float, config: TrainConfig, fol
 
 @torch.no_grad()
 def vae_report(vae, seeds=range(TRAIN_SEED_LIMIT, TRAIN_SEED_LIMIT + 16), height: int = 128, width: int = 128,
-               num_frames: int = 14, decode_chunk_size: int = 14) -> dict:
+               num_frames: int = 14, decode_chunk_size: int = 14, sprite_sizes=(16.0, 40.0)) -> dict:
     """How well the VAE reconstructs held-out scenes: PSNR (dB) over all frames, and per sprite the RGB
     distance between its colour and the mean reconstructed colour inside it, and the distance between
     its tracked centroid in the original and in the reconstruction (frames where it is wholly in view;
@@ -359,7 +359,7 @@ def vae_report(vae, seeds=range(TRAIN_SEED_LIMIT, TRAIN_SEED_LIMIT + 16), height
     dtype = next(vae.parameters()).dtype
     errors, colour_errors, centroid_errors, lost = [], [], [], 0
     for seed in seeds:
-        scene = render_scene(int(seed), height, width, num_frames)
+        scene = render_scene(int(seed), height, width, num_frames, sprite_sizes=sprite_sizes)
         x = _to_pixels(scene.frames).to(device, dtype)
         z = vae.encode(x).latent_dist.mode()
         chunks = [vae.decode(z[i:i + decode_chunk_size], num_frames=len(z[i:i + decode_chunk_size])).sample
@@ -496,7 +496,7 @@ def train_sprites(folder: str | Path, config: TrainConfig = TrainConfig(), devic
         digest = file_sha256(folder / "vae.pt")  # the finished VAE's checkpoint, whose weights were just loaded
     vae_seconds = time.perf_counter() - t
     vae = vae_report(components["vae"], seeds=range(TRAIN_SEED_LIMIT, TRAIN_SEED_LIMIT + report_scenes), height=config.height,
-                     width=config.width, num_frames=config.num_frames)
+                     width=config.width, num_frames=config.num_frames, sprite_sizes=config.sprite_sizes)
     log.write(phase="vae_done", seconds=round(vae_seconds, 1), **vae)
     data = _load_encoded(cache, digest)
     if data is None:
