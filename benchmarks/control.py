@@ -85,20 +85,14 @@ def run_one(pipe, row: str, case, model: str) -> tuple[dict, np.ndarray]:
     return result, generation.frames
 
 
-def add_progress(results: list[dict], cases: dict) -> None:
-    """Fill in each sprite's ``progress`` where a result predates it, from its stored track and its case
-    (cases are deterministic), so that older ``cases.jsonl`` files get the same table."""
-    from sgi2v.sprites.control import target_centres
-    from sgi2v.sprites.track import progress_along
-
-    for r in results:
-        case = cases.get(r["case"])
-        for n, s in enumerate(r["sprites"]):
-            if "progress" in s or case is None:
-                continue
-            track = np.array(s["track"], dtype=np.float64)
-            track[(track < 0).any(-1)] = np.nan  # -1: not found
-            s["progress"] = progress_along(track, *target_centres(case.boxes[n], *case.image.shape[:2]))
+def load_kept(out: Path) -> dict:
+    """The finished results kept in ``out/cases.jsonl``, by (row, case)."""
+    done = {}
+    if (out / "cases.jsonl").exists():
+        for line in (out / "cases.jsonl").read_text().splitlines():
+            r = json.loads(line)
+            done[(r["row"], r["case"])] = r
+    return done
 
 
 def _mean(values):
@@ -254,33 +248,23 @@ def main(argv=None) -> int:
 
     from sgi2v.loading import DTYPES, load_pipeline, model_sha256
     from sgi2v.settings import available_cores
-    from sgi2v.sprites.control import make_cases
+    from sgi2v.sprites.config import parse_sprite_sizes
+    from sgi2v.sprites.control import fill_progress, make_cases
 
     torch.set_num_threads(args.threads or available_cores())
     rows = list(ROWS) if args.rows == "all" else ["plain", "sgi2v"] if args.rows == "main" else args.rows.split(";")
     unknown = [r for r in rows if r not in ROWS]
     if unknown:
         parser.error(f"unknown rows {unknown}; known: {list(ROWS)}")
-    sizes = None
-    if args.sprite_sizes:
-        try:
-            sizes = tuple(float(v) for v in args.sprite_sizes.split(","))
-        except ValueError:
-            sizes = ()
-        if len(sizes) != 2:
-            parser.error(f"--sprite-sizes: expected two numbers MIN,MAX, got {args.sprite_sizes!r}")
     try:
+        sizes = parse_sprite_sizes(args.sprite_sizes) if args.sprite_sizes else None
         cases = make_cases(args.cases, sprite_sizes=sizes)
     except ValueError as err:
-        parser.error(f"--sprite-sizes: {err}" if sizes else str(err))
+        parser.error(f"--sprite-sizes: {err}" if args.sprite_sizes else str(err))
     out = Path(args.out)
     (out / "frames").mkdir(parents=True, exist_ok=True)
     done_path = out / "cases.jsonl"
-    done = {}
-    if done_path.exists():
-        for line in done_path.read_text().splitlines():
-            r = json.loads(line)
-            done[(r["row"], r["case"])] = r
+    done = load_kept(out)
     # The main rows case by case, then the ablations row by row: a stopped run has plain and SG-I2V on the
     # same cases, and whole ablation rows.
     order = [(row, c) for c in cases for row in rows if ROWS[row][2]]
@@ -316,7 +300,7 @@ def main(argv=None) -> int:
         print(f"{row:38s} case {case.index:2d} {case.kind:8s} ObjMC {result['objmc_px']:6.2f} px "
               f"found {np.mean([s['found'] for s in result['sprites']]):.2f} {result['seconds']:.1f} s", flush=True)
     results = list(done.values())
-    add_progress(results, {c.index: c for c in cases})
+    fill_progress(results, {c.index: c for c in cases})
     text, summary = table(results, args.cases, args.subset)
     machine = {"platform": platform.platform(), "processor": platform.processor(), "python": sys.version.split()[0],
                "torch": torch.__version__, "threads": torch.get_num_threads(), "cores": available_cores(),

@@ -23,10 +23,7 @@ BANDS = ((16, 24), (24, 32), (32, 41), (41, 65))  # px across; the world draws 1
 
 
 def by_size(results: list[dict], cases: dict) -> dict:
-    """{band: {"sprites", "moving", "progress", "objmc_px"}} for one row's results."""
-    from sgi2v.sprites.control import target_centres
-    from sgi2v.sprites.track import progress_along
-
+    """{band: {"sprites", "moving", "progress", "objmc_px"}} for one row's results (with ``progress`` filled in)."""
     out = {}
     for lo, hi in BANDS:
         progress, objmc, count = [], [], 0
@@ -39,11 +36,8 @@ def by_size(results: list[dict], cases: dict) -> dict:
                 count += 1
                 if math.isfinite(s["objmc_px"]):
                     objmc.append(s["objmc_px"])
-                track = np.array(s["track"], dtype=np.float64)
-                track[(track < 0).any(-1)] = np.nan
-                p = s.get("progress", progress_along(track, *target_centres(case.boxes[n], *case.image.shape[:2])))
-                if p is not None and math.isfinite(p):
-                    progress.append(p)
+                if math.isfinite(s["progress"]):
+                    progress.append(s["progress"])
         out[f"{lo}-{hi - 1} px"] = {"sprites": count, "moving": len(progress),
                                     "progress": float(np.mean(progress)) if progress else float("nan"),
                                     "objmc_px": float(np.mean(objmc)) if objmc else float("nan")}
@@ -56,18 +50,20 @@ def main(argv=None) -> int:
     parser.add_argument("--rows", default="plain;sgi2v", help="rows joined by ';' (default plain;sgi2v)")
     parser.add_argument("--out", default=None, help="JSON file to write (default: print only)")
     args = parser.parse_args(argv)
-    from sgi2v.sprites.control import make_cases
+    from sgi2v.sprites.control import fill_progress, make_cases
 
     rows = args.rows.split(";")
+    sys.path.insert(0, str(HERE))
+    import control
+
     kept: dict[str, list[dict]] = {row: [] for row in rows}
     for folder in args.folders:
         path = Path(folder) / "cases.jsonl"
         if not path.exists():
             parser.error(f"{path}: no such file (a control.py result folder has one)")
-        for line in path.read_text().splitlines():
-            r = json.loads(line)
-            if r["row"] in kept:
-                kept[r["row"]].append(r)
+        for (row, _), r in control.load_kept(Path(folder)).items():
+            if row in kept:
+                kept[row].append(r)
     empty = [row for row, rs in kept.items() if not rs]
     if empty:
         parser.error(f"--rows: no results for {empty} in {args.folders}")
@@ -78,6 +74,8 @@ def main(argv=None) -> int:
     sizes = json.loads(worlds.pop())
     cases = {c.index: c for c in make_cases(1 + max(r["case"] for rs in kept.values() for r in rs),
                                             sprite_sizes=tuple(sizes) if sizes else None)}
+    for rs in kept.values():
+        fill_progress(rs, cases)
     report = {"folders": args.folders, "rows": {row: by_size(rs, cases) for row, rs in kept.items()}}
     print("| row | " + " | ".join(f"{band}: sprites, progress, ObjMC px" for band in report["rows"][rows[0]]) + " |")
     print("| --- |" + " --- |" * len(BANDS))

@@ -100,11 +100,7 @@ def main(argv=None) -> int:
     out = Path(args.out or HERE / "results" / f"control-scale{args.scale}")
     out.mkdir(parents=True, exist_ok=True)
     done_path = out / "cases.jsonl"
-    done = {}
-    if done_path.exists():
-        for line in done_path.read_text().splitlines():
-            r = json.loads(line)
-            done[(r["row"], r["case"])] = r
+    done = control.load_kept(out)
     cases = [enlarged(c, args.scale) for c in make_cases(args.cases)]
     todo = [(row, c) for c in cases for row in rows if (row, c.index) not in done]
     started = time.perf_counter()
@@ -137,8 +133,9 @@ def main(argv=None) -> int:
               "machine": {"platform": platform.platform(), "torch": torch.__version__, "threads": torch.get_num_threads()},
               "seconds_this_run": round(time.perf_counter() - started, 1),
               "seconds_of_generation": round(sum(r["seconds"] for r in done.values()), 1)}
-    if not todo and previous:  # summarised again: the machine and time are those of the run that made the results
-        report.update(machine=previous["machine"], seconds_this_run=previous["seconds_this_run"])
+    if not todo and previous:  # summarised again: the model, machine and time are those of the run that made the results
+        report.update(model=previous["model"], model_sha256=previous["model_sha256"], machine=previous["machine"],
+                      seconds_this_run=previous["seconds_this_run"])
     (out / "scale.json").write_text(json.dumps(report, indent=1) + "\n")
     grid(cases, out)
     return 0

@@ -53,7 +53,7 @@ def _as_option(err: ValueError) -> ValueError:
 
 def run(args: argparse.Namespace) -> int:
     from ..settings import available_cores
-    from .config import TrainConfig
+    from .config import TrainConfig, parse_sprite_sizes
 
     if args.vae_from is not None and args.vae_steps is not None:
         raise ValueError(f"--vae-steps: a run with --vae-from trains no VAE; leave it out, got {args.vae_steps}")
@@ -62,14 +62,10 @@ def run(args: argparse.Namespace) -> int:
         channels = tuple(int(c) for c in args.unet_channels.split(","))
     except ValueError:
         raise ValueError(f"--unet-channels: expected 4 comma-separated multiples of 32, got {args.unet_channels!r}") from None
-    sizes = TrainConfig.sprite_sizes
-    if args.sprite_sizes is not None:
-        try:
-            sizes = tuple(float(v) for v in args.sprite_sizes.split(","))
-        except ValueError:
-            sizes = ()
-        if len(sizes) != 2:
-            raise ValueError(f"--sprite-sizes: expected two numbers MIN,MAX, got {args.sprite_sizes!r}")
+    try:
+        sizes = TrainConfig.sprite_sizes if args.sprite_sizes is None else parse_sprite_sizes(args.sprite_sizes)
+    except ValueError as err:
+        raise ValueError(f"--sprite-sizes: {err}") from None
     for name in ("videos", "vae_steps", "unet_steps"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')}: expected at least 1, got {getattr(args, name)}")

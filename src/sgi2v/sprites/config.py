@@ -6,11 +6,24 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
-__all__ = ["TrainConfig", "TRAIN_SEED_LIMIT", "ADDED_TIME_IDS"]
+__all__ = ["TrainConfig", "TRAIN_SEED_LIMIT", "ADDED_TIME_IDS", "SPRITE_SIZES", "parse_sprite_sizes"]
 
 #: Training uses scene seeds below this; held-out evaluation uses seeds at or above it.
 TRAIN_SEED_LIMIT = 1_000_000
 ADDED_TIME_IDS = (6.0, 127.0, 0.02)  # [fps - 1, motion_bucket_id, noise_aug_strength]: the pipeline's defaults
+#: The world's range of sprite sizes (px across): what the shipped ``sprites`` model was trained on.
+SPRITE_SIZES = (16.0, 40.0)
+
+
+def parse_sprite_sizes(text: str) -> tuple[float, float]:
+    """``"MIN,MAX"`` as two numbers (the range itself is checked where it is used)."""
+    try:
+        sizes = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        sizes = ()
+    if len(sizes) != 2:
+        raise ValueError(f"expected two numbers MIN,MAX, got {text!r}")
+    return sizes
 
 
 @dataclass(frozen=True)
@@ -23,7 +36,7 @@ class TrainConfig:
     width: int = 128
     num_frames: int = 14
     # the range (px) of the scenes' sprite sizes: the world's 16-40 (other ranges serve experiments)
-    sprite_sizes: tuple[float, float] = (16.0, 40.0)
+    sprite_sizes: tuple[float, float] = SPRITE_SIZES
     # VAE
     vae_channels: tuple[int, ...] = (32, 64, 128, 128)
     vae_steps: int = 1500

@@ -19,8 +19,8 @@ from .scene import Scene, render_scene, sprite_coverage
 from .track import objmc_px, progress_along, track_sprite
 from .config import TRAIN_SEED_LIMIT
 
-__all__ = ["KINDS", "ControlCase", "make_case", "make_cases", "measure", "measure_boxes", "rendered_color", "summarise",
-           "target_centres", "write_example"]
+__all__ = ["KINDS", "ControlCase", "fill_progress", "make_case", "make_cases", "measure", "measure_boxes", "rendered_color",
+           "summarise", "target_centres", "write_example"]
 
 KINDS = ("straight", "curved", "static", "leaving")
 MIN_LENGTH, MAX_LENGTH = 15.0, 50.0  # px: length of a moving target path
@@ -111,7 +111,7 @@ def make_case(index: int, kind: str, count: int, height: int = 128, width: int =
     if count not in (1, 2):
         raise ValueError(f"count must be 1 or 2, got {count}")
     for seed in range(first_seed + 100 * index, first_seed + 100 * index + 100):
-        scene = render_scene(seed, height, width, num_frames, **({"sprite_sizes": sprite_sizes} if sprite_sizes else {}))
+        scene = render_scene(seed, height, width, num_frames, sprite_sizes)
         whole = [i for i in range(len(scene.shapes)) if _whole(scene, i)]
         if len(whole) < count:
             continue
@@ -208,6 +208,19 @@ def measure_boxes(frames: np.ndarray, boxes: np.ndarray, colors, shapes, sizes, 
         })
     values = [s["objmc_px"] for s in out if math.isfinite(s["objmc_px"])]
     return {"objmc_px": float(np.mean(values)) if values else float("nan"), "sprites": out}
+
+
+def fill_progress(results: list[dict], cases: dict) -> None:
+    """Fill in each sprite's ``progress`` where a kept result predates it, from its stored track (``-1``: not
+    found) and its case (``cases``: index -> :class:`ControlCase`; cases are deterministic)."""
+    for r in results:
+        case = cases.get(r["case"])
+        for n, s in enumerate(r["sprites"]):
+            if "progress" in s or case is None:
+                continue
+            track = np.array(s["track"], dtype=np.float64)
+            track[(track < 0).any(-1)] = np.nan
+            s["progress"] = progress_along(track, *target_centres(case.boxes[n], *case.image.shape[:2]))
 
 
 def summarise(results: list[dict]) -> dict:

@@ -17,10 +17,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .config import SPRITE_SIZES
+
 __all__ = ["Scene", "SHAPES", "render_scene", "render_sprites", "sprite_coverage"]
 
 SHAPES = ("disc", "square")
-MIN_SIZE, MAX_SIZE = 16, 40
+MIN_SIZE, MAX_SIZE = SPRITE_SIZES
 MAX_SPEED = 3.0  # px per frame
 _QUANTUM = 1 / 64  # px: positions are multiples of this
 BACKGROUND_MEAN = 128.0  # grey level the background's colour field averages to
@@ -187,15 +189,15 @@ def _path(rng: np.random.Generator, size: float, start: np.ndarray, drift: np.nd
 
 
 def render_scene(seed: int, height: int = 128, width: int = 128, num_frames: int = 14,
-                 sprite_sizes: tuple[float, float] = (MIN_SIZE, MAX_SIZE)) -> Scene:
+                 sprite_sizes: tuple[float, float] | None = None) -> Scene:
     """The scene of ``seed``: 1-3 moving sprites on a smooth background, ``num_frames`` frames of ``height x width``.
 
-    ``sprite_sizes``: the range (px) the sprites' sizes are drawn from; the default, 16-40, is the world the
+    ``sprite_sizes``: the range (px) the sprites' sizes are drawn from; the default (None), 16-40, is the world the
     ``sprites`` model was trained on (other ranges serve experiments; the same seed draws the same scene
     otherwise, with the sizes scaled into the range)."""
     if not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-    low, high = (float(v) for v in sprite_sizes)
+    low, high = (float(v) for v in (sprite_sizes or SPRITE_SIZES))
     if not 4 <= low <= high:
         raise ValueError(f"sprite_sizes: expected 4 <= min <= max, got {low:g}, {high:g}")
     if height < 2 * high or width < 2 * high:

@@ -348,7 +348,7 @@ def train_unet(unet, data: dict, scaling_factor: float, config: TrainConfig, fol
 
 @torch.no_grad()
 def vae_report(vae, seeds=range(TRAIN_SEED_LIMIT, TRAIN_SEED_LIMIT + 16), height: int = 128, width: int = 128,
-               num_frames: int = 14, decode_chunk_size: int = 14, sprite_sizes=(16.0, 40.0)) -> dict:
+               num_frames: int = 14, decode_chunk_size: int = 14, sprite_sizes=None) -> dict:
     """How well the VAE reconstructs held-out scenes: PSNR (dB) over all frames, and per sprite the RGB
     distance between its colour and the mean reconstructed colour inside it, and the distance between
     its tracked centroid in the original and in the reconstruction (frames where it is wholly in view;
