@@ -260,7 +260,7 @@ def main(argv=None) -> int:
         sizes = parse_sprite_sizes(args.sprite_sizes) if args.sprite_sizes else None
         cases = make_cases(args.cases, sprite_sizes=sizes)
     except ValueError as err:
-        parser.error(f"--sprite-sizes: {err}" if args.sprite_sizes else str(err))
+        parser.error(f"--sprite-sizes: {str(err).removeprefix('sprite_sizes: ')}" if args.sprite_sizes else str(err))
     out = Path(args.out)
     (out / "frames").mkdir(parents=True, exist_ok=True)
     done_path = out / "cases.jsonl"

@@ -100,6 +100,7 @@ def test_an_enlarged_case_is_the_same_case_in_proportion():
 def test_the_sprite_size_range_is_checked_before_any_model_loads(control, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr("sgi2v.loading.load_pipeline", lambda *a, **k: pytest.fail("refused before loading"))
     for value, message in [("40", "--sprite-sizes: expected two numbers MIN,MAX, got '40'"),
+                           ("8,2", "error: --sprite-sizes: expected 4 <= min <= max, got 8, 2"),
                            ("32,70", "--sprite-sizes: scenes with sprites up to 70 px need at least 140 x 140 pixels, got 128 x 128")]:
         with pytest.raises(SystemExit) as exit_:
             control.main(["--out", str(tmp_path / "r"), "--rows", "main", "--sprite-sizes", value])
