@@ -6,6 +6,11 @@ rate, and report held-out reconstruction (``vae_report``) every ``--every`` step
     python benchmarks/sprites_vae_probe.py --decoder-only --steps 1500 --out benchmarks/results/sprites-vae-decoder
     python benchmarks/sprites_vae_probe.py --steps 2000 --lr 3e-4 --cosine --colour-weight 2 --threads 2 \
         --out benchmarks/results/sprites-vae-probe-colour
+    python benchmarks/sprites_vae_probe.py --vae outputs/sprites-v2/vae.pt --decoder-only --steps 1000 --lr 3e-5 \
+        --scenes 16 --threads 2 --out outputs/decoder-probe
+
+``--vae`` starts from another VAE: a model (name or folder) or a ``train-sprites`` checkpoint (``vae.pt``), whose
+step count then starts the ``total_vae_steps`` column.
 
 Writes ``probe.jsonl`` (one line per report) in ``--out``; resumable (``vae.pt`` there).
 """
@@ -13,6 +18,7 @@ Writes ``probe.jsonl`` (one line per report) in ``--out``; resumable (``vae.pt``
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import time
@@ -26,7 +32,7 @@ def main() -> int:
 
     from sgi2v.loading import sprites_model_dir
     from sgi2v.sprites.config import TRAIN_SEED_LIMIT, TrainConfig
-    from sgi2v.sprites.train import _render_data, _save, _step_generator, vae_report, vae_step_loss
+    from sgi2v.sprites.train import _render_data, _save, _step_generator, build_components, vae_report, vae_step_loss
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=2000)
@@ -38,6 +44,8 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--colour-weight", type=float, default=0.0, help="TrainConfig.vae_colour_weight: weight of the "
                         "sprites' colour term (4 x 4 patch means inside sprites); 0, the shipped recipe, leaves it out")
+    parser.add_argument("--vae", default="sprites", help="the VAE to start from: a model (name or folder) or a "
+                        "train-sprites checkpoint vae.pt (default: the shipped model's)")
     parser.add_argument("--decoder-only", action="store_true", help="train the decoder alone: the encoder, so the latents "
                         "the UNet was trained on, stay as they are")
     args = parser.parse_args()
@@ -45,7 +53,18 @@ def main() -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     config = TrainConfig(vae_colour_weight=args.colour_weight)
-    vae = AutoencoderKLTemporalDecoder.from_pretrained(sprites_model_dir(), subfolder="vae", torch_dtype=torch.float32)
+    if args.vae.endswith(".pt"):  # a train-sprites checkpoint, of its folder's layout
+        stored = Path(args.vae).parent / "train_config.json"
+        if stored.exists():
+            config = dataclasses.replace(config, vae_channels=tuple(json.loads(stored.read_text())["vae_channels"]))
+        vae = build_components(config)["vae"]
+        state = torch.load(args.vae, map_location="cpu", weights_only=True)
+        vae.load_state_dict(state["model"])
+        base_steps = state["step"]
+    else:
+        folder = sprites_model_dir() if args.vae == "sprites" else Path(args.vae)
+        vae = AutoencoderKLTemporalDecoder.from_pretrained(folder, subfolder="vae", torch_dtype=torch.float32)
+        base_steps = config.vae_steps if args.vae == "sprites" else 0
     if args.decoder_only:
         vae.encoder.requires_grad_(False)
         vae.quant_conv.requires_grad_(False)
@@ -65,7 +84,7 @@ def main() -> int:
         with torch.no_grad():
             r = vae_report(vae, seeds=seeds)
         vae.train()
-        line = {"extra_steps": step, "total_vae_steps": config.vae_steps + step, "lr": args.lr, "cosine": args.cosine,
+        line = {"vae": args.vae, "extra_steps": step, "total_vae_steps": base_steps + step, "lr": args.lr, "cosine": args.cosine,
                 "decoder_only": args.decoder_only, "colour_weight": args.colour_weight,
                 "seconds": round(seconds, 1), **r}
         print(json.dumps(line), flush=True)

@@ -449,6 +449,12 @@ def test_train_sprites_command_refuses_bad_values_before_training(tmp_path, caps
         (["--unet-channels", "32,40,64,64"], "--unet-channels: expected 4 multiples of 32 (the UNet's GroupNorm has 32 "
                                              "groups), got 32,40,64,64"),
         (["--unet-channels", "wide"], "--unet-channels: expected 4 comma-separated multiples of 32, got 'wide'"),
+        (["--vae-channels", "64,48,128,128"], "--vae-channels: expected 4 multiples of 32 (the VAE's GroupNorm has 32 "
+                                              "groups; 4 levels make its scale factor 8), got 64,48,128,128"),
+        (["--vae-channels", "64,128,128"], "--vae-channels: expected 4 multiples of 32"),
+        (["--vae-channels", "64,x"], "--vae-channels: expected 4 comma-separated multiples of 32, got '64,x'"),
+        (["--vae-from", "sprites", "--vae-channels", "64,64,128,128"], "--vae-channels: the VAE of sprites has channels "
+                                                                        "32,64,128,128; leave it out, got 64,64,128,128"),
         (["--vae-colour-weight", "-1"], "--vae-colour-weight: expected a number >= 0, got -1.0"),
         (["--vae-colour-weight", "nan"], "--vae-colour-weight: expected a number >= 0, got nan"),
         (["--vae-from", "sprites", "--vae-colour-weight", "2"], "--vae-colour-weight: a run with vae_from sprites trains no "
@@ -460,3 +466,32 @@ def test_train_sprites_command_refuses_bad_values_before_training(tmp_path, caps
         assert main(["train-sprites", "-o", str(tmp_path / "x"), *args]) == 2
         assert message in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+def test_train_sprites_command_takes_the_vae_layout_of_vae_from(tmp_path, monkeypatch):
+    """--vae-from a model whose VAE has other channels: the run takes that layout unless --vae-channels says otherwise."""
+    import sgi2v.sprites.train as train
+    from sgi2v.cli import main
+
+    import shutil
+
+    from sgi2v.loading import sprites_model_dir
+
+    model = tmp_path / "model"
+    shutil.copytree(sprites_model_dir(), model)  # a complete model folder whose VAE config says 64 channels first
+    config = json.loads((model / "vae" / "config.json").read_text())
+    (model / "vae" / "config.json").write_text(json.dumps({**config, "block_out_channels": [64, 64, 128, 128]}))
+    seen = []
+
+    def fake_train(folder, config, **kwargs):
+        seen.append(config)
+        raise SystemExit(0)  # stop before anything is trained or written
+
+    monkeypatch.setattr(train, "train_sprites", fake_train)
+    for extra in ([], ["--vae-channels", "64,64,128,128"]):
+        with pytest.raises(SystemExit):
+            main(["train-sprites", "-o", str(tmp_path / "run"), "--vae-from", str(model), *extra])
+    assert [c.vae_channels for c in seen] == [(64, 64, 128, 128)] * 2 and seen[0].vae_steps == 0
+    with pytest.raises(SystemExit):
+        main(["train-sprites", "-o", str(tmp_path / "run"), "--vae-channels", "64,64,128,128"])
+    assert seen[-1].vae_channels == (64, 64, 128, 128) and seen[-1].vae_from is None

@@ -32,6 +32,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     path_option(parser.add_argument("--vae-from", default=None, metavar="MODEL", help="use the VAE of this trained model "
                                     "(sprites, or the model folder of an earlier run) as it is, instead of training one; "
                                     "its latents are then the ones that model's UNet was trained on"), MODEL, "model")
+    parser.add_argument("--vae-channels", default=None, metavar="C0,C1,C2,C3",
+                        help="the VAE's channels per level, multiples of 32 (default "
+                        f"{','.join(map(str, defaults.vae_channels))}, or those of --vae-from's VAE); C0 is the width "
+                        "of the decoder's last, full-resolution block")
     parser.add_argument("--vae-colour-weight", type=float, default=defaults.vae_colour_weight, metavar="W",
                         help="weight of a colour term in the VAE's loss: the error of 4 x 4 patch means inside sprites "
                         f"(default {defaults.vae_colour_weight:g}: none, as the shipped model was trained)")
@@ -51,6 +55,14 @@ def _as_option(err: ValueError) -> ValueError:
     return ValueError(f"--{name.replace('_', '-')}:{rest}")
 
 
+def _channels(text: str, option: str) -> tuple[int, ...]:
+    """``--unet-channels`` / ``--vae-channels`` as a tuple of ints (their multiples of 32 are checked by TrainConfig)."""
+    try:
+        return tuple(int(c) for c in text.split(","))
+    except ValueError:
+        raise ValueError(f"{option}: expected 4 comma-separated multiples of 32, got {text!r}") from None
+
+
 def run(args: argparse.Namespace) -> int:
     from ..settings import available_cores
     from .config import TrainConfig, parse_sprite_sizes
@@ -58,10 +70,8 @@ def run(args: argparse.Namespace) -> int:
     if args.vae_from is not None and args.vae_steps is not None:
         raise ValueError(f"--vae-steps: a run with --vae-from trains no VAE; leave it out, got {args.vae_steps}")
     vae_steps = 0 if args.vae_from is not None else TrainConfig.vae_steps if args.vae_steps is None else args.vae_steps
-    try:
-        channels = tuple(int(c) for c in args.unet_channels.split(","))
-    except ValueError:
-        raise ValueError(f"--unet-channels: expected 4 comma-separated multiples of 32, got {args.unet_channels!r}") from None
+    channels = _channels(args.unet_channels, "--unet-channels")
+    vae_channels = TrainConfig.vae_channels if args.vae_channels is None else _channels(args.vae_channels, "--vae-channels")
     try:
         sizes = TrainConfig.sprite_sizes if args.sprite_sizes is None else parse_sprite_sizes(args.sprite_sizes)
     except ValueError as err:
@@ -76,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         config = dataclasses.replace(TrainConfig(), seed=args.seed, videos=args.videos, vae_steps=vae_steps,
                                      unet_steps=args.unet_steps, vae_from=args.vae_from, unet_channels=channels,
-                                     vae_colour_weight=args.vae_colour_weight,
+                                     vae_colour_weight=args.vae_colour_weight, vae_channels=vae_channels,
                                      sprite_sizes=sizes,
                                      unet_heads=tuple(c // 16 for c in channels))
     except ValueError as err:
@@ -88,9 +98,14 @@ def run(args: argparse.Namespace) -> int:
 
     if config.vae_from is not None:
         try:
-            vae_weights_file(config.vae_from)
+            weights = vae_weights_file(config.vae_from)
         except ValueError as err:
             raise _as_option(err) from None
+        source = tuple(json.loads((weights.parent / "config.json").read_text())["block_out_channels"])
+        if args.vae_channels is not None and vae_channels != source:
+            raise ValueError(f"--vae-channels: the VAE of {config.vae_from} has channels {','.join(map(str, source))}; "
+                             f"leave it out, got {args.vae_channels}")
+        config = dataclasses.replace(config, vae_channels=source)  # the source's own layout
     device = resolve_device(args.device)
     torch.set_num_threads(args.threads or available_cores())
     vae_text = f"the VAE of {config.vae_from}" if config.vae_from else f"VAE {config.vae_steps} steps"

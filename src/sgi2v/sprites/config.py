@@ -76,6 +76,9 @@ class TrainConfig:
                              f"{self.vae_colour_weight}")
         if self.vae_from is not None and self.vae_steps != 0:
             raise ValueError(f"vae_steps: a run with vae_from {self.vae_from} trains no VAE; expected 0, got {self.vae_steps}")
+        if len(self.vae_channels) != 4 or any(c < 32 or c % 32 for c in self.vae_channels):
+            raise ValueError(f"vae_channels: expected 4 multiples of 32 (the VAE's GroupNorm has 32 groups; 4 levels make "
+                             f"its scale factor 8), got {','.join(map(str, self.vae_channels))}")
         if len(self.unet_channels) != 4 or any(c < 32 or c % 32 for c in self.unet_channels):
             raise ValueError(f"unet_channels: expected 4 multiples of 32 (the UNet's GroupNorm has 32 groups), got "
                              f"{','.join(map(str, self.unet_channels))}")
