@@ -18,7 +18,6 @@ Writes ``probe.jsonl`` (one line per report) in ``--out``; resumable (``vae.pt``
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import math
 import time
@@ -28,11 +27,8 @@ import torch
 
 
 def main() -> int:
-    from diffusers import AutoencoderKLTemporalDecoder
-
-    from sgi2v.loading import sprites_model_dir
     from sgi2v.sprites.config import TRAIN_SEED_LIMIT, TrainConfig
-    from sgi2v.sprites.train import _render_data, _save, _step_generator, build_components, vae_report, vae_step_loss
+    from sgi2v.sprites.train import _render_data, _save, _step_generator, load_vae, vae_report, vae_step_loss
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=2000)
@@ -53,17 +49,10 @@ def main() -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     config = TrainConfig(vae_colour_weight=args.colour_weight)
-    if args.vae.endswith(".pt"):  # a train-sprites checkpoint, of its folder's layout
-        stored = Path(args.vae).parent / "train_config.json"
-        if stored.exists():
-            config = dataclasses.replace(config, vae_channels=tuple(json.loads(stored.read_text())["vae_channels"]))
-        vae = build_components(config)["vae"]
-        state = torch.load(args.vae, map_location="cpu", weights_only=True)
-        vae.load_state_dict(state["model"])
-        base_steps = state["step"]
+    vae = load_vae(args.vae).train()
+    if args.vae.endswith(".pt"):
+        base_steps = torch.load(args.vae, map_location="cpu", weights_only=True)["step"]
     else:
-        folder = sprites_model_dir() if args.vae == "sprites" else Path(args.vae)
-        vae = AutoencoderKLTemporalDecoder.from_pretrained(folder, subfolder="vae", torch_dtype=torch.float32)
         base_steps = config.vae_steps if args.vae == "sprites" else 0
     if args.decoder_only:
         vae.encoder.requires_grad_(False)

@@ -495,3 +495,14 @@ def test_train_sprites_command_takes_the_vae_layout_of_vae_from(tmp_path, monkey
     with pytest.raises(SystemExit):
         main(["train-sprites", "-o", str(tmp_path / "run"), "--vae-channels", "64,64,128,128"])
     assert seen[-1].vae_channels == (64, 64, 128, 128) and seen[-1].vae_from is None
+
+
+def test_load_vae_reads_a_model_or_a_checkpoint(short_run):
+    from sgi2v.sprites.train import load_vae
+
+    from_model, from_checkpoint = load_vae(short_run / "model"), load_vae(short_run / "vae.pt")
+    a, b = from_model.state_dict(), from_checkpoint.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)  # the run saved float32 (half=False)
+    assert not from_model.training and next(load_vae("sprites").parameters()).dtype == torch.float32
+    with pytest.raises(ValueError, match="has no trained VAE"):
+        load_vae("tiny-random")

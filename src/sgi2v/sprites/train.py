@@ -41,7 +41,7 @@ from .scene import render_scene
 logger = logging.getLogger(__name__)
 
 __all__ = ["TrainConfig", "train_sprites", "build_components", "vae_report", "vae_step_loss", "unet_step_loss", "v_loss",
-           "vae_weights_file", "train_vae", "train_unet", "encode_dataset", "TRAIN_SEED_LIMIT"]
+           "vae_weights_file", "load_vae", "train_vae", "train_unet", "encode_dataset", "TRAIN_SEED_LIMIT"]
 
 def build_components(config: TrainConfig, seed: int | None = None) -> dict:
     """Freshly initialised (seeded) components of the sprites model, in float32 on the CPU."""
@@ -426,6 +426,26 @@ def _load_vae_from(vae, model: str) -> Path:
         raise ValueError(f"vae_from: {model}: its VAE is not this run's architecture (vae_channels "
                          f"{','.join(map(str, vae.config.block_out_channels))})") from None
     return path
+
+
+def load_vae(source: str | Path):
+    """A trained sprites VAE in float32 on the CPU, for reports and experiments: ``source`` is a model (``sprites`` or a
+    model folder) or a ``train-sprites`` checkpoint (``vae.pt``; its layout from the ``train_config.json`` beside it)."""
+    import dataclasses
+
+    from diffusers import AutoencoderKLTemporalDecoder
+
+    source = str(source)
+    if not source.endswith(".pt"):
+        path = vae_weights_file(source)
+        return AutoencoderKLTemporalDecoder.from_pretrained(path.parent, torch_dtype=torch.float32).eval()
+    stored = Path(source).parent / "train_config.json"
+    config = TrainConfig()
+    if stored.exists():
+        config = dataclasses.replace(config, vae_channels=tuple(json.loads(stored.read_text())["vae_channels"]))
+    vae = build_components(config)["vae"]
+    vae.load_state_dict(torch.load(source, map_location="cpu", weights_only=True)["model"])
+    return vae.eval()
 
 
 def _changed_settings(previous: dict, wanted: dict) -> list[str]:
