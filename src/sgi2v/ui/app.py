@@ -1139,6 +1139,7 @@ def launch(model: str | None = None, device: torch.device | str | None = None, d
     # also while the app is still being built or starting; the clean-up runs to its end even if a second
     # signal comes, which then makes the exit code 130.
     stopping = _interrupted_by(signal.SIGTERM) if block else contextlib.nullcontext()
+    announce = None
     try:
         with stopping:
             with _signals_held():  # a signal now waits until the folder is made and known, then stops the server
@@ -1162,17 +1163,18 @@ def launch(model: str | None = None, device: torch.device | str | None = None, d
         if not block:
             _shielded(stop_serving)
             raise
-        logger.info("stopping the server")
+        announce = "stopping the server"  # said once the clean-up is shielded, so a second Ctrl-C cannot cut it short
     except BaseException:
         _shielded(stop_serving)
         raise
-    _shielded(stop_serving)
+    _shielded(stop_serving, announce)
     return demo
 
 
-def _shielded(cleanup) -> None:
+def _shielded(cleanup, announce: str | None = None) -> None:
     """Run ``cleanup`` to its end even if SIGINT or SIGTERM comes meanwhile; such a signal then raises
-    KeyboardInterrupt afterwards (so the command exits with 130)."""
+    KeyboardInterrupt afterwards (so the command exits with 130). ``announce`` is logged first, once the
+    shield is up: a user who presses Ctrl-C again on reading it cannot interrupt the clean-up."""
     interrupted = []
     previous = {}
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -1181,6 +1183,8 @@ def _shielded(cleanup) -> None:
         except ValueError:  # not the main thread
             break
     try:
+        if announce:
+            logger.info(announce)
         cleanup()
     finally:
         for signum, handler in previous.items():
