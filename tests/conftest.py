@@ -18,6 +18,15 @@ def pytest_configure(config):
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
+@pytest.fixture(autouse=True)
+def _torch_threads_restored():
+    """A test that sets torch's thread count (to check a replay, or to train on one thread) leaves the next test the
+    count it found, so no test runs with another test's setting."""
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
 # Small enough for 2 CPU cores: 64 x 128 pixels -> 8 x 16 latent cells, 4 frames, few steps.
 H, W, FRAMES, STEPS = 64, 128, 4, 6
 
