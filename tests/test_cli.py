@@ -494,3 +494,15 @@ def test_read_only_inputs_are_accepted(tmp_path):
     folder.chmod(0o555)
     check_path(IN_FILE, str(folder / "in.png"), "image")
     check_path(IN_FOLDER, str(folder), "folder")
+
+
+def test_the_latent_window_is_recorded_as_the_steps_it_chose(inputs):
+    from sgi2v.config import latent_window
+
+    image, traj, out = inputs
+    fast = [v if v != "2" or FAST[i - 1] != "--optimize-timesteps" else "latent" for i, v in enumerate(FAST)]
+    assert "latent" in fast
+    assert main(["generate", str(image), "--traj", str(traj), "-o", str(out / "l.mp4"), *fast]) == 0
+    record = json.loads((out / "l.json").read_text())
+    assert record["config"]["optimize_timesteps"] == list(latent_window((8, 16), 3))
+    assert list(record["losses"]) == [str(t) for t in latent_window((8, 16), 3)]

@@ -71,3 +71,38 @@ def test_dict_round_trip():
     assert c.to_dict()["feature_kind"] == "layer_output"
     with pytest.raises(ValueError, match="unknown"):
         SGI2VConfig.from_dict({"lr": 1})
+
+
+def test_latent_window_is_the_papers_at_svds_size_and_moves_with_the_latent():
+    from sgi2v.config import karras_sigmas, latent_window
+    from sgi2v.testing import svd_scheduler
+
+    for steps in (50, 25):  # the noise levels are SVD's scheduler's
+        scheduler = svd_scheduler()
+        scheduler.set_timesteps(steps)
+        assert karras_sigmas(steps) == pytest.approx([float(s) for s in scheduler.sigmas[:-1]], rel=1e-5)
+    assert latent_window((72, 128), 50) == SGI2VConfig().optimize_timesteps  # 576 x 1024: nothing moves
+    assert latent_window((16, 16), 50) == tuple(range(33, 20, -1))  # 128 x 128: sigma 62 -> 6.2
+    assert latent_window((40, 72), 50) == tuple(range(41, 26, -1))  # 320 x 576
+    assert latent_window((16, 16), 25) == tuple(range(17, 10, -1))
+    # a smaller latent moves the whole window towards less noise; a larger one towards more
+    windows = [latent_window((h, h), 50) for h in (8, 16, 32, 64, 96, 128)]
+    assert all(max(a) <= max(b) and min(a) <= min(b) for a, b in zip(windows, windows[1:]))
+    assert max(latent_window((128, 256), 50)) > 45
+    assert latent_window((1, 1), 3) and min(latent_window((1, 1), 3)) >= 1
+    with pytest.raises(ValueError, match="latent_window"):
+        latent_window((16, 16), 0)
+
+
+def test_the_control_benchmarks_shifted_window_is_latent_window():
+    import importlib.util
+    from pathlib import Path
+
+    from sgi2v.config import latent_window
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "control.py"
+    spec = importlib.util.spec_from_file_location("control_rows", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    changes, steps, _ = module.ROWS["window: shifted to a 16 x 16 latent (t 21-33)"]
+    assert tuple(sorted(changes["optimize_timesteps"], reverse=True)) == latent_window((16, 16), steps)

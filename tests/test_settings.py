@@ -457,3 +457,26 @@ def test_the_camera_moves_the_picture_shown(mode, region, tmp_path):
     expected = parse_trajectory({"camera": camera}, 3, (x1 - x0, y1 - y0)).boxes[0] + [x0, y0, x0, y0]
     np.testing.assert_allclose(fitted, expected)
     assert (fitted[0, :2] >= [x0, y0]).all() and (fitted[0, 2:] <= [x1, y1]).all()
+
+
+def test_the_latent_window_resolves_to_the_outputs_size_and_steps_on_every_surface():
+    from sgi2v.comfyui.nodes import _setting_values
+    from sgi2v.config import latent_window
+    from sgi2v.settings import SPRITES_MODEL
+    from sgi2v.ui.app import settings_and_config
+
+    _, sprites = resolve_settings({"optimize_timesteps": "latent"}, model=SPRITES_MODEL)
+    assert sprites.optimize_timesteps == latent_window((16, 16), 50) == tuple(range(33, 20, -1))
+    _, svd = resolve_settings({"optimize_timesteps": " Latent "}, model=None)  # 576 x 1024: the paper's
+    assert svd.optimize_timesteps == SGI2VConfig().optimize_timesteps
+    _, small = resolve_settings({"optimize_timesteps": "latent", "height": 320, "width": 576, "steps": 25}, model=None)
+    assert small.optimize_timesteps == latent_window((40, 72), 25)
+    values = {"optimize_timesteps": "latent", "num_inference_steps": 25}
+    by_page = settings_and_config(values, model=SPRITES_MODEL)[1]
+    by_node = resolve_settings(_setting_values(values), model=SPRITES_MODEL)[1]
+    by_json = resolve_settings({"optimize_timesteps": "latent", "num_inference_steps": 25}, model=SPRITES_MODEL,
+                               source="m.jsonl:1")[1]
+    assert by_page == by_node == by_json and by_page.optimize_timesteps == latent_window((16, 16), 25)
+    with pytest.raises(ValueError, match=r"m.jsonl:3: optimize_timesteps: expected timesteps like 30-45 .*or latent, "
+                                         r"got 'latents'"):
+        resolve_settings({"optimize_timesteps": "latents"}, source="m.jsonl:3")

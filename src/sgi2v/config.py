@@ -8,14 +8,57 @@ from dataclasses import dataclass
 
 from .schema import setting
 
-__all__ = ["FEATURE_KINDS", "SGI2VConfig"]
+__all__ = ["FEATURE_KINDS", "SGI2VConfig", "LATENT_WINDOW", "karras_sigmas", "latent_window"]
 
 #: Number of denoising steps the paper's timestep window was chosen for.
 PAPER_NUM_STEPS = 50
+#: The paper's window (t of 50 steps).
+PAPER_WINDOW = tuple(range(30, 46))
+#: The latent (h, w) of SVD's native 576 x 1024 output, for which the paper's window was chosen.
+SVD_LATENT_SIZE = (72, 128)
+#: SVD's noise schedule: Karras sigmas from ``sigma_max`` down to ``sigma_min`` (its scheduler's configuration).
+SVD_SIGMA_MAX, SVD_SIGMA_MIN, KARRAS_RHO = 700.0, 0.002, 7.0
+#: The value of ``optimize_timesteps`` that asks for :func:`latent_window`.
+LATENT_WINDOW = "latent"
 #: Group of the method's settings in the command line's help, the docs and the web form.
 METHOD = "SG-I2V method (defaults: the paper's)"
 #: Which features of the feature layers the loss compares (``feature_kind``); the first is the paper's.
 FEATURE_KINDS = ("aligned", "self_attention", "layer_output")
+
+
+def karras_sigmas(num_steps: int, sigma_max: float = SVD_SIGMA_MAX, sigma_min: float = SVD_SIGMA_MIN,
+                  rho: float = KARRAS_RHO) -> list[float]:
+    """The noise level of each of ``num_steps`` denoising steps, noisiest first (Karras et al. 2022)."""
+    if num_steps == 1:
+        return [sigma_max]
+    hi, lo = sigma_max ** (1 / rho), sigma_min ** (1 / rho)
+    return [(hi + i / (num_steps - 1) * (lo - hi)) ** rho for i in range(num_steps)]
+
+
+def latent_window(latent_size: tuple[int, int], num_inference_steps: int) -> tuple[int, ...]:
+    """The paper's window as noise levels, moved to a latent of another size: the ``t`` to optimise at.
+
+    The paper's t 30-45 of 50 steps are SVD's noise levels sigma 374 down to 37, chosen for its 72 x 128
+    latent. A given noise level hides an object of a smaller latent more (the noise averages out over fewer
+    cells), so both ends are scaled by the ratio of the latents' sides, ``sqrt(h * w / (72 * 128))``, and each
+    becomes the step of a ``num_inference_steps`` schedule whose sigma is nearest in log; the window is every
+    step between. At 72 x 128 and 50 steps it is the paper's 30-45; a 16 x 16 latent (128 x 128 pixels) gets
+    21-33. The noise levels are those of SVD's scheduler.
+    """
+    h, w = latent_size
+    if h < 1 or w < 1 or not isinstance(num_inference_steps, int) or num_inference_steps < 1:
+        raise ValueError(f"latent_window needs a latent size and a number of steps >= 1, "
+                         f"got {latent_size}, {num_inference_steps!r}")
+    paper = karras_sigmas(PAPER_NUM_STEPS)
+    scale = math.sqrt(h * w / (SVD_LATENT_SIZE[0] * SVD_LATENT_SIZE[1]))
+    log_sigmas = [math.log(s) for s in karras_sigmas(num_inference_steps)]
+
+    def nearest_t(sigma: float) -> int:
+        i = min(range(num_inference_steps), key=lambda k: abs(log_sigmas[k] - math.log(sigma)))
+        return num_inference_steps - i
+
+    ends = [nearest_t(paper[PAPER_NUM_STEPS - t] * scale) for t in (max(PAPER_WINDOW), min(PAPER_WINDOW))]
+    return tuple(range(max(ends), min(ends) - 1, -1))
 
 
 @dataclass(frozen=True)
@@ -28,7 +71,8 @@ class SGI2VConfig:
 
     optimize_timesteps: tuple[int, ...] = setting(  # t at which the latent is optimised (16 of 50 steps)
         tuple(range(30, 46)), "timesteps t = steps - i at which the latent is optimised, e.g. 30-45 (given no value, the "
-        "paper's 30-45 of 50 steps, moved to the same relative place for other step counts)", "timesteps", METHOD,
+        "paper's 30-45 of 50 steps, moved to the same relative place for other step counts), or latent: the paper's noise "
+        "levels moved to the output's latent size, for outputs much smaller than 576 x 1024", "timesteps", METHOD,
         label="Optimise at timesteps")
     iterations: int = setting(5, "AdamW iterations per optimised step; 0 gives plain SVD", "int", METHOD, minimum=0, maximum=1000,
                               label="Iterations per step")

@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from .config import METHOD, SGI2VConfig
+from .config import LATENT_WINDOW, METHOD, SGI2VConfig, latent_window
 from .schema import Spec, describe, flag, parse_value, setting, specs
 
 __all__ = [
@@ -212,6 +212,8 @@ def resolve_settings(values: Mapping[str, Any], *, model: str | None = None, def
             generation[name] = native[name]
     settings = GenerationSettings(**generation)
     steps = settings.num_inference_steps
+    if method.get("optimize_timesteps") == LATENT_WINDOW:
+        method["optimize_timesteps"] = latent_window((settings.height // 8, settings.width // 8), steps)
     try:
         config = SGI2VConfig(**method) if "optimize_timesteps" in method else SGI2VConfig(**method).scaled_to_steps(steps)
     except ValueError as err:

@@ -671,7 +671,8 @@ def _control(gr, name: str, field_, spec, model: str):
     if spec.kind == "choice":
         return gr.Radio(list(spec.choices), value=default, **common)
     if spec.kind == "timesteps":
-        return gr.Textbox("", placeholder="empty: the paper's 30-45 of 50 steps, moved to the number of steps", **common)
+        return gr.Textbox("", placeholder="empty: the paper's 30-45 of 50 steps, moved to the number of steps; "
+                                          "latent: moved to the output's size", **common)
     if spec.kind == "names":
         return gr.Textbox(",".join(default), **common)
     if spec.kind == "size":
