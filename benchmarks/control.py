@@ -21,6 +21,7 @@ import argparse
 import json
 import math
 import platform
+import re
 import sys
 import time
 from pathlib import Path
@@ -144,19 +145,29 @@ def table(results: list[dict], cases: int, subset: int) -> tuple[str, dict]:
     return "\n".join(lines + by_kind) + "\n", summary
 
 
+def frames_name(row: str, index: int) -> str:
+    """The file of a row's kept frames for a case (``plain-000.npy``, ``window-shifted-to-...-000.npy``)."""
+    return f"{re.sub(r'[^a-z0-9]+', '-', row.lower()).strip('-')}-{index:03d}.npy"
+
+
 def grid(results: list[dict], cases, out: Path, count: int = 6) -> None:
-    """Rows of cases: the condition with its target path, then frames of plain and SG-I2V with tracks."""
+    """Rows of cases: the condition with its target path, then frames of plain and SG-I2V with tracks, and of every
+    other row run on every case whose frames were kept for all the cases shown."""
     from PIL import Image, ImageDraw
 
     frames_dir = out / "frames"
+    shown = cases[:count]
+    extra = [row for row, (_, _, every) in ROWS.items() if every and row not in ("plain", "sgi2v")
+             and all((frames_dir / frames_name(row, c.index)).exists() for c in shown)]
+    columns = ("target", "plain", "sgi2v", *extra)
     rows = []
-    for case in cases[:count]:
+    for case in shown:
         tiles = []
-        for row in ("target", "plain", "sgi2v"):
+        for row in columns:
             if row == "target":
                 video = np.stack([case.image] * case.boxes.shape[1])
             else:
-                path = frames_dir / f"{row}-{case.index:03d}.npy"
+                path = frames_dir / frames_name(row, case.index)
                 if not path.exists():
                     break
                 video = np.load(path)
@@ -170,13 +181,15 @@ def grid(results: list[dict], cases, out: Path, count: int = 6) -> None:
                     centres = (case.boxes[n, :, :2] + case.boxes[n, :, 2:])  # doubled centres
                     draw.line([tuple(c) for c in centres], fill=(255, 255, 255), width=1)
                 tiles.append(img)
-        if len(tiles) == 9:
+        if len(tiles) == 3 * len(columns):
             rows.append(tiles)
     if not rows:
         return
     w, h = rows[0][0].size
     gap = 6
-    sheet = Image.new("RGB", (9 * w + 8 * gap + 2 * gap, len(rows) * (h + gap)), (255, 255, 255))
+    tiles_across = 3 * len(columns)
+    sheet = Image.new("RGB", (tiles_across * w + (tiles_across - 1) * gap + (len(columns) - 1) * gap, len(rows) * (h + gap)),
+                      (255, 255, 255))
     for r, tiles in enumerate(rows):
         for c, tile in enumerate(tiles):
             sheet.paste(tile, (c * (w + gap) + (c // 3) * gap, r * (h + gap)))
@@ -296,8 +309,8 @@ def main(argv=None) -> int:
             print(f"stopping: --until {args.until} min reached; run again to resume", flush=True)
             break
         result, frames = run_one(pipe, row, case, args.model)
-        if row in ("plain", "sgi2v") and case.index < 12:
-            np.save(out / "frames" / f"{row}-{case.index:03d}.npy", frames)
+        if ROWS[row][2] and case.index < 12:  # rows run on every case: frames of the first 12 for the grid
+            np.save(out / "frames" / frames_name(row, case.index), frames)
         done[(row, case.index)] = result
         with done_path.open("a") as fh:
             fh.write(json.dumps(result) + "\n")
