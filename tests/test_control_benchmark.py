@@ -115,3 +115,25 @@ def test_cases_of_another_sprite_size_range_are_not_resumed(control, tmp_path, m
         control.main(["--out", str(out), "--cases", "6", "--rows", "main", "--sprite-sizes", "32,64"])
     assert exit_.value.code == 2
     assert "its cases come from scenes with sprite sizes of the world, not 32,64; give another --out" in capsys.readouterr().err
+
+
+def test_the_grid_shows_every_row_whose_frames_were_kept_for_all_its_cases(control, tmp_path):
+    from PIL import Image
+
+    assert control.frames_name("plain", 3) == "plain-003.npy" and control.frames_name("sgi2v", 12) == "sgi2v-012.npy"
+    shifted = next(row for row, (_, _, every) in control.ROWS.items() if every and row not in ("plain", "sgi2v"))
+    assert control.frames_name(shifted, 0).endswith("-000.npy") and " " not in control.frames_name(shifted, 0)
+    cases = make_cases(2)
+    (tmp_path / "frames").mkdir()
+    for case in cases:
+        for row in ("plain", "sgi2v"):
+            np.save(tmp_path / "frames" / control.frames_name(row, case.index), np.zeros((14, 128, 128, 3), np.uint8))
+    control.grid([], cases, tmp_path, count=2)
+    three = Image.open(tmp_path / "control_grid.png").size
+    np.save(tmp_path / "frames" / control.frames_name(shifted, 0), np.zeros((14, 128, 128, 3), np.uint8))
+    control.grid([], cases, tmp_path, count=2)  # kept for case 0 only: not shown
+    assert Image.open(tmp_path / "control_grid.png").size == three
+    np.save(tmp_path / "frames" / control.frames_name(shifted, 1), np.zeros((14, 128, 128, 3), np.uint8))
+    control.grid([], cases, tmp_path, count=2)
+    four = Image.open(tmp_path / "control_grid.png").size
+    assert four[1] == three[1] and four[0] > three[0] * 4 / 3 - 20, (three, four)
