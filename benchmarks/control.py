@@ -57,6 +57,8 @@ ROWS: dict[str, tuple[dict, int, bool]] = {  # in the order they run: a stopped 
     # scaled by the ratio of the latents' sides (16 / 96, their geometric means), sigma 62 -> 6.2, which is t 33 -> 21
     # of 50 steps (docs/sprites.md, "Where the features see the motion"); on every case
     "window: shifted to a 16 x 16 latent (t 21-33)": ({"optimize_timesteps": list(range(21, 34))}, 50, True),
+    # the same by --optimize-timesteps latent at 25 steps (t 11-17 of 25), beside the two 25-step rows above
+    "window: latent, 25 steps": ({"optimize_timesteps": "latent"}, 25, False),
 }
 ITERATION_ROWS = {0: "plain", 1: "iterations 1", 3: "iterations 3", 5: "sgi2v", 10: "iterations 10"}
 
