@@ -1,6 +1,10 @@
+import importlib.util
 import json
 import os
+import re
 import signal
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -29,6 +33,24 @@ def _torch_threads_restored():
 
 # Small enough for 2 CPU cores: 64 x 128 pixels -> 8 x 16 latent cells, 4 frames, few steps.
 H, W, FRAMES, STEPS = 64, 128, 4, 6
+
+
+@pytest.fixture(scope="session")
+def load_benchmark():
+    """``load(path)``: a script under ``benchmarks/`` (e.g. ``"control.py"``) imported as a module, without running it."""
+
+    def load(path: str):
+        file = Path(__file__).resolve().parents[1] / "benchmarks" / path
+        spec = importlib.util.spec_from_file_location("benchmark_" + re.sub(r"\W", "_", path[:-3]), file)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # dataclasses look their module up there
+        try:
+            spec.loader.exec_module(module)
+        finally:
+            del sys.modules[spec.name]
+        return module
+
+    return load
 
 
 @pytest.fixture(scope="session")

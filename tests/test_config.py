@@ -94,15 +94,9 @@ def test_latent_window_is_the_papers_at_svds_size_and_moves_with_the_latent():
         latent_window((16, 16), 0)
 
 
-def test_the_control_benchmarks_shifted_window_is_latent_window():
-    import importlib.util
-    from pathlib import Path
-
+def test_the_control_benchmarks_shifted_window_is_latent_window(load_benchmark):
     from sgi2v.config import latent_window
 
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "control.py"
-    spec = importlib.util.spec_from_file_location("control_rows", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_benchmark("control.py")
     changes, steps, _ = module.ROWS["window: shifted to a 16 x 16 latent (t 21-33)"]
     assert tuple(sorted(changes["optimize_timesteps"], reverse=True)) == latent_window((16, 16), steps)

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,15 +15,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def control():
-    spec = importlib.util.spec_from_file_location("control_benchmark", ROOT / "benchmarks" / "control.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        del sys.modules[spec.name]
-    return module
+def control(load_benchmark):
+    return load_benchmark("control.py")
 
 
 def _kept_folder(tmp_path: Path, sha: str | None) -> Path:
@@ -83,10 +74,8 @@ def test_results_of_another_model_are_not_resumed(control, tmp_path, monkeypatch
     assert f"{out}: its results were made by a model with SHA-256 eeeeeeeeeeee" in err and "give another --out" in err
 
 
-def test_an_enlarged_case_is_the_same_case_in_proportion():
-    spec = importlib.util.spec_from_file_location("control_scale", ROOT / "benchmarks" / "control_scale.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+def test_an_enlarged_case_is_the_same_case_in_proportion(load_benchmark):
+    module = load_benchmark("control_scale.py")
     case = make_cases(2)[1]  # curved
     big = module.enlarged(case, 2)
     assert big.image.shape == (256, 256, 3) and np.array_equal(big.boxes, case.boxes * 2)

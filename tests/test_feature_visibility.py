@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -14,19 +10,10 @@ from sgi2v.loss import gaussian_heatmap
 from sgi2v.sprites.config import TRAIN_SEED_LIMIT
 from sgi2v.sprites.scene import render_scene
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 @pytest.fixture(scope="module")
-def visibility():
-    spec = importlib.util.spec_from_file_location("feature_visibility", ROOT / "benchmarks" / "sprites_feature_visibility.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        del sys.modules[spec.name]
-    return module
+def visibility(load_benchmark):
+    return load_benchmark("sprites_feature_visibility.py")
 
 
 def test_slide_is_the_weighted_box_loss_at_every_position(visibility):

@@ -58,31 +58,18 @@ def test_gpu_suite_cpu_smoke_every_default_case(tmp_path):
     _smoke(tmp_path, ALL_CASES)
 
 
-def _suite_module():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("gpu_suite", ROOT / "benchmarks" / "gpu" / "suite.py")
-    suite = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = suite  # its dataclasses look their module up there
-    try:
-        spec.loader.exec_module(suite)
-    finally:
-        del sys.modules[spec.name]
-    return suite
-
-
-def test_a_plain_run_is_predicted_without_the_optimisation_pass():
+def test_a_plain_run_is_predicted_without_the_optimisation_pass(load_benchmark):
     from sgi2v import SGI2VConfig
 
-    suite = _suite_module()
+    suite = load_benchmark("gpu/suite.py")
     plan = {"phases": {"encode": {"peak_bytes": 5}, "denoise_step": {"peak_bytes": 8},
                        "optimize_pass": {"peak_bytes": 44}, "decode": {"peak_bytes": 13}}}
     assert suite.predicted_peak_bytes(plan, SGI2VConfig(iterations=0)) == 13
     assert suite.predicted_peak_bytes(plan, SGI2VConfig()) == 44
 
 
-def test_a_card_budget_leaves_the_allocator_the_budget_less_the_context():
-    suite = _suite_module()
+def test_a_card_budget_leaves_the_allocator_the_budget_less_the_context(load_benchmark):
+    suite = load_benchmark("gpu/suite.py")
     GiB = 2**30
     # a 16 GiB card modelled on a 140 GiB one whose CUDA context holds 0.75 GiB outside the allocator
     fraction = suite.allocator_fraction(16 * GiB, 140 * GiB, 3 * GiB // 4)
