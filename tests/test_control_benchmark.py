@@ -11,8 +11,6 @@ import pytest
 from sgi2v.sprites.control import make_cases, measure
 from sgi2v.sprites.scene import render_sprites
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 @pytest.fixture(scope="module")
 def control(load_benchmark):
