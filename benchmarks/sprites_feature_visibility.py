@@ -2,7 +2,7 @@
 
 SG-I2V moves content by optimising the noisy latent so that the features inside each box match the
 first frame's. That only works at noise levels where the features depend on where the content is in the
-noisy latent; at higher noise the UNet can only repeat the first frame (which it gets, clean, as its
+noisy latent; at higher noise the UNet can only repeat the first frame (which it gets, barely noised, as its
 condition), and the gradient has nothing to pull on.
 
 This measures it on real motion. Held-out scenes of the world (seeds never used in training) are encoded
