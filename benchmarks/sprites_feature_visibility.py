@@ -44,14 +44,15 @@ BANDS = ((16, 24), (24, 32), (32, 41), (41, 65))
 
 def moving_sprites(scene, min_move: float) -> list[int]:
     """Sprites wholly in the picture and at least 90 % visible in every frame, that end ``min_move`` px away."""
+    from sgi2v.sprites.scene import sprite_area
+
     h, w = scene.frames.shape[1:3]
     keep = []
     for n in range(len(scene.colors)):
         boxes = scene.boxes[n]
         if (boxes[:, 0] < 0).any() or (boxes[:, 1] < 0).any() or (boxes[:, 2] > w).any() or (boxes[:, 3] > h).any():
             continue
-        size = float(scene.sizes[n])
-        area = math.pi * size * size / 4 if scene.shapes[n] == "disc" else size * size
+        area = sprite_area(scene.shapes[n], float(scene.sizes[n]))
         if (scene.visible[n].reshape(len(boxes), -1).sum(1) < 0.9 * area).any():
             continue
         if np.linalg.norm(scene.centers[n, -1] - scene.centers[n, 0]) >= min_move:

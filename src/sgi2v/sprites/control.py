@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .scene import Scene, render_scene, sprite_coverage
+from .scene import Scene, render_scene, sprite_area, sprite_coverage
 from .track import objmc_px, progress_along, track_sprite
 from .config import TRAIN_SEED_LIMIT
 
@@ -65,8 +65,7 @@ def _whole(scene: Scene, i: int) -> bool:
     """Sprite ``i`` is entirely in the picture at frame 0 and hardly covered."""
     h, w = scene.frames.shape[1:3]
     x0, y0, x1, y1 = scene.boxes[i, 0]
-    size = float(scene.sizes[i])
-    area = math.pi * size * size / 4 if scene.shapes[i] == "disc" else size * size
+    area = sprite_area(scene.shapes[i], float(scene.sizes[i]))
     return x0 >= 0 and y0 >= 0 and x1 <= w and y1 <= h and scene.visible[i, 0].sum() >= 0.9 * area
 
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from .config import SPRITE_SIZES
 
-__all__ = ["Scene", "SHAPES", "render_scene", "render_sprites", "sprite_coverage"]
+__all__ = ["Scene", "SHAPES", "render_scene", "render_sprites", "sprite_area", "sprite_coverage"]
 
 SHAPES = ("disc", "square")
 MIN_SIZE, MAX_SIZE = SPRITE_SIZES
@@ -110,6 +110,11 @@ def _bilinear(grid: np.ndarray, gy: np.ndarray, gx: np.ndarray) -> np.ndarray:
     c = grid[y0 + 1][:, x0]
     d = grid[y0 + 1][:, x0 + 1]
     return (a * (1 - tx) + b * tx) * (1 - ty) + (c * (1 - tx) + d * tx) * ty
+
+
+def sprite_area(shape: str, size: float) -> float:
+    """Pixels a whole sprite covers: a disc of diameter ``size`` or a square of side ``size``."""
+    return math.pi * size * size / 4 if shape == "disc" else size * size
 
 
 def sprite_coverage(shape: str, box: np.ndarray, height: int, width: int) -> np.ndarray:

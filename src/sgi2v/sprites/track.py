@@ -9,12 +9,11 @@ is what is in the pixels.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 
-from .scene import sprite_coverage
+from .scene import sprite_area, sprite_coverage
 
 __all__ = ["SpriteTrack", "track_sprite", "objmc_px", "progress_along"]
 
@@ -35,10 +34,6 @@ class SpriteTrack:
     shape_iou: np.ndarray
 
 
-def _area(shape: str, size: float) -> float:
-    return math.pi * size * size / 4 if shape == "disc" else size * size
-
-
 def track_sprite(frames: np.ndarray, color, size: float, shape: str = "square", tolerance: float = 60.0,
                  min_fraction: float = 0.25) -> SpriteTrack:
     """Follow a sprite of known ``color`` (RGB), ``size`` (px) and ``shape`` through ``frames`` (F, H, W, 3) uint8."""
@@ -47,7 +42,7 @@ def track_sprite(frames: np.ndarray, color, size: float, shape: str = "square", 
         raise ValueError(f"frames must have shape (F, H, W, 3), got {frames.shape}")
     num_frames, height, width, _ = frames.shape
     colour = np.asarray(color, dtype=np.float32).reshape(1, 1, 3)
-    area = _area(shape, size)
+    area = sprite_area(shape, size)
     radius = size  # search window around the median of the matching pixels
     ys, xs = np.mgrid[0:height, 0:width]
     centers = np.full((num_frames, 2), np.nan)

@@ -36,7 +36,7 @@ import torch.nn.functional as F
 
 from ..generation import file_sha256
 from .config import ADDED_TIME_IDS, TRAIN_SEED_LIMIT, TrainConfig
-from .scene import render_scene
+from .scene import render_scene, sprite_area
 
 logger = logging.getLogger(__name__)
 
@@ -377,7 +377,7 @@ def vae_report(vae, seeds=range(TRAIN_SEED_LIMIT, TRAIN_SEED_LIMIT + 16), height
             b = track_sprite(frames, scene.colors[i], float(scene.sizes[i]), shape)
             size = float(scene.sizes[i])
             whole = (scene.boxes[i, :, 0] >= 0) & (scene.boxes[i, :, 1] >= 0) & (scene.boxes[i, :, 2] <= width) & \
-                    (scene.boxes[i, :, 3] <= height) & (scene.visible[i].sum((1, 2)) >= 0.95 * _shape_area(shape, size))
+                    (scene.boxes[i, :, 3] <= height) & (scene.visible[i].sum((1, 2)) >= 0.95 * sprite_area(shape, size))
             if not (whole & a.found).any():
                 continue
             lost += int(not (whole & a.found & b.found).any())
@@ -393,10 +393,6 @@ def vae_report(vae, seeds=range(TRAIN_SEED_LIMIT, TRAIN_SEED_LIMIT + 16), height
             "color_error_mean": stat(colour_errors, np.mean, 2), "color_error_max": stat(colour_errors, np.max, 2),
             "centroid_error_px_mean": stat(centroid_errors, np.mean, 3),
             "centroid_error_px_max": stat(centroid_errors, np.max, 3), "sprites_lost": lost}
-
-
-def _shape_area(shape: str, size: float) -> float:
-    return math.pi * size * size / 4 if shape == "disc" else size * size
 
 
 def vae_weights_file(model: str) -> Path:
