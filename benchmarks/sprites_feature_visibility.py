@@ -74,7 +74,7 @@ def slide(features: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) ->
 
 @torch.no_grad()
 def measure_model(model: str, seeds: list[int], sprite_sizes, steps: list[int], min_move: float, num_steps: int) -> dict:
-    from sgi2v.attention import FeatureRecorder, FeaturesReady, record_features
+    from sgi2v.attention import FeatureRecorder, record_features
     from sgi2v.boxes import latent_boxes
     from sgi2v.config import SGI2VConfig
     from sgi2v.loading import load_pipeline
@@ -111,24 +111,10 @@ def measure_model(model: str, seeds: list[int], sprite_sizes, steps: list[int], 
         for t in steps:
             i = num_steps - t  # the paper's t counts down from num_steps
             sigma = float(scheduler.sigmas[i])
-            z = x0 + sigma * noise
-            model_input = torch.cat([z / math.sqrt(sigma**2 + 1), cond], dim=2)
-            recorder.features.clear()
-            recorder.armed = True
+            model_input = torch.cat([(x0 + sigma * noise) / math.sqrt(sigma**2 + 1), cond], dim=2)
             with record_features(pipe.unet, recorder):
-                try:
-                    pipe.unet(model_input, scheduler.timesteps[i], encoder_hidden_states=clip, added_time_ids=time_ids,
-                              return_dict=False)
-                except FeaturesReady:
-                    pass
-            recorder.armed = False
-            maps = []
-            for feature in recorder.features.values():
-                feature = feature.float().permute(0, 3, 1, 2)
-                if feature.shape[-2:] != grid:
-                    feature = F.interpolate(feature, size=grid, mode="bilinear", align_corners=False)
-                maps.append(feature.permute(0, 2, 3, 1))
-            phi = torch.cat(maps, dim=-1)  # (F, h, w, C)
+                phi = recorder.capture(lambda: pipe.unet(model_input, scheduler.timesteps[i], encoder_hidden_states=clip,
+                                                         added_time_ids=time_ids, return_dict=False))  # (F, h, w, C)
             for n in sprites:
                 r0, c0, r1, c1 = (int(v) for v in cells[n, 0])
                 target = phi[0, r0:r1, c0:c1]

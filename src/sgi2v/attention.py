@@ -26,7 +26,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -95,6 +95,30 @@ class FeatureRecorder:
     @property
     def complete(self) -> bool:
         return len(self.features) == len(self.layer_names)
+
+    def capture(self, forward: Callable[[], object]) -> torch.Tensor:
+        """Run ``forward`` (a UNet pass, with :func:`record_features` installed) and return the feature map
+        ``(F, h, w, C)`` in float32: each layer's features upsampled bilinearly to the latent grid, concatenated
+        in execution order. The pass may stop early (:class:`FeaturesReady`)."""
+        self.features.clear()
+        self.armed = True
+        try:
+            forward()
+        except FeaturesReady:
+            pass
+        finally:
+            self.armed = False
+        if not self.complete:
+            missing = sorted(set(self.layer_names) - set(self.features))
+            raise RuntimeError(f"feature layers {missing} did not run during the UNet pass")
+        h, w = self.latent_size
+        maps = []
+        for feature in self.features.values():  # execution order
+            feature = feature.float().permute(0, 3, 1, 2)  # (F, C, h', w')
+            if feature.shape[-2:] != (h, w):
+                feature = F.interpolate(feature, size=(h, w), mode="bilinear", align_corners=False)
+            maps.append(feature.permute(0, 2, 3, 1))  # (F, h, w, C)
+        return torch.cat(maps, dim=-1)
 
 
 class FrameZeroAttnProcessor:

@@ -9,13 +9,12 @@ from typing import Callable
 import numpy as np
 import PIL.Image
 import torch
-import torch.nn.functional as F
 from diffusers import StableVideoDiffusionPipeline
 from diffusers.pipelines.stable_video_diffusion.pipeline_stable_video_diffusion import _append_dims, retrieve_timesteps
 from diffusers.utils import BaseOutput, logging
 from diffusers.utils.torch_utils import randn_tensor
 
-from .attention import FeatureRecorder, FeaturesReady, record_features, resolve_feature_layers
+from .attention import FeatureRecorder, record_features, resolve_feature_layers
 from .boxes import latent_boxes, validate_boxes
 from .config import SGI2VConfig
 from .loss import BoxLoss
@@ -99,30 +98,16 @@ class SGI2VPipeline(StableVideoDiffusionPipeline):
         """``z -> (F, h, w, C)``: one conditional UNet pass up to the last feature layer, features upsampled to the latent."""
         device = image_latents.device
         autocast = torch.autocast(device.type, dtype=half_precision) if half_precision else contextlib.nullcontext()
-        h, w = recorder.latent_size
         cond_latents, cond_embeddings, cond_time_ids = image_latents.float(), image_embeddings.float(), added_time_ids.float()
 
         def features(z: torch.Tensor) -> torch.Tensor:
             model_input = torch.cat([self.scheduler.scale_model_input(z, t), cond_latents], dim=2)
-            recorder.features.clear()
-            recorder.armed = True
-            try:
+
+            def forward():
                 with autocast:
                     self.unet(model_input, t, encoder_hidden_states=cond_embeddings, added_time_ids=cond_time_ids, return_dict=False)
-            except FeaturesReady:
-                pass
-            finally:
-                recorder.armed = False
-            if not recorder.complete:
-                missing = sorted(set(recorder.layer_names) - set(recorder.features))
-                raise RuntimeError(f"feature layers {missing} did not run during the UNet pass")
-            maps = []
-            for feature in recorder.features.values():  # execution order
-                feature = feature.float().permute(0, 3, 1, 2)  # (F, C, h', w')
-                if feature.shape[-2:] != (h, w):
-                    feature = F.interpolate(feature, size=(h, w), mode="bilinear", align_corners=False)
-                maps.append(feature.permute(0, 2, 3, 1))  # (F, h, w, C)
-            return torch.cat(maps, dim=-1)
+
+            return recorder.capture(forward)
 
         return features
 
