@@ -16,6 +16,8 @@ PAPER_NUM_STEPS = 50
 PAPER_WINDOW = tuple(range(30, 46))
 #: The latent (h, w) of SVD's native 576 x 1024 output, for which the paper's window was chosen.
 SVD_LATENT_SIZE = (72, 128)
+#: Pixels per latent cell of SVD's VAE (and of every model in its layout).
+SVD_VAE_FACTOR = 8
 #: SVD's noise schedule: Karras sigmas from ``sigma_max`` down to ``sigma_min`` (its scheduler's configuration).
 SVD_SIGMA_MAX, SVD_SIGMA_MIN, KARRAS_RHO = 700.0, 0.002, 7.0
 #: The value of ``optimize_timesteps`` that asks for :func:`latent_window`.
@@ -70,7 +72,7 @@ class SGI2VConfig:
     """
 
     optimize_timesteps: tuple[int, ...] = setting(  # t at which the latent is optimised (16 of 50 steps)
-        tuple(range(30, 46)), "timesteps t = steps - i at which the latent is optimised, e.g. 30-45 (given no value, the "
+        PAPER_WINDOW, "timesteps t = steps - i at which the latent is optimised, e.g. 30-45 (given no value, the "
         "paper's 30-45 of 50 steps, moved to the same relative place for other step counts), or latent: the paper's noise "
         "levels moved to the output's latent size, for outputs much smaller than 576 x 1024", "timesteps", METHOD,
         label="Optimise at timesteps")

@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from .config import LATENT_WINDOW, METHOD, SGI2VConfig, latent_window
+from .config import LATENT_WINDOW, METHOD, SVD_VAE_FACTOR, SGI2VConfig, latent_window
 from .schema import Spec, describe, flag, parse_value, setting, specs
 
 __all__ = [
@@ -213,7 +213,7 @@ def resolve_settings(values: Mapping[str, Any], *, model: str | None = None, def
     settings = GenerationSettings(**generation)
     steps = settings.num_inference_steps
     if method.get("optimize_timesteps") == LATENT_WINDOW:
-        method["optimize_timesteps"] = latent_window((settings.height // 8, settings.width // 8), steps)
+        method["optimize_timesteps"] = latent_window((settings.height // SVD_VAE_FACTOR, settings.width // SVD_VAE_FACTOR), steps)
     try:
         config = SGI2VConfig(**method) if "optimize_timesteps" in method else SGI2VConfig(**method).scaled_to_steps(steps)
     except ValueError as err:

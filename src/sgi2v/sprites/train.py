@@ -34,6 +34,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..config import SVD_SIGMA_MAX, SVD_SIGMA_MIN
 from ..generation import file_sha256
 from .config import ADDED_TIME_IDS, TRAIN_SEED_LIMIT, TrainConfig
 from .scene import render_scene, sprite_area
@@ -276,7 +277,7 @@ def unet_step_loss(unet, data: dict, scaling_factor: float, config: TrainConfig,
     dropout, noise level and noise), fed as the SVD pipeline feeds the UNet."""
     latents, cond, clip = data["latents"], data["cond"], data["clip"]
     num_videos, batch = len(latents), config.unet_batch
-    sigma_lo, sigma_hi = math.log(0.002), math.log(700.0)
+    sigma_lo, sigma_hi = math.log(SVD_SIGMA_MIN), math.log(SVD_SIGMA_MAX)  # the scheduler's range
     vid = torch.randint(0, num_videos, (batch,), generator=g)
     reverse = torch.rand(batch, generator=g) < 0.5
     x0 = latents[vid].clone()
