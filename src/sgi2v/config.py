@@ -6,7 +6,7 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
-from .schema import setting
+from .schema import LATENT_WINDOW, setting
 
 __all__ = ["FEATURE_KINDS", "SGI2VConfig", "LATENT_WINDOW", "karras_sigmas", "latent_window"]
 
@@ -20,8 +20,6 @@ SVD_LATENT_SIZE = (72, 128)
 SVD_VAE_FACTOR = 8
 #: SVD's noise schedule: Karras sigmas from ``sigma_max`` down to ``sigma_min`` (its scheduler's configuration).
 SVD_SIGMA_MAX, SVD_SIGMA_MIN, KARRAS_RHO = 700.0, 0.002, 7.0
-#: The value of ``optimize_timesteps`` that asks for :func:`latent_window`.
-LATENT_WINDOW = "latent"
 #: Group of the method's settings in the command line's help, the docs and the web form.
 METHOD = "SG-I2V method (defaults: the paper's)"
 #: Which features of the feature layers the loss compares (``feature_kind``); the first is the paper's.

@@ -20,6 +20,10 @@ from typing import Any, Mapping
 
 __all__ = ["Spec", "setting", "specs", "parse_value", "describe", "flag"]
 
+#: The ``timesteps`` value that asks for the paper's window moved to the output's latent size
+#: (:func:`sgi2v.config.latent_window`, applied by :func:`sgi2v.settings.resolve_settings`).
+LATENT_WINDOW = "latent"
+
 
 @dataclass(frozen=True)
 class Spec:
@@ -70,7 +74,7 @@ def _expected(spec: Spec) -> str:
     if spec.kind == "choice":
         return "one of " + ", ".join(spec.choices)
     words = {"int": "an integer", "float": "a number", "bool": "true or false",
-             "timesteps": "timesteps like 30-45 or 30,35,40 (or a list of integers), or latent",
+             "timesteps": f"timesteps like 30-45 or 30,35,40 (or a list of integers), or {LATENT_WINDOW}",
              "names": "layer names, comma-separated (or a list of names)",
              "size": "a width and height like 80x60 (or a list [80, 60]), both > 0"}[spec.kind]
     bounds = []
@@ -138,8 +142,8 @@ def parse_value(name: str, spec: Spec, value: Any) -> Any:
             fail()
         return value
     if kind == "timesteps":
-        if isinstance(value, str) and value.strip().lower() == "latent":
-            return "latent"  # resolved to integers where the output's size and steps are known
+        if isinstance(value, str) and value.strip().lower() == LATENT_WINDOW:
+            return LATENT_WINDOW  # resolved to integers where the output's size and steps are known
         if isinstance(value, str):
             return _timesteps_text(value, fail)
         if isinstance(value, (list, tuple)) and value and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
