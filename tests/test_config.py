@@ -90,6 +90,11 @@ def test_latent_window_is_the_papers_at_svds_size_and_moves_with_the_latent():
     assert all(max(a) <= max(b) and min(a) <= min(b) for a, b in zip(windows, windows[1:]))
     assert max(latent_window((128, 256), 50)) > 45
     assert latent_window((1, 1), 3) and min(latent_window((1, 1), 3)) >= 1
+    # a schedule already moved to a 16 x 16 latent (sigma / 6) puts the paper's noise levels at the paper's t
+    moved = (700.0 / 6, 0.002 / 6)
+    assert latent_window((16, 16), 50, moved) == SGI2VConfig().optimize_timesteps
+    big = latent_window((72, 128), 50, moved)  # SVD's latent on that schedule: earlier, noisier steps
+    assert max(big) == 50 and min(big) > 30
     with pytest.raises(ValueError, match="latent_window"):
         latent_window((16, 16), 0)
 

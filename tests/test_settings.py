@@ -462,11 +462,17 @@ def test_the_camera_moves_the_picture_shown(mode, region, tmp_path):
 def test_the_latent_window_resolves_to_the_outputs_size_and_steps_on_every_surface():
     from sgi2v.comfyui.nodes import _setting_values
     from sgi2v.config import latent_window
-    from sgi2v.settings import SPRITES_MODEL
+    from sgi2v.settings import SPRITES_MODEL, model_sigma_range
     from sgi2v.ui.app import settings_and_config
 
+    # the sprites model's schedule is already moved to its 16 x 16 latent: there latent is the paper's window
+    sprites_range = model_sigma_range(SPRITES_MODEL)
     _, sprites = resolve_settings({"optimize_timesteps": "latent"}, model=SPRITES_MODEL)
-    assert sprites.optimize_timesteps == latent_window((16, 16), 50) == tuple(range(33, 20, -1))
+    assert sprites.optimize_timesteps == latent_window((16, 16), 50, sprites_range) == SGI2VConfig().optimize_timesteps
+    _, larger = resolve_settings({"optimize_timesteps": "latent", "height": 256, "width": 256}, model=SPRITES_MODEL)
+    assert max(larger.optimize_timesteps) > 45  # a larger latent than the model's own: more noise
+    _, svd_small = resolve_settings({"optimize_timesteps": "latent", "height": 128, "width": 128}, model=None)
+    assert svd_small.optimize_timesteps == latent_window((16, 16), 50) == tuple(range(33, 20, -1))  # SVD's schedule
     _, svd = resolve_settings({"optimize_timesteps": " Latent "}, model=None)  # 576 x 1024: the paper's
     assert svd.optimize_timesteps == SGI2VConfig().optimize_timesteps
     _, small = resolve_settings({"optimize_timesteps": "latent", "height": 320, "width": 576, "steps": 25}, model=None)
@@ -476,7 +482,7 @@ def test_the_latent_window_resolves_to_the_outputs_size_and_steps_on_every_surfa
     by_node = resolve_settings(_setting_values(values), model=SPRITES_MODEL)[1]
     by_json = resolve_settings({"optimize_timesteps": "latent", "num_inference_steps": 25}, model=SPRITES_MODEL,
                                source="m.jsonl:1")[1]
-    assert by_page == by_node == by_json and by_page.optimize_timesteps == latent_window((16, 16), 25)
+    assert by_page == by_node == by_json and by_page.optimize_timesteps == latent_window((16, 16), 25, sprites_range)
     with pytest.raises(ValueError, match=r"m.jsonl:3: optimize_timesteps: expected timesteps like 30-45 .*or latent, "
                                          r"got 'latents'"):
         resolve_settings({"optimize_timesteps": "latents"}, source="m.jsonl:3")

@@ -33,6 +33,19 @@ def test_the_model_is_shipped_small_and_has_the_svd_layout(sprites):
     assert len(model_sha256(SPRITES_MODEL)) == 64 and model_sha256("stabilityai/stable-video-diffusion-img2vid") is None
 
 
+def test_it_samples_with_svds_schedule_moved_to_its_latent(sprites):
+    """The shipped sampler is the one train-sprites writes: SVD's, its noise range divided by 6 (16 x 16 latent
+    cells against SVD's 72 x 128), so that the paper's t 30-45 fall at the noise levels they have in SVD."""
+    from sgi2v.sprites.train import TrainConfig, build_components
+
+    shipped, made = sprites.scheduler.config, build_components(TrainConfig())["scheduler"].config
+    assert (shipped.sigma_max, shipped.sigma_min) == (700.0 / 6, 0.002 / 6)
+    assert {k: v for k, v in shipped.items() if not k.startswith("_")} == {k: v for k, v in made.items() if not k.startswith("_")}
+    sprites.scheduler.set_timesteps(50)
+    assert float(sprites.scheduler.sigmas[50 - 45]) == pytest.approx(374.3 / 6, rel=1e-3)  # t 45: SVD's sigma 374 / 6
+    assert float(sprites.scheduler.sigmas[50 - 30]) == pytest.approx(37.3 / 6, rel=1e-2)  # t 30: SVD's 37 / 6
+
+
 def test_sizes_left_unset_follow_the_model():
     settings, _ = resolve_settings({}, model=SPRITES_MODEL)
     assert (settings.height, settings.width, settings.num_frames) == (128, 128, 14)
@@ -129,9 +142,8 @@ def test_sgi2v_steers_sprites_on_held_out_scenes(steering):
     print(f"6 generations in {seconds:.0f} s; ObjMC plain {plain.round(2)}, SG-I2V {guided.round(2)}")
 
 
-@pytest.mark.xfail(strict=True, reason="the shipped sprites model reaches about 0.7x of plain SVD's ObjMC on these "
-                                       "cases at the paper's window, not the 0.5x asked for: its features follow the "
-                                       "latent only at lower noise (docs/sprites.md, 'Where the features see the motion')")
 def test_sgi2v_halves_the_tracked_error(steering):
+    """The issue's bar on these three cases: below half of plain's error (about 0.4x since the model's schedule was
+    moved to its latent; about 0.7x on SVD's schedule, where this was an expected failure)."""
     plain, guided, _ = steering
     assert guided.mean() < 0.5 * plain.mean(), (plain, guided)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from .schema import LATENT_WINDOW, setting
 
-__all__ = ["FEATURE_KINDS", "SGI2VConfig", "LATENT_WINDOW", "karras_sigmas", "latent_window"]
+__all__ = ["FEATURE_KINDS", "SGI2VConfig", "LATENT_WINDOW", "karras_sigmas", "latent_side_ratio", "latent_window"]
 
 #: Number of denoising steps the paper's timestep window was chosen for.
 PAPER_NUM_STEPS = 50
@@ -35,23 +35,32 @@ def karras_sigmas(num_steps: int, sigma_max: float = SVD_SIGMA_MAX, sigma_min: f
     return [(hi + i / (num_steps - 1) * (lo - hi)) ** rho for i in range(num_steps)]
 
 
-def latent_window(latent_size: tuple[int, int], num_inference_steps: int) -> tuple[int, ...]:
+def latent_side_ratio(latent_size: tuple[int, int]) -> float:
+    """How a latent's side compares with SVD's native 72 x 128 one: ``sqrt(h * w / (72 * 128))``."""
+    h, w = latent_size
+    return math.sqrt(h * w / (SVD_LATENT_SIZE[0] * SVD_LATENT_SIZE[1]))
+
+
+def latent_window(latent_size: tuple[int, int], num_inference_steps: int,
+                  sigma_range: tuple[float, float] = (SVD_SIGMA_MAX, SVD_SIGMA_MIN)) -> tuple[int, ...]:
     """The paper's window as noise levels, moved to a latent of another size: the ``t`` to optimise at.
 
     The paper's t 30-45 of 50 steps are SVD's noise levels sigma 374 down to 37, chosen for its 72 x 128
     latent. A given noise level hides an object of a smaller latent more (the noise averages out over fewer
-    cells), so both ends are scaled by the ratio of the latents' sides, ``sqrt(h * w / (72 * 128))``, and each
+    cells), so both ends are scaled by the ratio of the latents' sides (:func:`latent_side_ratio`), and each
     becomes the step of a ``num_inference_steps`` schedule whose sigma is nearest in log; the window is every
-    step between. At 72 x 128 and 50 steps it is the paper's 30-45; a 16 x 16 latent (128 x 128 pixels) gets
-    21-33. The noise levels are those of SVD's scheduler.
+    step between. ``sigma_range`` is ``(sigma_max, sigma_min)`` of the model's own Karras schedule, SVD's by
+    default: there, 72 x 128 at 50 steps gives the paper's 30-45 and a 16 x 16 latent (128 x 128 pixels) 21-33.
+    A model whose schedule is already moved to its latent size (the ``sprites`` model's) gets the paper's t
+    at its native size.
     """
     h, w = latent_size
     if h < 1 or w < 1 or not isinstance(num_inference_steps, int) or num_inference_steps < 1:
         raise ValueError(f"latent_window needs a latent size and a number of steps >= 1, "
                          f"got {latent_size}, {num_inference_steps!r}")
     paper = karras_sigmas(PAPER_NUM_STEPS)
-    scale = math.sqrt(h * w / (SVD_LATENT_SIZE[0] * SVD_LATENT_SIZE[1]))
-    log_sigmas = [math.log(s) for s in karras_sigmas(num_inference_steps)]
+    scale = latent_side_ratio(latent_size)
+    log_sigmas = [math.log(s) for s in karras_sigmas(num_inference_steps, *sigma_range)]
 
     def nearest_t(sigma: float) -> int:
         i = min(range(num_inference_steps), key=lambda k: abs(log_sigmas[k] - math.log(sigma)))

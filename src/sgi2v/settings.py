@@ -11,17 +11,19 @@ Plain Python, no torch: a request is checked completely before the heavy librari
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Mapping
 
-from .config import LATENT_WINDOW, METHOD, SVD_VAE_FACTOR, SGI2VConfig, latent_window
+from .config import LATENT_WINDOW, METHOD, SVD_SIGMA_MAX, SVD_SIGMA_MIN, SVD_VAE_FACTOR, SGI2VConfig, latent_window
 from .schema import Spec, describe, flag, parse_value, setting, specs
 
 __all__ = [
     "DEFAULT_MODEL", "XT_MODEL", "SPRITES_MODEL", "SIZE_MULTIPLE", "GenerationSettings", "default_num_frames", "native_size",
-    "resolve_settings",
+    "model_sigma_range", "resolve_settings",
     "setting_specs", "alias_names", "available_cores", "settings_table",
 ]
 
@@ -62,6 +64,19 @@ def default_num_frames(model: str | None) -> int:
 def native_size(model: str | None) -> tuple[int, int]:
     """``(height, width)`` a model was trained for: 128 x 128 for ``sprites``, 576 x 1024 for SVD (and any other)."""
     return (128, 128) if model == SPRITES_MODEL else (576, 1024)
+
+
+def model_sigma_range(model: str | None) -> tuple[float, float]:
+    """``(sigma_max, sigma_min)`` of a model's noise schedule: its folder's ``scheduler/scheduler_config.json`` where
+    it has one (the shipped ``sprites`` model, a trained folder), else SVD's."""
+    from .loading import sprites_model_dir
+
+    folder = sprites_model_dir() if model == SPRITES_MODEL else Path(model).expanduser() if model else None
+    config = folder / "scheduler" / "scheduler_config.json" if folder is not None else None
+    if config is not None and config.is_file():
+        data = json.loads(config.read_text())
+        return float(data.get("sigma_max", SVD_SIGMA_MAX)), float(data.get("sigma_min", SVD_SIGMA_MIN))
+    return SVD_SIGMA_MAX, SVD_SIGMA_MIN
 
 
 def available_cores() -> int:
@@ -213,7 +228,8 @@ def resolve_settings(values: Mapping[str, Any], *, model: str | None = None, def
     settings = GenerationSettings(**generation)
     steps = settings.num_inference_steps
     if method.get("optimize_timesteps") == LATENT_WINDOW:
-        method["optimize_timesteps"] = latent_window((settings.height // SVD_VAE_FACTOR, settings.width // SVD_VAE_FACTOR), steps)
+        method["optimize_timesteps"] = latent_window((settings.height // SVD_VAE_FACTOR, settings.width // SVD_VAE_FACTOR), steps,
+                                                     model_sigma_range(model))
     try:
         config = SGI2VConfig(**method) if "optimize_timesteps" in method else SGI2VConfig(**method).scaled_to_steps(steps)
     except ValueError as err:

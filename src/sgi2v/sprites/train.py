@@ -34,14 +34,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..config import SVD_SIGMA_MAX, SVD_SIGMA_MIN
+from ..config import SVD_SIGMA_MAX, SVD_SIGMA_MIN, SVD_VAE_FACTOR, latent_side_ratio
 from ..generation import file_sha256
 from .config import ADDED_TIME_IDS, TRAIN_SEED_LIMIT, TrainConfig
 from .scene import render_scene, sprite_area
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["TrainConfig", "train_sprites", "build_components", "vae_report", "vae_step_loss", "unet_step_loss", "v_loss",
+__all__ = ["TrainConfig", "train_sprites", "build_components", "sprites_scheduler", "vae_report", "vae_step_loss", "unet_step_loss", "v_loss",
            "vae_weights_file", "load_vae", "train_vae", "train_unet", "encode_dataset", "TRAIN_SEED_LIMIT"]
 
 def build_components(config: TrainConfig, seed: int | None = None) -> dict:
@@ -49,7 +49,7 @@ def build_components(config: TrainConfig, seed: int | None = None) -> dict:
     from diffusers import AutoencoderKLTemporalDecoder, UNetSpatioTemporalConditionModel
     from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
-    from ..testing import CLIPImageProcessor, svd_scheduler
+    from ..testing import CLIPImageProcessor
 
     seed = config.seed if seed is None else seed
     torch.manual_seed(seed)
@@ -73,8 +73,27 @@ def build_components(config: TrainConfig, seed: int | None = None) -> dict:
         intermediate_size=4 * config.clip_width, image_size=224, patch_size=16, num_channels=3,
     ))
     feature_extractor = CLIPImageProcessor(crop_size=224, size={"shortest_edge": 224})
-    return dict(unet=unet, vae=vae, image_encoder=image_encoder, scheduler=svd_scheduler(),
+    return dict(unet=unet, vae=vae, image_encoder=image_encoder, scheduler=sprites_scheduler(config.height, config.width),
                 feature_extractor=feature_extractor)
+
+
+def sprites_scheduler(height: int, width: int):
+    """The sampler the model ships with: SVD's (Euler, Karras sigmas, v-prediction), its noise range moved to the
+    latent of ``height x width``.
+
+    SVD's sigma 700 -> 0.002 was set for its 72 x 128 latent; a given noise level hides an object of a smaller latent
+    more, since the noise averages out over fewer cells. Both ends are scaled by the ratio of the latents' sides
+    (1/6 at 128 x 128: sigma 116.7 -> 0.00033), the rule of ``--optimize-timesteps latent``, so that each of the
+    paper's steps (t 30-45 of 50) falls at the noise level it has in SVD at its native size. Training is not
+    changed: its noise levels cover both ranges.
+    """
+    from diffusers import EulerDiscreteScheduler
+
+    from ..testing import SVD_SCHEDULER_CONFIG
+
+    shrink = 1 / latent_side_ratio((height // SVD_VAE_FACTOR, width // SVD_VAE_FACTOR))
+    return EulerDiscreteScheduler(**{**SVD_SCHEDULER_CONFIG, "sigma_max": SVD_SIGMA_MAX / shrink,
+                                     "sigma_min": SVD_SIGMA_MIN / shrink})
 
 
 def _temporal_layers_start_as_identity(vae) -> None:
