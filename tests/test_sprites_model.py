@@ -1,7 +1,6 @@
 """The shipped sprites model: it loads from every surface, sizes follow it, and SG-I2V steers it."""
 
 import json
-import math
 import time
 
 import numpy as np
