@@ -113,6 +113,22 @@ def test_bad_settings_are_reported_before_torch_is_imported(inputs, tmp_path):
         + ", ".join(__import__("sgi2v.settings").settings.SVD_FEATURE_LAYERS) + ")"]
 
 
+def test_the_latent_window_reads_the_models_schedule_without_torch(inputs, tmp_path):
+    """``latent`` reads the sprites model's scheduler config, and a bad setting beside it is still reported before
+    torch or diffusers load."""
+    image, traj, _ = inputs
+    code = ("import sys; from sgi2v.cli import main; "
+            f"rc = main(['generate', {str(image)!r}, '--traj', {str(traj)!r}, '-o', {str(tmp_path / 'o.mp4')!r}, "
+            "'--model', 'sprites', '--optimize-timesteps', 'latent', '--feature-layers', 'bogus']); "
+            "print(rc, 'torch' in sys.modules, 'diffusers' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.stdout.split() == ["2", "False", "False"], result
+    assert result.stderr.strip().splitlines() == [
+        "sgi2v: error: feature_layers: 'bogus' is not a spatial transformer of the SVD UNet (these are "
+        + ", ".join(__import__("sgi2v.settings").settings.SVD_FEATURE_LAYERS) + ")"]
+    assert not (tmp_path / "o.mp4").exists()
+
+
 # -- the record is a request ------------------------------------------------------------------------
 
 def test_record_settings_pasted_into_a_manifest_line_give_the_same_frames(inputs, tmp_path, capsys):

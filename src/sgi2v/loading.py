@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from .paths import check_local_model, local_model_path
+from .paths import SPRITES_MODEL_DIR, check_local_model, local_model_path
 from .settings import DEFAULT_MODEL, DTYPE_ALIASES, SPRITES_MODEL, XT_MODEL
 from .single_file import SingleFileError, inspect_single_file, is_single_file
 
@@ -73,7 +73,7 @@ def resolve_dtype(name: str, device: torch.device, model: str | None = None) -> 
 
 def sprites_model_dir() -> Path:
     """The folder of the shipped ``sprites`` model (a diffusers SVD folder, float16 weights)."""
-    return Path(__file__).parent / "sprites" / "model"
+    return SPRITES_MODEL_DIR
 
 
 @functools.lru_cache(maxsize=8)

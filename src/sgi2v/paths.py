@@ -25,6 +25,8 @@ SVD_PIPELINES = ("StableVideoDiffusionPipeline", "SGI2VPipeline")
 MODEL_FOLDERS = ("unet", "vae", "image_encoder", "scheduler", "feature_extractor")
 #: Names of models that are not paths (the shipped and the test model).
 NAMED_MODELS = ("sprites", "tiny-random")
+#: The shipped ``sprites`` model (a diffusers SVD folder, float16 weights).
+SPRITES_MODEL_DIR = Path(__file__).parent / "sprites" / "model"
 
 
 class PathError(ValueError):
@@ -115,6 +117,12 @@ def check_output_folder(value: str | os.PathLike, noun: str = "folder") -> Path:
         raise PathError(f"{value}: cannot be created: {existing} is a file, not a folder")
     _probe_write(existing, value, f"the {noun}")
     return path
+
+
+def model_folder(model: str) -> Path:
+    """The folder a model's name points at: the shipped ``sprites`` model's for its name, else the path given
+    (which may not exist: a hub id, a file)."""
+    return SPRITES_MODEL_DIR if model == "sprites" else Path(model).expanduser()
 
 
 def local_model_path(model: str) -> Path | None:

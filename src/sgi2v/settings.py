@@ -15,7 +15,6 @@ import json
 import os
 import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Mapping
 
 from .config import LATENT_WINDOW, METHOD, SVD_SIGMA_MAX, SVD_SIGMA_MIN, SVD_VAE_FACTOR, SGI2VConfig, latent_window
@@ -69,10 +68,9 @@ def native_size(model: str | None) -> tuple[int, int]:
 def model_sigma_range(model: str | None) -> tuple[float, float]:
     """``(sigma_max, sigma_min)`` of a model's noise schedule: its folder's ``scheduler/scheduler_config.json`` where
     it has one (the shipped ``sprites`` model, a trained folder), else SVD's."""
-    from .loading import sprites_model_dir
+    from .paths import model_folder
 
-    folder = sprites_model_dir() if model == SPRITES_MODEL else Path(model).expanduser() if model else None
-    config = folder / "scheduler" / "scheduler_config.json" if folder is not None else None
+    config = model_folder(model) / "scheduler" / "scheduler_config.json" if model else None
     if config is not None and config.is_file():
         data = json.loads(config.read_text())
         return float(data.get("sigma_max", SVD_SIGMA_MAX)), float(data.get("sigma_min", SVD_SIGMA_MIN))

@@ -66,8 +66,8 @@ def architecture(model: str) -> Architecture:
     ``sprites`` or ``tiny-random``) from configurations only. Other hub ids are read from the local
     Hugging Face cache when their configs are there."""
     from ..configs import SVD_FRAMES, svd_config
-    from ..loading import ModelError, sprites_model_dir
-    from ..settings import SPRITES_MODEL
+    from ..loading import ModelError
+    from ..paths import model_folder
     from ..single_file import SingleFileError, is_single_file, single_file_configs
     from ..testing import TINY_MODEL_ID
 
@@ -86,7 +86,7 @@ def architecture(model: str) -> Architecture:
         except SingleFileError as err:
             raise ModelError(str(err)) from None
         return Architecture(model, configs["unet"], configs["vae"], configs["image_encoder"], f"single file {svd.path}")
-    folder = sprites_model_dir() if model == SPRITES_MODEL else Path(model).expanduser()
+    folder = model_folder(model)
     if folder.is_dir():
         try:
             return Architecture(model, _read(folder, "unet"), _read(folder, "vae"), _read(folder, "image_encoder"), str(folder))
