@@ -55,7 +55,9 @@ ROWS: dict[str, tuple[dict, int, bool]] = {  # in the order they run: a stopped 
     "sgi2v, no CFG": ({"min_guidance_scale": 1.0, "max_guidance_scale": 1.0}, 50, False),
     # the paper's window in noise levels (sigma 374 -> 37 on SVD's 72 x 128 latent) moved to a 16 x 16 latent: sigma
     # scaled by the ratio of the latents' sides (16 / 96, their geometric means), sigma 62 -> 6.2, which is t 33 -> 21
-    # of 50 steps (docs/sprites.md, "Where the features see the motion"); on every case
+    # of 50 steps (docs/sprites.md, "Where the features see the motion"); on every case. A shift only on SVD's
+    # schedule: the shipped model samples on a schedule already moved to its latent (since 2026-12-06), where
+    # t 21-33 is sigma 10 -> 1, later than the paper's window, and `latent` is the paper's t 30-45
     "window: shifted to a 16 x 16 latent (t 21-33)": ({"optimize_timesteps": list(range(21, 34))}, 50, True),
     # the same by --optimize-timesteps latent at 25 steps (t 11-17 of 25), beside the two 25-step rows above
     "window: latent, 25 steps": ({"optimize_timesteps": "latent"}, 25, False),
