@@ -46,6 +46,34 @@ def test_other_sprite_sizes_draw_the_same_scene_with_its_sprites_resized():
     assert all(32 <= case.scene.sizes[i] <= 64 for case in cases for i in case.sprites)
 
 
+def test_a_share_of_scenes_can_have_a_sprite_leave_through_an_edge_and_nothing_else_changes():
+    changed = out = 0
+    for seed in range(40):
+        world, leaving = render_scene(seed), render_scene(seed, leaving=0.5)
+        assert np.array_equal(world.frames[0], leaving.frames[0]) and np.array_equal(world.colors, leaving.colors)
+        moved = [i for i in range(len(world.shapes)) if not np.array_equal(world.boxes[i], leaving.boxes[i])]
+        assert len(moved) <= 1  # at most one sprite's path, the others' paths and the background untouched
+        if not moved:
+            assert np.array_equal(world.frames, leaving.frames)
+            continue
+        changed += 1
+        i = moved[0]
+        h, w = world.frames.shape[1:3]
+        centres = leaving.centers[i] + leaving.pan  # its own motion, without the pan's drift
+        gaps = np.stack([centres[:, 0], w - centres[:, 0], centres[:, 1], h - centres[:, 1]], axis=-1)
+        nearest = int(np.argmin(gaps[0]))
+        assert (np.diff(gaps[:, nearest]) < 0).all()  # heading out through the nearest edge, never bouncing back
+        steps = np.linalg.norm(np.diff(centres, axis=0), axis=-1)
+        assert steps.min() >= 1.5 - 0.05 and steps.max() <= 3.0 + 0.05  # the world's speeds
+        out += int(leaving.visible[i, -1].sum() < 0.5 * leaving.visible[i, 0].sum())
+    assert 10 <= changed <= 30  # about half of 40
+    assert out >= 3  # some get mostly out of the picture by the last frame
+    assert np.array_equal(render_scene(3, leaving=0.0).frames, render_scene(3).frames)
+    for bad in (-0.1, 1.5, float("nan")):
+        with pytest.raises(ValueError, match="leaving: expected a share from 0 to 1"):
+            render_scene(3, leaving=bad)
+
+
 def test_scene_bytes_are_pinned():
     """The same seed gives the same bytes on every machine: these digests were taken once and must not move."""
     digest = hashlib.sha256()
@@ -459,6 +487,7 @@ def test_train_sprites_command_refuses_bad_values_before_training(tmp_path, caps
         (["--vae-colour-weight", "nan"], "--vae-colour-weight: expected a number >= 0, got nan"),
         (["--vae-from", "sprites", "--vae-colour-weight", "2"], "--vae-colour-weight: a run with vae_from sprites trains no "
                                                                  "VAE; expected 0, got 2.0"),
+        (["--leaving", "2"], "--leaving: expected a share from 0 to 1, got 2.0"),
         (["--sprite-sizes", "40"], "--sprite-sizes: expected two numbers MIN,MAX, got '40'"),
         (["--sprite-sizes", "big,small"], "--sprite-sizes: expected two numbers MIN,MAX, got 'big,small'"),
         (["--sprite-sizes", "32,80"], "--sprite-sizes: expected 4 <= min <= max <= half the picture's side, got 32,80"),

@@ -28,6 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the range of the scenes' sprite sizes in px (default "
                         f"{','.join(f'{v:g}' for v in defaults.sprite_sizes)}, the world the shipped model knows; "
                         "other ranges are for experiments)")
+    parser.add_argument("--leaving", type=float, default=defaults.leaving, metavar="SHARE",
+                        help="the share of training scenes in which one sprite leaves through an edge instead of "
+                        f"bouncing (default {defaults.leaving:g}: none, the world the shipped model knows)")
     parser.add_argument("--vae-steps", type=int, default=None, help=f"VAE steps (default {defaults.vae_steps})")
     path_option(parser.add_argument("--vae-from", default=None, metavar="MODEL", help="use the VAE of this trained model "
                                     "(sprites, or the model folder of an earlier run) as it is, instead of training one; "
@@ -87,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
         config = dataclasses.replace(TrainConfig(), seed=args.seed, videos=args.videos, vae_steps=vae_steps,
                                      unet_steps=args.unet_steps, vae_from=args.vae_from, unet_channels=channels,
                                      vae_colour_weight=args.vae_colour_weight, vae_channels=vae_channels,
-                                     sprite_sizes=sizes,
+                                     sprite_sizes=sizes, leaving=args.leaving,
                                      unet_heads=tuple(c // 16 for c in channels))
     except ValueError as err:
         raise _as_option(err) from None

@@ -37,6 +37,9 @@ class TrainConfig:
     num_frames: int = 14
     # the range (px) of the scenes' sprite sizes: the world's 16-40 (other ranges serve experiments)
     sprite_sizes: tuple[float, float] = SPRITE_SIZES
+    # the share of training scenes in which one sprite leaves through an edge instead of bouncing (0: the world of
+    # the shipped model, where no sprite ever leaves)
+    leaving: float = 0.0
     # VAE
     vae_channels: tuple[int, ...] = (32, 64, 128, 128)
     vae_steps: int = 1500
@@ -69,6 +72,8 @@ class TrainConfig:
         low, high = self.sprite_sizes
         if not 4 <= low <= high or 2 * high > min(self.height, self.width):
             raise ValueError(f"sprite_sizes: expected 4 <= min <= max <= half the picture's side, got {low:g},{high:g}")
+        if not 0 <= self.leaving <= 1:
+            raise ValueError(f"leaving: expected a share from 0 to 1, got {self.leaving}")
         if not (self.vae_colour_weight >= 0 and math.isfinite(self.vae_colour_weight)):
             raise ValueError(f"vae_colour_weight: expected a number >= 0, got {self.vae_colour_weight}")
         if self.vae_from is not None and self.vae_colour_weight:

@@ -2,8 +2,9 @@
 
 Each scene is a smooth, muted background (low-frequency colour field around a mid grey, sometimes a
 fine texture, sometimes panning) with 1 to 3 flat, saturated discs and squares of 16 to 40 px that move along
-gently curved paths at 0 to 3 px per frame and bounce off the picture's edges. Later sprites are
-drawn over earlier ones.
+gently curved paths at 0 to 3 px per frame and bounce off the picture's edges (optionally, in a share of the
+scenes, one sprite leaves through an edge instead: ``render_scene(..., leaving=)``). Later sprites are drawn over
+earlier ones.
 
 Plain numpy and integer-seeded :class:`numpy.random.Generator` (PCG64) draws. Positions are
 rounded to 1/64 px and pixels use only additions, multiplications, comparisons and square roots,
@@ -193,13 +194,36 @@ def _path(rng: np.random.Generator, size: float, start: np.ndarray, drift: np.nd
     return _quantise(out)
 
 
+def _leaving_path(rng: np.random.Generator, start: np.ndarray, drift: np.ndarray, num_frames: int, height: int,
+                  width: int) -> np.ndarray:
+    """(F, 2) centres of a sprite heading out through the edge nearest ``start``: at 1.5-3 px per frame, within
+    0.4 rad of straight out, gently turning, plus the pan's drift, and not bouncing (it may not get all the way out
+    by the last frame)."""
+    distances = {(-1.0, 0.0): start[0], (1.0, 0.0): width - start[0], (0.0, -1.0): start[1], (0.0, 1.0): height - start[1]}
+    direction = min(distances.items(), key=lambda item: item[1])[0]
+    heading = math.atan2(direction[1], direction[0]) + float(rng.uniform(-0.4, 0.4))
+    speed = float(rng.uniform(1.5, MAX_SPEED))
+    turn = float(rng.uniform(-0.05, 0.05))
+    out = np.empty((num_frames, 2))
+    pos = start.astype(np.float64).copy()
+    for f in range(num_frames):
+        out[f] = pos
+        pos = pos + speed * np.array([math.cos(heading + turn * f), math.sin(heading + turn * f)]) + drift
+    return _quantise(out)
+
+
 def render_scene(seed: int, height: int = 128, width: int = 128, num_frames: int = 14,
-                 sprite_sizes: tuple[float, float] | None = None) -> Scene:
+                 sprite_sizes: tuple[float, float] | None = None, leaving: float = 0.0) -> Scene:
     """The scene of ``seed``: 1-3 moving sprites on a smooth background, ``num_frames`` frames of ``height x width``.
 
     ``sprite_sizes``: the range (px) the sprites' sizes are drawn from; the default (None), 16-40, is the world the
     ``sprites`` model was trained on (other ranges serve experiments; the same seed draws the same scene
-    otherwise, with the sizes scaled into the range)."""
+    otherwise, with the sizes scaled into the range).
+    ``leaving``: the share of scenes in which one sprite, instead of bouncing, heads out through the edge nearest
+    to it (drawn from a stream of its own, so every other draw, and the whole first frame, stay those of the
+    scene without it). The default, 0, is the world the ``sprites`` model was trained on: no sprite ever leaves."""
+    if not 0 <= leaving <= 1:
+        raise ValueError(f"leaving: expected a share from 0 to 1, got {leaving}")
     if not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     low, high = (float(v) for v in (sprite_sizes or SPRITE_SIZES))
@@ -231,6 +255,11 @@ def render_scene(seed: int, height: int = 128, width: int = 128, num_frames: int
         starts.append(start)
     centres = np.stack([_path(rng, size, start, -pan_velocity, num_frames, height, width)
                         for size, start in zip(sizes, starts)])  # (N, F, 2)
+    if leaving:
+        leave_rng = np.random.default_rng([int(seed), 0x1EA5E])
+        if leave_rng.random() < leaving:
+            i = int(leave_rng.integers(0, count))
+            centres[i] = _leaving_path(leave_rng, starts[i], -pan_velocity, num_frames, height, width)
     half = np.array(sizes)[:, None, None] / 2
     boxes = np.concatenate([centres - half, centres + half], axis=-1).astype(np.float32)
     frames, visible = render_sprites(background, boxes, colors, shapes)

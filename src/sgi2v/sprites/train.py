@@ -139,7 +139,8 @@ def _render_data(config: TrainConfig, seeds) -> tuple[np.ndarray, np.ndarray]:
     frames = np.empty((len(seeds), config.num_frames, config.height, config.width, 3), np.uint8)
     masks = np.empty((len(seeds), config.num_frames, config.height, config.width), bool)
     for i, s in enumerate(seeds):
-        scene = render_scene(int(s), config.height, config.width, config.num_frames, sprite_sizes=config.sprite_sizes)
+        scene = render_scene(int(s), config.height, config.width, config.num_frames, sprite_sizes=config.sprite_sizes,
+                             leaving=config.leaving)
         frames[i] = scene.frames
         masks[i] = scene.visible.any(axis=0)
     return frames, masks
