@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from sgi2v.cli import main
-from sgi2v.evaluation import (EvaluationError, I3D, I3DFeatures, InceptionFeatures, InceptionV3FID, LucasKanadeTracker,
+from sgi2v.evaluation import (EvaluationError, I3D, I3DFeatures, InceptionFeatures, LucasKanadeTracker,
                               WeightsError, box_query_points, feature_statistics, fid_from_features, frechet_distance, frechet_distance_from_features,
                               fvd_from_features, mask_query_point, objmc, objmc_pooled)
 from sgi2v.video import write_mp4

@@ -1,5 +1,4 @@
 import numpy as np
-import pytest
 import torch
 
 from sgi2v import SGI2VConfig

@@ -20,7 +20,7 @@ import re
 
 import torch
 
-from .graph import HALF, PHASES, architecture, meta_pipeline, trace_phases, weight_bytes
+from .graph import PHASES, architecture, meta_pipeline, trace_phases, weight_bytes
 
 __all__ = ["MODES", "estimate", "format_plan", "parse_bytes", "FRAGMENTATION", "CUDA_CONTEXT_BYTES", "fits"]
 

@@ -13,7 +13,7 @@ import functools
 import hashlib
 
 from .architecture import check_single_file, single_file_configs
-from .reader import SUFFIXES, SingleFileError, SVDFile, inspect_single_file, is_single_file, read_contents
+from .reader import SUFFIXES, SingleFileError, SVDFile, inspect_single_file, is_single_file
 
 __all__ = ["SingleFileError", "SVDFile", "SUFFIXES", "is_single_file", "inspect_single_file", "check_single_file",
            "single_file_configs", "load_components", "pipeline_from_single_file", "file_sha256"]

@@ -14,7 +14,7 @@ import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .convert import CLIP_PREFIX, IGNORED_PREFIXES, UNET_PREFIX, VAE_PREFIX
+from .convert import CLIP_PREFIX, UNET_PREFIX, VAE_PREFIX
 
 __all__ = ["SingleFileError", "Contents", "SUFFIXES", "is_single_file", "read_contents", "inspect_single_file", "SVDFile"]
 
