@@ -99,33 +99,37 @@ def test_feature_kind_is_read_from_every_surface():
     assert args.feature_kind == "layer_output"
 
 
-def test_bad_settings_are_reported_before_torch_is_imported(inputs, tmp_path):
-    """A typo in a setting is reported without loading torch or diffusers (so at once)."""
+def _generate_in_a_fresh_process(inputs, out, *options: str) -> tuple[list[str], list[str]]:
+    """``sgi2v generate`` on the test inputs with ``options``, in a new interpreter: (its exit code and whether torch
+    and diffusers were imported, as printed; its stderr lines)."""
     image, traj, _ = inputs
     code = ("import sys; from sgi2v.cli import main; "
-            f"rc = main(['generate', {str(image)!r}, '--traj', {str(traj)!r}, '-o', {str(tmp_path / 'o.mp4')!r}, "
-            "'--feature-layers', 'up_blocks.9.attentions.1,bogus']); "
+            f"rc = main(['generate', {str(image)!r}, '--traj', {str(traj)!r}, '-o', {str(out)!r}, *{list(options)!r}]); "
             "print(rc, 'torch' in sys.modules, 'diffusers' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert result.stdout.split() == ["2", "False", "False"], result
-    assert result.stderr.strip().splitlines() == [
-        "sgi2v: error: feature_layers: 'up_blocks.9.attentions.1' is not a spatial transformer of the SVD UNet (these are "
-        + ", ".join(__import__("sgi2v.settings").settings.SVD_FEATURE_LAYERS) + ")"]
+    return result.stdout.split(), result.stderr.strip().splitlines()
+
+
+def _not_a_feature_layer(name: str) -> str:
+    return (f"sgi2v: error: feature_layers: {name!r} is not a spatial transformer of the SVD UNet (these are "
+            + ", ".join(__import__("sgi2v.settings").settings.SVD_FEATURE_LAYERS) + ")")
+
+
+def test_bad_settings_are_reported_before_torch_is_imported(inputs, tmp_path):
+    """A typo in a setting is reported without loading torch or diffusers (so at once)."""
+    printed, errors = _generate_in_a_fresh_process(inputs, tmp_path / "o.mp4", "--feature-layers",
+                                                   "up_blocks.9.attentions.1,bogus")
+    assert printed == ["2", "False", "False"], (printed, errors)
+    assert errors == [_not_a_feature_layer("up_blocks.9.attentions.1")]
 
 
 def test_the_latent_window_reads_the_models_schedule_without_torch(inputs, tmp_path):
     """``latent`` reads the sprites model's scheduler config, and a bad setting beside it is still reported before
     torch or diffusers load."""
-    image, traj, _ = inputs
-    code = ("import sys; from sgi2v.cli import main; "
-            f"rc = main(['generate', {str(image)!r}, '--traj', {str(traj)!r}, '-o', {str(tmp_path / 'o.mp4')!r}, "
-            "'--model', 'sprites', '--optimize-timesteps', 'latent', '--feature-layers', 'bogus']); "
-            "print(rc, 'torch' in sys.modules, 'diffusers' in sys.modules)")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert result.stdout.split() == ["2", "False", "False"], result
-    assert result.stderr.strip().splitlines() == [
-        "sgi2v: error: feature_layers: 'bogus' is not a spatial transformer of the SVD UNet (these are "
-        + ", ".join(__import__("sgi2v.settings").settings.SVD_FEATURE_LAYERS) + ")"]
+    printed, errors = _generate_in_a_fresh_process(inputs, tmp_path / "o.mp4", "--model", "sprites",
+                                                   "--optimize-timesteps", "latent", "--feature-layers", "bogus")
+    assert printed == ["2", "False", "False"], (printed, errors)
+    assert errors == [_not_a_feature_layer("bogus")]
     assert not (tmp_path / "o.mp4").exists()
 
 

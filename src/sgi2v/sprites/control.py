@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .scene import Scene, render_scene, sprite_area, sprite_coverage
+from .scene import Scene, nearest_edge, render_scene, sprite_area, sprite_coverage
 from .track import objmc_px, progress_along, track_sprite
 from .config import TRAIN_SEED_LIMIT
 
@@ -77,8 +77,7 @@ def _path(rng: np.random.Generator, kind: str, start: np.ndarray, size: float, n
         return np.repeat(start[None], num_frames, axis=0)
     if kind == "leaving":
         # Out through the nearest edge, so far that the box is wholly outside at the last frame.
-        distances = {(-1, 0): start[0], (1, 0): width - start[0], (0, -1): start[1], (0, 1): height - start[1]}
-        direction, distance = min(distances.items(), key=lambda item: item[1])
+        direction, distance = nearest_edge(start, height, width)
         angle = math.atan2(direction[1], direction[0]) + float(rng.uniform(-0.3, 0.3))
         length = (distance + half + 2) / max(0.5, abs(math.cos(angle - math.atan2(direction[1], direction[0]))))
         end = start + length * np.array([math.cos(angle), math.sin(angle)])

@@ -20,7 +20,7 @@ import numpy as np
 
 from .config import SPRITE_SIZES
 
-__all__ = ["Scene", "SHAPES", "render_scene", "render_sprites", "sprite_area", "sprite_coverage"]
+__all__ = ["Scene", "SHAPES", "render_scene", "render_sprites", "sprite_area", "sprite_coverage", "nearest_edge"]
 
 SHAPES = ("disc", "square")
 MIN_SIZE, MAX_SIZE = SPRITE_SIZES
@@ -194,13 +194,19 @@ def _path(rng: np.random.Generator, size: float, start: np.ndarray, drift: np.nd
     return _quantise(out)
 
 
+def nearest_edge(start: np.ndarray, height: int, width: int) -> tuple[tuple[float, float], float]:
+    """The picture's edge nearest to ``start`` ``(x, y)``: its outward direction ``(dx, dy)`` (left, right, top or
+    bottom, in that order on a tie) and the distance to it in pixels."""
+    distances = {(-1.0, 0.0): start[0], (1.0, 0.0): width - start[0], (0.0, -1.0): start[1], (0.0, 1.0): height - start[1]}
+    return min(distances.items(), key=lambda item: item[1])
+
+
 def _leaving_path(rng: np.random.Generator, start: np.ndarray, drift: np.ndarray, num_frames: int, height: int,
                   width: int) -> np.ndarray:
     """(F, 2) centres of a sprite heading out through the edge nearest ``start``: at 1.5-3 px per frame, within
     0.4 rad of straight out, gently turning, plus the pan's drift, and not bouncing (it may not get all the way out
     by the last frame)."""
-    distances = {(-1.0, 0.0): start[0], (1.0, 0.0): width - start[0], (0.0, -1.0): start[1], (0.0, 1.0): height - start[1]}
-    direction = min(distances.items(), key=lambda item: item[1])[0]
+    direction, _ = nearest_edge(start, height, width)
     heading = math.atan2(direction[1], direction[0]) + float(rng.uniform(-0.4, 0.4))
     speed = float(rng.uniform(1.5, MAX_SPEED))
     turn = float(rng.uniform(-0.05, 0.05))
