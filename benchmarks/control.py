@@ -117,8 +117,9 @@ def table(results: list[dict], cases: int, subset: int) -> tuple[str, dict]:
     for r in results:
         by_row.setdefault(r["row"], []).append(r)
     summary = {}
-    lines = ["| row | cases | ObjMC px (subset) | ObjMC px (all) | found | progress | shape IoU | loss drop | s / video |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = ["| row | cases | ObjMC px (subset) | ObjMC px (all) | median (all) | found | progress | shape IoU | loss drop "
+             "| s / video |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for row in ROWS:
         rs = sorted(by_row.get(row, []), key=lambda r: r["case"])
         if not rs:
@@ -127,7 +128,7 @@ def table(results: list[dict], cases: int, subset: int) -> tuple[str, dict]:
         s_all, s_sub = summarise(rs), summarise(sub)
         summary[row] = {"all": s_all, "subset": s_sub, "loss_drop": _mean([r["loss_drop"] for r in rs]),
                         "seconds": _mean([r["seconds"] for r in rs]), "cases": len(rs)}
-        all_text = f"{s_all['objmc_px']:.2f}" if ROWS[row][2] else "–"
+        all_text = f"{s_all['objmc_px']:.2f} | {s_all['objmc_median_px']:.2f}" if ROWS[row][2] else "– | –"
         drop = summary[row]["loss_drop"]
         lines.append(f"| {row} | {len(rs)}{'' if len(rs) >= (cases if ROWS[row][2] else subset) else ' (incomplete)'} | "
                      f"{s_sub['objmc_px']:.2f} | {all_text} | {s_all['found']:.2f} | {s_all['progress']:.2f} | "

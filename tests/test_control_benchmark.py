@@ -58,8 +58,14 @@ def test_a_finished_folder_is_tabulated_again_without_a_model(control, tmp_path,
     assert report["seconds_this_run"] == 12.5
     summary = report["summary"]
     assert abs(summary["sgi2v"]["all"]["progress"] - 1) < 0.05 and abs(summary["plain"]["all"]["progress"]) < 0.05
+    # Cases 1-3 have no measure: the mean and the median are over cases 0 and 4 alone
+    kept = [json.loads(line) for line in (out / "cases.jsonl").read_text().splitlines()]
+    plain = sorted(r["objmc_px"] for r in kept if r["row"] == "plain" and r["case"] in (0, 4))
+    assert summary["plain"]["all"]["objmc_median_px"] == pytest.approx(np.mean(plain))
     table = (out / "control.md").read_text()
-    assert "| progress |" in table.splitlines()[0]
+    assert "| progress |" in table.splitlines()[0] and "| median (all) |" in table.splitlines()[0]
+    row = next(line for line in table.splitlines() if line.startswith("| plain |")).split(" | ")
+    assert row[4] == f"{summary['plain']['all']['objmc_median_px']:.2f}"
 
 
 def test_results_of_another_model_are_not_resumed(control, tmp_path, monkeypatch, capsys):
@@ -124,3 +130,12 @@ def test_the_grid_shows_every_row_whose_frames_were_kept_for_all_its_cases(contr
     control.grid([], cases, tmp_path, count=2)
     four = Image.open(tmp_path / "control_grid.png").size
     assert four[1] == three[1] and four[0] > three[0] * 4 / 3 - 20, (three, four)
+
+
+def test_the_summary_gives_the_median_beside_the_mean_of_the_measured_cases():
+    from sgi2v.sprites.control import summarise
+
+    results = [{"objmc_px": v, "sprites": []} for v in (1.0, 2.0, 30.0, float("nan"))]
+    s = summarise(results)
+    assert s["objmc_px"] == pytest.approx(11.0) and s["objmc_median_px"] == 2.0
+    assert s["measured"] == 3 and s["not_found_cases"] == 1

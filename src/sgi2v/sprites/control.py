@@ -222,8 +222,9 @@ def fill_progress(results: list[dict], cases: dict) -> None:
 
 
 def summarise(results: list[dict]) -> dict:
-    """Mean ObjMC over the measured cases, and the sprites' mean share found, progress along their paths and
-    looks, from :func:`measure` results."""
+    """Mean and median ObjMC over the measured cases, and the sprites' mean share found, progress along their
+    paths and looks, from :func:`measure` results. A few cases far off can move the mean by several pixels; the
+    median shows the typical case."""
     values = [r["objmc_px"] for r in results if math.isfinite(r["objmc_px"])]
     sprites = [s for r in results for s in r["sprites"]]
 
@@ -232,6 +233,7 @@ def summarise(results: list[dict]) -> dict:
         return float(np.mean(v)) if v else float("nan")
 
     return {"cases": len(results), "measured": len(values), "objmc_px": float(np.mean(values)) if values else float("nan"),
+            "objmc_median_px": float(np.median(values)) if values else float("nan"),
             "found": mean("found"), "progress": mean("progress"), "shape_iou": mean("shape_iou"),
             "area_ratio": mean("area_ratio"),
             "not_found_cases": len(results) - len(values)}
