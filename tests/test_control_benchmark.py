@@ -139,3 +139,18 @@ def test_the_summary_gives_the_median_beside_the_mean_of_the_measured_cases():
     s = summarise(results)
     assert s["objmc_px"] == pytest.approx(11.0) and s["objmc_median_px"] == 2.0
     assert s["measured"] == 3 and s["not_found_cases"] == 1
+
+
+def test_the_ratio_comes_with_an_interval_over_the_cases(control):
+    def pairs(plain, sgi2v):
+        return [({"objmc_px": p}, {"objmc_px": s}) for p, s in zip(plain, sgi2v)]
+
+    halved = control.ratio_interval(pairs([10.0, 20.0, 4.0, float("nan")], [5.0, 10.0, 2.0, 1.0]))
+    assert halved["measured"] == 3 and halved["ratio"] == pytest.approx(0.5)
+    assert halved["ratio_low"] == pytest.approx(0.5) and halved["ratio_high"] == pytest.approx(0.5)
+    # One case far off decides the mean: the interval says how much
+    mixed = control.ratio_interval(pairs([10.0] * 12, [3.0] * 11 + [40.0]))
+    assert mixed["ratio"] == pytest.approx((33 + 40) / 120)
+    assert mixed["ratio_low"] == pytest.approx(0.3) and 1.0 < mixed["ratio_high"] < 1.3  # 3 of the 40s: 1.225
+    assert control.ratio_interval(pairs([10.0] * 12, [3.0] * 11 + [40.0])) == mixed  # seeded
+    assert control.ratio_interval([])["measured"] == 0

@@ -314,7 +314,6 @@ def test_the_colour_term_is_the_shift_of_patch_means_inside_sprites():
 def test_a_few_steps_lower_the_loss_on_a_fixed_batch(tmp_path):
     from sgi2v.sprites.train import _Log, encode_dataset, train_unet, train_vae, unet_step_loss, vae_step_loss
 
-    torch.set_num_threads(1)
     config = dataclasses.replace(TINY, vae_steps=25, unet_steps=25, vae_lr=1e-3, unet_lr=1e-3, checkpoint_every=100)
     components, frames, masks, pipe = _data(config)
     vae, unet = components["vae"], components["unet"]
