@@ -6,6 +6,8 @@ rate, and report held-out reconstruction (``vae_report``) every ``--every`` step
     python benchmarks/sprites_vae_probe.py --decoder-only --steps 1500 --out benchmarks/results/sprites-vae-decoder
     python benchmarks/sprites_vae_probe.py --steps 2000 --lr 3e-4 --cosine --colour-weight 2 --threads 2 \
         --out benchmarks/results/sprites-vae-probe-colour
+    python benchmarks/sprites_vae_probe.py --steps 2000 --lr 3e-4 --cosine --crop 128 --clips 1 --ema 0.999 \
+        --threads 2 --out benchmarks/results/sprites-vae-probe-fullframe
     python benchmarks/sprites_vae_probe.py --vae outputs/sprites-v2/vae.pt --decoder-only --steps 1000 --lr 3e-5 \
         --scenes 16 --threads 2 --out outputs/decoder-probe
 
@@ -28,7 +30,7 @@ import torch
 
 def main() -> int:
     from sgi2v.sprites.config import TRAIN_SEED_LIMIT, TrainConfig
-    from sgi2v.sprites.train import _render_data, _save, _step_generator, load_vae, vae_report, vae_step_loss
+    from sgi2v.sprites.train import _ema_update, _render_data, _save, _step_generator, load_vae, vae_report, vae_step_loss
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=2000)
@@ -40,6 +42,13 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--colour-weight", type=float, default=0.0, help="TrainConfig.vae_colour_weight: weight of the "
                         "sprites' colour term (4 x 4 patch means inside sprites); 0, the shipped recipe, leaves it out")
+    parser.add_argument("--crop", type=int, default=TrainConfig.vae_crop, help="TrainConfig.vae_crop: the side of the "
+                        "training crops in pixels, a multiple of 8 (default 96, the shipped recipe; 128 trains on whole "
+                        "frames, as the VAE is used)")
+    parser.add_argument("--clips", type=int, default=TrainConfig.vae_batch_videos, help="TrainConfig.vae_batch_videos: "
+                        "clips of 4 frames a step (default 2)")
+    parser.add_argument("--ema", type=float, default=0.0, help="also keep an exponential moving average of the weights "
+                        "at this decay (as the UNet's training does) and report it beside them (ema_* fields); 0: none")
     parser.add_argument("--vae", default="sprites", help="the VAE to start from: a model (name or folder) or a "
                         "train-sprites checkpoint vae.pt (default: the shipped model's)")
     parser.add_argument("--decoder-only", action="store_true", help="train the decoder alone: the encoder, so the latents "
@@ -48,7 +57,7 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    config = TrainConfig(vae_colour_weight=args.colour_weight)
+    config = TrainConfig(vae_colour_weight=args.colour_weight, vae_crop=args.crop, vae_batch_videos=args.clips)
     vae = load_vae(args.vae).train()
     if args.vae.endswith(".pt"):
         base_steps = torch.load(args.vae, map_location="cpu", weights_only=True)["step"]
@@ -59,11 +68,14 @@ def main() -> int:
         vae.quant_conv.requires_grad_(False)
     opt = torch.optim.AdamW([p for p in vae.parameters() if p.requires_grad], lr=args.lr, weight_decay=0.0)
     ckpt, start = out / "vae.pt", 0
+    ema = {n: p.detach().clone() for n, p in vae.named_parameters()} if args.ema else None
     if ckpt.exists():
         state = torch.load(ckpt, weights_only=True)
         vae.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         start = state["step"]
+        if args.ema:
+            ema = state["ema"]
     frames, masks = _render_data(config, range(config.videos))
     seeds = range(TRAIN_SEED_LIMIT, TRAIN_SEED_LIMIT + args.scenes)
     log = out / "probe.jsonl"
@@ -72,9 +84,17 @@ def main() -> int:
         vae.eval()
         with torch.no_grad():
             r = vae_report(vae, seeds=seeds)
+            if args.ema:  # the averaged weights in place for their report, then the trained ones back
+                trained = {n: p.detach().clone() for n, p in vae.named_parameters()}
+                for n, p in vae.named_parameters():
+                    p.copy_(ema[n])
+                r.update({"ema_" + k: v for k, v in vae_report(vae, seeds=seeds).items() if k != "scenes"})
+                for n, p in vae.named_parameters():
+                    p.copy_(trained[n])
         vae.train()
         line = {"vae": args.vae, "extra_steps": step, "total_vae_steps": base_steps + step, "lr": args.lr, "cosine": args.cosine,
                 "decoder_only": args.decoder_only, "colour_weight": args.colour_weight,
+                "crop": args.crop, "clips": args.clips, "ema": args.ema,
                 "seconds": round(seconds, 1), **r}
         print(json.dumps(line), flush=True)
         with log.open("a") as fh:
@@ -94,8 +114,11 @@ def main() -> int:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
         opt.step()
+        if args.ema:
+            _ema_update(ema, vae, min(args.ema, (1 + step) / (10 + step)))
         if (step + 1) % args.every == 0:
-            _save(ckpt, {"model": vae.state_dict(), "optimizer": opt.state_dict(), "step": step + 1})
+            _save(ckpt, {"model": vae.state_dict(), "optimizer": opt.state_dict(), "step": step + 1,
+                         **({"ema": ema} if args.ema else {})})
             report(step + 1, time.perf_counter() - t0)
     return 0
 
