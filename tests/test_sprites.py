@@ -366,6 +366,32 @@ def test_resume_gives_the_same_weights(tmp_path):
     assert not all(torch.equal(fresh[k], unet_a[k]) for k in fresh)  # it did train
 
 
+def test_a_vae_trained_with_an_average_keeps_the_average_and_resumes_to_it(tmp_path):
+    from sgi2v.sprites.train import _Log, load_vae, train_vae
+
+    torch.set_num_threads(1)
+    config = dataclasses.replace(TINY, vae_ema=0.5)
+    kept = []
+    for run, stops in (("straight", [None]), ("stopped", [3, None])):
+        folder = tmp_path / run
+        folder.mkdir()
+        (folder / "train_config.json").write_text(json.dumps(config.to_dict()))
+        for stop in stops:
+            components, frames, masks, _ = _data(config)
+            train_vae(components["vae"], frames, masks, config, folder, "cpu", _Log(folder / "log.jsonl"), until=stop)
+            if stop is not None:  # stopped: its weights are the trained ones, not yet the average
+                state = torch.load(folder / "vae.pt", weights_only=True)
+                assert all(torch.equal(state["model"][k], v) for k, v in components["vae"].state_dict().items())
+        kept.append(components["vae"].state_dict())
+    state = torch.load(tmp_path / "straight" / "vae.pt", weights_only=True)
+    assert state["step"] == config.vae_steps
+    assert all(torch.equal(state["ema"][k], kept[0][k]) for k in state["ema"])  # the average is what it kept...
+    assert not all(torch.equal(state["model"][k], kept[0][k]) for k in state["ema"])  # ...not the last weights
+    assert all(torch.equal(kept[0][k], kept[1][k]) for k in kept[0])  # a stopped run resumes to the same average
+    loaded = load_vae(tmp_path / "straight" / "vae.pt").state_dict()  # and the checkpoint loads as that VAE
+    assert all(torch.equal(loaded[k], kept[0][k]) for k in kept[0])
+
+
 def test_train_sprites_writes_a_model_both_pipelines_load(tmp_path, short_run):
     from diffusers import StableVideoDiffusionPipeline
 
@@ -487,6 +513,13 @@ def test_train_sprites_command_refuses_bad_values_before_training(tmp_path, caps
         (["--vae-from", "sprites", "--vae-colour-weight", "2"], "--vae-colour-weight: a run with vae_from sprites trains no "
                                                                  "VAE; expected 0, got 2.0"),
         (["--leaving", "2"], "--leaving: expected a share from 0 to 1, got 2.0"),
+        (["--vae-crop", "100"], "--vae-crop: expected a multiple of 8 from 8 to the picture's side 128, got 100"),
+        (["--vae-crop", "136"], "--vae-crop: expected a multiple of 8 from 8 to the picture's side 128, got 136"),
+        (["--vae-clips", "0"], "--vae-clips: expected at least 1, got 0"),
+        (["--vae-ema", "1"], "--vae-ema: expected a decay from 0 (none) up to but not including 1, got 1.0"),
+        (["--vae-ema", "nan"], "--vae-ema: expected a decay from 0 (none) up to but not including 1, got nan"),
+        (["--vae-from", "sprites", "--vae-ema", "0.99"], "--vae-ema: a run with vae_from sprites trains no VAE; expected "
+                                                          "0, got 0.99"),
         (["--sprite-sizes", "40"], "--sprite-sizes: expected two numbers MIN,MAX, got '40'"),
         (["--sprite-sizes", "big,small"], "--sprite-sizes: expected two numbers MIN,MAX, got 'big,small'"),
         (["--sprite-sizes", "32,80"], "--sprite-sizes: expected 4 <= min <= max <= half the picture's side, got 32,80"),

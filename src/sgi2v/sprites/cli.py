@@ -42,6 +42,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--vae-colour-weight", type=float, default=defaults.vae_colour_weight, metavar="W",
                         help="weight of a colour term in the VAE's loss: the error of 4 x 4 patch means inside sprites "
                         f"(default {defaults.vae_colour_weight:g}: none, as the shipped model was trained)")
+    parser.add_argument("--vae-crop", type=int, default=defaults.vae_crop, metavar="PX",
+                        help=f"side of the VAE's training clips in px, a multiple of 8 (default {defaults.vae_crop}; "
+                        f"{defaults.height} trains on whole frames, as the pipeline uses the VAE)")
+    parser.add_argument("--vae-clips", type=int, default=defaults.vae_batch_videos, metavar="N",
+                        help=f"clips of 4 frames in each VAE step (default {defaults.vae_batch_videos})")
+    parser.add_argument("--vae-ema", type=float, default=defaults.vae_ema, metavar="DECAY",
+                        help="keep a moving average of the VAE's weights at this decay and ship it, as the UNet's is "
+                        f"(default {defaults.vae_ema:g}: none, as the shipped model was trained)")
     parser.add_argument("--unet-steps", type=int, default=defaults.unet_steps, help=f"UNet steps (default {defaults.unet_steps}); "
                         "more than the run already in -o had extends that run from its last checkpoint")
     parser.add_argument("--unet-channels", default=",".join(map(str, defaults.unet_channels)), metavar="C0,C1,C2,C3",
@@ -55,7 +63,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _as_option(err: ValueError) -> ValueError:
     """A training setting's error (``unet_channels: ...``) as the error of its option (``--unet-channels: ...``)."""
     name, _, rest = str(err).partition(":")
-    return ValueError(f"--{name.replace('_', '-')}:{rest}")
+    option = {"vae_batch_videos": "vae_clips"}.get(name, name)
+    return ValueError(f"--{option.replace('_', '-')}:{rest}")
 
 
 def _channels(text: str, option: str) -> tuple[int, ...]:
@@ -90,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
         config = dataclasses.replace(TrainConfig(), seed=args.seed, videos=args.videos, vae_steps=vae_steps,
                                      unet_steps=args.unet_steps, vae_from=args.vae_from, unet_channels=channels,
                                      vae_colour_weight=args.vae_colour_weight, vae_channels=vae_channels,
+                                     vae_crop=args.vae_crop, vae_batch_videos=args.vae_clips, vae_ema=args.vae_ema,
                                      sprite_sizes=sizes, leaving=args.leaving,
                                      unet_heads=tuple(c // 16 for c in channels))
     except ValueError as err:

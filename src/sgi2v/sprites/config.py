@@ -43,8 +43,8 @@ class TrainConfig:
     # VAE
     vae_channels: tuple[int, ...] = (32, 64, 128, 128)
     vae_steps: int = 1500
-    vae_batch_videos: int = 2  # x 4 consecutive frames, 96 x 96 crops
-    vae_crop: int = 96
+    vae_batch_videos: int = 2  # clips of 4 consecutive frames a step
+    vae_crop: int = 96  # the clips' side in pixels (a multiple of 8; the picture's side trains on whole frames)
     vae_lr: float = 5e-4
     vae_sprite_weight: float = 4.0  # loss weight of sprite pixels relative to background
     vae_latent_noise: float = 0.05  # decoder trained on slightly noisy latents: robust to the UNet's small errors
@@ -52,6 +52,9 @@ class TrainConfig:
     # weight of a colour term: the L1 error of 4 x 4 patch means wholly inside sprites (a sprite's colour, not its
     # edges or texture); 0 leaves it out
     vae_colour_weight: float = 0.0
+    # decay of an exponential moving average of the VAE's weights, which are then the ones kept (as the UNet's are);
+    # 0 keeps the trained weights themselves (the shipped recipe)
+    vae_ema: float = 0.0
     vae_from: str | None = None  # a trained model (name or folder) whose VAE is used as it is (then vae_steps is 0)
     # UNet
     unet_channels: tuple[int, ...] = (32, 32, 64, 64)
@@ -79,6 +82,15 @@ class TrainConfig:
         if self.vae_from is not None and self.vae_colour_weight:
             raise ValueError(f"vae_colour_weight: a run with vae_from {self.vae_from} trains no VAE; expected 0, got "
                              f"{self.vae_colour_weight}")
+        if not 0 <= self.vae_ema < 1:
+            raise ValueError(f"vae_ema: expected a decay from 0 (none) up to but not including 1, got {self.vae_ema}")
+        if self.vae_from is not None and self.vae_ema:
+            raise ValueError(f"vae_ema: a run with vae_from {self.vae_from} trains no VAE; expected 0, got {self.vae_ema}")
+        if self.vae_crop % 8 or not 8 <= self.vae_crop <= min(self.height, self.width):
+            raise ValueError(f"vae_crop: expected a multiple of 8 from 8 to the picture's side "
+                             f"{min(self.height, self.width)}, got {self.vae_crop}")
+        if self.vae_batch_videos < 1:
+            raise ValueError(f"vae_batch_videos: expected at least 1, got {self.vae_batch_videos}")
         if self.vae_from is not None and self.vae_steps != 0:
             raise ValueError(f"vae_steps: a run with vae_from {self.vae_from} trains no VAE; expected 0, got {self.vae_steps}")
         if len(self.vae_channels) != 4 or any(c < 32 or c % 32 for c in self.vae_channels):

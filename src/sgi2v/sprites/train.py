@@ -236,11 +236,15 @@ def sprite_colour_error(err: torch.Tensor, mask: np.ndarray, patch: int = 4) -> 
 
 def train_vae(vae, frames: np.ndarray, masks: np.ndarray, config: TrainConfig, folder: Path, device, log: _Log,
               until: int | None = None) -> None:
-    """Train the VAE in place (resuming from ``folder/vae.pt``), up to step ``until`` (default: all)."""
+    """Train the VAE in place (resuming from ``folder/vae.pt``), up to step ``until`` (default: all). With
+    ``config.vae_ema`` the weights left in ``vae`` when it has trained all its steps are their moving average."""
     ckpt = folder / "vae.pt"
     vae.to(device).train()
     opt = torch.optim.AdamW(vae.parameters(), lr=config.vae_lr, weight_decay=0.0)
-    start, _ = _resume(ckpt, vae, opt, device, "VAE")
+    ema = {n: p.detach().clone() for n, p in vae.named_parameters()} if config.vae_ema else None
+    start, state = _resume(ckpt, vae, opt, device, "VAE")
+    if state and ema is not None:
+        ema = state["ema"]
     end = config.vae_steps if until is None else min(until, config.vae_steps)
     t0 = time.perf_counter()
     for step in range(start, end):
@@ -252,11 +256,18 @@ def train_vae(vae, frames: np.ndarray, masks: np.ndarray, config: TrainConfig, f
         loss.backward()
         torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
         opt.step()
+        if ema is not None:
+            _ema_update(ema, vae, min(config.vae_ema, (1 + step) / (10 + step)))
         if step % 20 == 0 or step == config.vae_steps - 1:
             psnr = (10 * torch.log10(4 / err.detach().square().mean())).item()
             log.write(phase="vae", step=step, loss=loss.item(), psnr_db=round(psnr, 2), seconds=round(time.perf_counter() - t0, 1))
         if (step + 1) % config.checkpoint_every == 0 or step + 1 == end:
-            _save(ckpt, {"model": vae.state_dict(), "optimizer": opt.state_dict(), "step": step + 1})
+            _save(ckpt, {"model": vae.state_dict(), "optimizer": opt.state_dict(), "step": step + 1,
+                         **({"ema": ema} if ema is not None else {})})
+    if ema is not None and max(start, end) >= config.vae_steps:  # finished (now or before): the average is the VAE
+        with torch.no_grad():
+            for name, p in vae.named_parameters():
+                p.copy_(ema[name].to(p.device))
     vae.eval()
 
 
@@ -456,11 +467,18 @@ def load_vae(source: str | Path):
         path = vae_weights_file(source)
         return AutoencoderKLTemporalDecoder.from_pretrained(path.parent, torch_dtype=torch.float32).eval()
     stored = Path(source).parent / "train_config.json"
-    config = TrainConfig()
+    config, vae_steps = TrainConfig(), None
     if stored.exists():
-        config = dataclasses.replace(config, vae_channels=tuple(json.loads(stored.read_text())["vae_channels"]))
+        settings = json.loads(stored.read_text())
+        config = dataclasses.replace(config, vae_channels=tuple(settings["vae_channels"]))
+        vae_steps = settings["vae_steps"]
     vae = build_components(config)["vae"]
-    vae.load_state_dict(torch.load(source, map_location="cpu", weights_only=True)["model"])
+    state = torch.load(source, map_location="cpu", weights_only=True)
+    vae.load_state_dict(state["model"])
+    if "ema" in state and vae_steps is not None and state["step"] >= vae_steps:  # finished, averaged: the VAE it kept
+        with torch.no_grad():
+            for name, p in vae.named_parameters():
+                p.copy_(state["ema"][name])
     return vae.eval()
 
 
