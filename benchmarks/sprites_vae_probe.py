@@ -47,6 +47,9 @@ def main() -> int:
                         "frames, as the VAE is used)")
     parser.add_argument("--clips", type=int, default=TrainConfig.vae_batch_videos, help="TrainConfig.vae_batch_videos: "
                         "clips of 4 frames a step (default 2)")
+    parser.add_argument("--latent-noise", type=float, default=TrainConfig.vae_latent_noise, help="TrainConfig."
+                        "vae_latent_noise: the Gaussian noise added to the latents the decoder trains on (default 0.05, "
+                        "the shipped recipe)")
     parser.add_argument("--ema", type=float, default=0.0, help="also keep an exponential moving average of the weights "
                         "at this decay (as the UNet's training does) and report it beside them (ema_* fields); 0: none")
     parser.add_argument("--vae", default="sprites", help="the VAE to start from: a model (name or folder) or a "
@@ -57,7 +60,8 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    config = TrainConfig(vae_colour_weight=args.colour_weight, vae_crop=args.crop, vae_batch_videos=args.clips)
+    config = TrainConfig(vae_colour_weight=args.colour_weight, vae_crop=args.crop, vae_batch_videos=args.clips,
+                         vae_latent_noise=args.latent_noise)
     vae = load_vae(args.vae).train()
     if args.vae.endswith(".pt"):
         base_steps = torch.load(args.vae, map_location="cpu", weights_only=True)["step"]
@@ -95,6 +99,7 @@ def main() -> int:
         line = {"vae": args.vae, "extra_steps": step, "total_vae_steps": base_steps + step, "lr": args.lr, "cosine": args.cosine,
                 "decoder_only": args.decoder_only, "colour_weight": args.colour_weight,
                 "crop": args.crop, "clips": args.clips, "ema": args.ema,
+                "latent_noise": args.latent_noise,
                 "seconds": round(seconds, 1), **r}
         print(json.dumps(line), flush=True)
         with log.open("a") as fh:
