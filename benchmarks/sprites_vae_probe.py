@@ -30,7 +30,8 @@ import torch
 
 def main() -> int:
     from sgi2v.sprites.config import TRAIN_SEED_LIMIT, TrainConfig
-    from sgi2v.sprites.train import _ema_update, _render_data, _save, _step_generator, load_vae, vae_report, vae_step_loss
+    from sgi2v.sprites.train import (_ema_update, _load_parameters, _parameters, _render_data, _save, _step_generator,
+                                     load_vae, vae_report, vae_step_loss)
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=2000)
@@ -72,7 +73,7 @@ def main() -> int:
         vae.quant_conv.requires_grad_(False)
     opt = torch.optim.AdamW([p for p in vae.parameters() if p.requires_grad], lr=args.lr, weight_decay=0.0)
     ckpt, start = out / "vae.pt", 0
-    ema = {n: p.detach().clone() for n, p in vae.named_parameters()} if args.ema else None
+    ema = _parameters(vae) if args.ema else None
     if ckpt.exists():
         state = torch.load(ckpt, weights_only=True)
         vae.load_state_dict(state["model"])
@@ -89,12 +90,10 @@ def main() -> int:
         with torch.no_grad():
             r = vae_report(vae, seeds=seeds)
             if args.ema:  # the averaged weights in place for their report, then the trained ones back
-                trained = {n: p.detach().clone() for n, p in vae.named_parameters()}
-                for n, p in vae.named_parameters():
-                    p.copy_(ema[n])
+                trained = _parameters(vae)
+                _load_parameters(vae, ema)
                 r.update({"ema_" + k: v for k, v in vae_report(vae, seeds=seeds).items() if k != "scenes"})
-                for n, p in vae.named_parameters():
-                    p.copy_(trained[n])
+                _load_parameters(vae, trained)
         vae.train()
         line = {"vae": args.vae, "extra_steps": step, "total_vae_steps": base_steps + step, "lr": args.lr, "cosine": args.cosine,
                 "decoder_only": args.decoder_only, "colour_weight": args.colour_weight,

@@ -61,7 +61,7 @@ def test_a_cancelled_generation_stops_and_gives_the_device_to_the_next(server, t
     assert log.count("a generation was cancelled: it stopped and left nothing") == 1, log  # ...which the long run gave back
 
 
-def test_ten_generations_back_to_back_leak_nothing(tmp_path):
+def test_generations_back_to_back_leak_nothing(tmp_path):
     """The soak of ``benchmarks/ui_load.py soak`` at 7 runs: every video is its record's, open file descriptors stay
     flat, the server's folder keeps no file of a closed page, and its memory settles (it does by the second run; the
     200-run figures are in benchmarks/RESULTS.md)."""

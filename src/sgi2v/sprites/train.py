@@ -185,6 +185,18 @@ def _load_encoded(cache: Path, digest: str) -> dict | None:
     return data
 
 
+def _parameters(model: torch.nn.Module) -> dict:
+    """A copy of ``model``'s parameters by name (the start of a moving average, or weights to put back later)."""
+    return {n: p.detach().clone() for n, p in model.named_parameters()}
+
+
+def _load_parameters(model: torch.nn.Module, params: dict) -> None:
+    """Put ``params`` (by name, as :func:`_parameters` gives) into ``model`` in place, on its device."""
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            p.copy_(params[name].to(p.device))
+
+
 def _ema_update(ema: dict, model: torch.nn.Module, decay: float) -> None:
     with torch.no_grad():
         for name, p in model.named_parameters():
@@ -241,7 +253,7 @@ def train_vae(vae, frames: np.ndarray, masks: np.ndarray, config: TrainConfig, f
     ckpt = folder / "vae.pt"
     vae.to(device).train()
     opt = torch.optim.AdamW(vae.parameters(), lr=config.vae_lr, weight_decay=0.0)
-    ema = {n: p.detach().clone() for n, p in vae.named_parameters()} if config.vae_ema else None
+    ema = _parameters(vae) if config.vae_ema else None
     start, state = _resume(ckpt, vae, opt, device, "VAE")
     if state and ema is not None:
         ema = state["ema"]
@@ -265,9 +277,7 @@ def train_vae(vae, frames: np.ndarray, masks: np.ndarray, config: TrainConfig, f
             _save(ckpt, {"model": vae.state_dict(), "optimizer": opt.state_dict(), "step": step + 1,
                          **({"ema": ema} if ema is not None else {})})
     if ema is not None and max(start, end) >= config.vae_steps:  # finished (now or before): the average is the VAE
-        with torch.no_grad():
-            for name, p in vae.named_parameters():
-                p.copy_(ema[name].to(p.device))
+        _load_parameters(vae, ema)
     vae.eval()
 
 
@@ -350,7 +360,7 @@ def train_unet(unet, data: dict, scaling_factor: float, config: TrainConfig, fol
     ckpt = folder / "unet.pt"
     unet.to(device).train()
     opt = torch.optim.AdamW(unet.parameters(), lr=config.unet_lr, weight_decay=0.01)
-    ema = {n: p.detach().clone() for n, p in unet.named_parameters()}
+    ema = _parameters(unet)
     start, state = _resume(ckpt, unet, opt, device, "UNet")
     if state:
         ema = state["ema"]
@@ -476,9 +486,7 @@ def load_vae(source: str | Path):
     state = torch.load(source, map_location="cpu", weights_only=True)
     vae.load_state_dict(state["model"])
     if "ema" in state and vae_steps is not None and state["step"] >= vae_steps:  # finished, averaged: the VAE it kept
-        with torch.no_grad():
-            for name, p in vae.named_parameters():
-                p.copy_(state["ema"][name])
+        _load_parameters(vae, state["ema"])
     return vae.eval()
 
 
@@ -569,9 +577,7 @@ def train_sprites(folder: str | Path, config: TrainConfig = TrainConfig(), devic
     unet_seconds = time.perf_counter() - t
     log.write(phase="unet_done", seconds=round(unet_seconds, 1))
     unet = components["unet"]
-    with torch.no_grad():
-        for name, p in unet.named_parameters():
-            p.copy_(ema[name].to(p.device))
+    _load_parameters(unet, ema)
     out = folder / "model"
     pipe = StableVideoDiffusionPipeline(**components)
     if half:
