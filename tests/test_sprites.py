@@ -490,6 +490,63 @@ def test_a_run_can_take_the_vae_of_a_trained_model_and_train_a_wider_unet(tmp_pa
                    for line in (tmp_path / "first" / "train_log.jsonl").read_text().splitlines())
 
 
+def test_scenes_with_a_leaving_sprite_are_never_played_backwards(tmp_path, short_run, monkeypatch):
+    """Backwards, a sprite that leaves comes in, which the world never shows: those scenes train forwards only."""
+    from sgi2v.sprites import train
+    from sgi2v.sprites.scene import has_leaving_sprite
+
+    for seed in range(40):
+        moved = not np.array_equal(render_scene(seed, leaving=0.5).boxes, render_scene(seed).boxes)
+        assert has_leaving_sprite(seed, 0.5) == moved  # known without rendering
+        assert not has_leaving_sprite(seed, 0.0) and has_leaving_sprite(seed, 1.0)
+    with pytest.raises(ValueError, match="leaving: expected a share from 0 to 1"):
+        has_leaving_sprite(3, 1.5)
+    # Each video's frames hold (video * 100 + frame) and its two condition ends the value of the frame they show.
+    videos, frames = 6, 4
+    latents = (torch.arange(videos)[:, None] * 100 + torch.arange(frames)[None]).float()
+    latents = latents[:, :, None, None, None].expand(-1, -1, 4, 2, 2).clone()
+    cond = torch.stack([latents[:, 0, :, :, :], latents[:, -1, :, :, :]], dim=1)
+    data = {"latents": latents, "cond": cond, "clip": torch.zeros(videos, 2, 1, 32)}
+    seen = []
+    monkeypatch.setattr(train, "v_loss", lambda unet, x0, image_latent, *rest: seen.append((x0, image_latent)))
+    config = dataclasses.replace(TINY, unet_batch=8, cond_dropout=0.0)
+
+    def directions(data):
+        seen.clear()
+        for k in range(30):
+            train.unet_step_loss(None, data, 1.0, config, torch.Generator().manual_seed(k), "cpu")
+        pairs = set()
+        for x0, image_latent in seen:
+            first = x0[:, 0, 0, 0, 0]
+            assert torch.equal(image_latent[:, 0, 0, 0], first)  # the condition is the frame the clip starts from
+            pairs |= {(int(v) // 100, int(v) % 100 == frames - 1) for v in first}
+        return pairs
+
+    both = directions(data)
+    assert {(v, r) for v in range(videos) for r in (False, True)} == both  # every video, both ways
+    forward_only = torch.tensor([v % 2 == 0 for v in range(videos)])
+    assert directions({**data, "forward_only": forward_only}) == {(v, r) for v, r in both if not (r and v % 2 == 0)}
+    # train_sprites marks the scenes of a world with leaving sprites (here all of them) and no others
+    captured = {}
+
+    def stop(unet, data, *args, **kwargs):
+        captured.update(data)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train, "train_unet", stop)
+    source = _copy_run(short_run, tmp_path / "first")
+    for leaving in (1.0, 0.0):
+        captured.clear()
+        run = dataclasses.replace(TINY, vae_steps=0, vae_from=str(source), leaving=leaving)
+        with pytest.raises(KeyboardInterrupt):
+            train.train_sprites(tmp_path / f"leaving{leaving}", run, report_scenes=1)
+        assert "latents" in captured
+        if leaving:
+            assert captured["forward_only"].tolist() == [True] * TINY.videos
+        else:
+            assert "forward_only" not in captured  # the shipped model's world: every batch drawn as before
+
+
 def test_train_sprites_command_refuses_bad_values_before_training(tmp_path, capsys):
     from sgi2v.cli import main
 

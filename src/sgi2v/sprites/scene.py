@@ -20,7 +20,8 @@ import numpy as np
 
 from .config import SPRITE_SIZES
 
-__all__ = ["Scene", "SHAPES", "render_scene", "render_sprites", "sprite_area", "sprite_coverage", "nearest_edge"]
+__all__ = ["Scene", "SHAPES", "has_leaving_sprite", "render_scene", "render_sprites", "sprite_area", "sprite_coverage",
+           "nearest_edge"]
 
 SHAPES = ("disc", "square")
 MIN_SIZE, MAX_SIZE = SPRITE_SIZES
@@ -218,6 +219,27 @@ def _leaving_path(rng: np.random.Generator, start: np.ndarray, drift: np.ndarray
     return _quantise(out)
 
 
+def _check_leaving(leaving: float) -> None:
+    if not 0 <= leaving <= 1:
+        raise ValueError(f"leaving: expected a share from 0 to 1, got {leaving}")
+
+
+def _leaving_stream(seed: int, leaving: float) -> np.random.Generator | None:
+    """The draws that send a sprite of scene ``seed`` out through an edge, past the one that decides whether it
+    has such a sprite (a share ``leaving`` of the scenes do); None when it has none."""
+    if not leaving:
+        return None
+    rng = np.random.default_rng([int(seed), 0x1EA5E])
+    return rng if rng.random() < leaving else None
+
+
+def has_leaving_sprite(seed: int, leaving: float) -> bool:
+    """Whether ``render_scene(seed, leaving=leaving)`` sends one sprite out through an edge, known without
+    rendering it. Such a scene played backwards has a sprite coming in, which the world never has."""
+    _check_leaving(leaving)
+    return _leaving_stream(seed, leaving) is not None
+
+
 def render_scene(seed: int, height: int = 128, width: int = 128, num_frames: int = 14,
                  sprite_sizes: tuple[float, float] | None = None, leaving: float = 0.0) -> Scene:
     """The scene of ``seed``: 1-3 moving sprites on a smooth background, ``num_frames`` frames of ``height x width``.
@@ -228,8 +250,7 @@ def render_scene(seed: int, height: int = 128, width: int = 128, num_frames: int
     ``leaving``: the share of scenes in which one sprite, instead of bouncing, heads out through the edge nearest
     to it (drawn from a stream of its own, so every other draw, and the whole first frame, stay those of the
     scene without it). The default, 0, is the world the ``sprites`` model was trained on: no sprite ever leaves."""
-    if not 0 <= leaving <= 1:
-        raise ValueError(f"leaving: expected a share from 0 to 1, got {leaving}")
+    _check_leaving(leaving)
     if not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     low, high = (float(v) for v in (sprite_sizes or SPRITE_SIZES))
@@ -261,11 +282,10 @@ def render_scene(seed: int, height: int = 128, width: int = 128, num_frames: int
         starts.append(start)
     centres = np.stack([_path(rng, size, start, -pan_velocity, num_frames, height, width)
                         for size, start in zip(sizes, starts)])  # (N, F, 2)
-    if leaving:
-        leave_rng = np.random.default_rng([int(seed), 0x1EA5E])
-        if leave_rng.random() < leaving:
-            i = int(leave_rng.integers(0, count))
-            centres[i] = _leaving_path(leave_rng, starts[i], -pan_velocity, num_frames, height, width)
+    leave_rng = _leaving_stream(seed, leaving)
+    if leave_rng is not None:
+        i = int(leave_rng.integers(0, count))
+        centres[i] = _leaving_path(leave_rng, starts[i], -pan_velocity, num_frames, height, width)
     half = np.array(sizes)[:, None, None] / 2
     boxes = np.concatenate([centres - half, centres + half], axis=-1).astype(np.float32)
     frames, visible = render_sprites(background, boxes, colors, shapes)

@@ -15,7 +15,9 @@ The recipe follows how diffusers' ``StableVideoDiffusionPipeline`` samples (see 
   noise-augmented frame-0 latent, timestep ``0.25 ln sigma``, added time ids ``[fps - 1, motion
   bucket, noise_aug_strength]``, v-prediction with an MSE loss, and condition dropout (CLIP
   embedding and image latent zeroed together) so that the pipeline's zero-negative guidance means
-  something. Videos are also used reversed in time (the encoder is per frame, so that is exact).
+  something. Videos are also used reversed in time (the encoder is per frame, so that is exact),
+  except those in which a sprite leaves the picture: played backwards, a sprite would come in, and
+  in the world none does.
 
 Every random draw of step ``k`` comes from a generator seeded by ``(seed, phase, k)``, and the
 state (weights, EMA, optimiser, step) is saved every ``checkpoint_every`` steps, so a resumed run
@@ -37,7 +39,7 @@ import torch.nn.functional as F
 from ..config import SVD_SIGMA_MAX, SVD_SIGMA_MIN, SVD_VAE_FACTOR, latent_side_ratio
 from ..generation import file_sha256
 from .config import ADDED_TIME_IDS, TRAIN_SEED_LIMIT, TrainConfig
-from .scene import render_scene, sprite_area
+from .scene import has_leaving_sprite, render_scene, sprite_area
 
 logger = logging.getLogger(__name__)
 
@@ -321,6 +323,8 @@ def unet_step_loss(unet, data: dict, scaling_factor: float, config: TrainConfig,
     sigma_lo, sigma_hi = math.log(SVD_SIGMA_MIN), math.log(SVD_SIGMA_MAX)  # the scheduler's range
     vid = torch.randint(0, num_videos, (batch,), generator=g)
     reverse = torch.rand(batch, generator=g) < 0.5
+    if "forward_only" in data:  # scenes with a sprite leaving: backwards, it would come in
+        reverse &= ~data["forward_only"][vid]
     x0 = latents[vid].clone()
     x0[reverse] = x0[reverse].flip(1)
     end = reverse.long()
@@ -568,6 +572,8 @@ def train_sprites(folder: str | Path, config: TrainConfig = TrainConfig(), devic
         data = encode_dataset(pipe, frames, config, device)
         _save(cache, {**data, "vae_digest": digest})
     del frames, masks
+    if config.leaving:
+        data["forward_only"] = torch.tensor([has_leaving_sprite(int(s), config.leaving) for s in seeds])
     scaling_factor = float(1 / data["latents"].std())
     components["vae"].register_to_config(scaling_factor=scaling_factor)
     log.write(phase="encoded", scaling_factor=scaling_factor, cached="vae_digest" in data,
