@@ -295,7 +295,7 @@ def main(argv=None) -> int:
     from sgi2v.loading import DTYPES, load_pipeline, model_sha256
     from sgi2v.settings import available_cores
     from sgi2v.sprites.config import parse_sprite_sizes
-    from sgi2v.sprites.control import fill_progress, make_cases
+    from sgi2v.sprites.control import make_cases, update_kept
 
     torch.set_num_threads(args.threads or available_cores())
     rows = list(ROWS) if args.rows == "all" else ["plain", "sgi2v"] if args.rows == "main" else args.rows.split(";")
@@ -346,7 +346,7 @@ def main(argv=None) -> int:
         print(f"{row:38s} case {case.index:2d} {case.kind:8s} ObjMC {result['objmc_px']:6.2f} px "
               f"found {np.mean([s['found'] for s in result['sprites']]):.2f} {result['seconds']:.1f} s", flush=True)
     results = list(done.values())
-    fill_progress(results, {c.index: c for c in cases})
+    update_kept(results, {c.index: c for c in cases})
     text, summary = table(results, args.cases, args.subset)
     machine = {"platform": platform.platform(), "processor": platform.processor(), "python": sys.version.split()[0],
                "torch": torch.__version__, "threads": torch.get_num_threads(), "cores": available_cores(),

@@ -50,7 +50,7 @@ def main(argv=None) -> int:
     parser.add_argument("--rows", default="plain;sgi2v", help="rows joined by ';' (default plain;sgi2v)")
     parser.add_argument("--out", default=None, help="JSON file to write (default: print only)")
     args = parser.parse_args(argv)
-    from sgi2v.sprites.control import fill_progress, make_cases
+    from sgi2v.sprites.control import make_cases, update_kept
 
     rows = args.rows.split(";")
     sys.path.insert(0, str(HERE))
@@ -75,7 +75,7 @@ def main(argv=None) -> int:
     cases = {c.index: c for c in make_cases(1 + max(r["case"] for rs in kept.values() for r in rs),
                                             sprite_sizes=tuple(sizes) if sizes else None)}
     for rs in kept.values():
-        fill_progress(rs, cases)
+        update_kept(rs, cases)
     report = {"folders": args.folders, "rows": {row: by_size(rs, cases) for row, rs in kept.items()}}
     print("| row | " + " | ".join(f"{band}: sprites, progress, ObjMC px" for band in report["rows"][rows[0]]) + " |")
     print("| --- |" + " --- |" * len(BANDS))

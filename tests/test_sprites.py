@@ -245,6 +245,48 @@ def test_measure_is_zero_for_a_video_that_follows_the_targets():
     shifted, _ = render_sprites(background, case.boxes.astype(np.float32), shifted_colours, [scene.shapes[i] for i in idx])
     assert measure(shifted, case)["objmc_px"] < 0.6
     assert all(s["found"] < 0.5 for s in measure(shifted, case, reference="known")["sprites"])
+    # A sprite that leaves exactly as asked: the tracker sees only its part inside the picture, and so does the
+    # target (the box's own centre would put it 1-3 px further out on average over the frames)
+    for case in make_cases(8)[3::4]:  # leaving, with one and with two controlled sprites
+        idx = list(case.sprites)
+        frames, _ = render_sprites(background, case.boxes.astype(np.float32), case.scene.colors[idx],
+                                   [case.scene.shapes[i] for i in idx])
+        result = measure(frames, case)
+        assert result["objmc_px"] < 0.3, result["objmc_px"]
+        assert abs(result["sprites"][0]["progress"] - 1) < 0.02
+
+
+def test_kept_results_of_sprites_sent_past_the_edge_are_measured_again_from_their_tracks():
+    from sgi2v.sprites.control import target_centres, update_kept
+    from sgi2v.sprites.scene import render_sprites
+
+    cases = make_cases(8)
+    case = cases[7]  # leaving, with a second sprite moving inside the picture
+    idx = list(case.sprites)
+    background = np.full((14, 128, 128, 3), 128.0)
+    frames, _ = render_sprites(background, case.boxes.astype(np.float32), case.scene.colors[idx],
+                               [case.scene.shapes[i] for i in idx])
+    now = measure(frames, case)
+    # the same result as kept before the measure changed: no "target", each sprite against its boxes' centres
+    old = json.loads(json.dumps({**now, "row": "sgi2v", "case": case.index}))
+    for n, s in enumerate(old["sprites"]):
+        del s["target"], s["progress"]
+        track = np.array(s["track"], dtype=np.float64)
+        track[(track < 0).any(-1)] = np.nan
+        s["objmc_px"] = objmc_px(track, *target_centres(case.boxes[n], 128, 128))
+    old["objmc_px"] = float(np.mean([s["objmc_px"] for s in old["sprites"]]))
+    assert old["sprites"][0]["objmc_px"] > now["sprites"][0]["objmc_px"] + 0.5  # leaving: against its boxes' centres
+    inside = old["sprites"][1]["objmc_px"]
+    kept = [old]
+    update_kept(kept, {c.index: c for c in cases})
+    assert kept[0]["sprites"][0]["objmc_px"] == pytest.approx(now["sprites"][0]["objmc_px"], abs=0.02)
+    assert kept[0]["sprites"][0]["target"] == "visible"
+    assert kept[0]["sprites"][1]["objmc_px"] == inside and "target" not in kept[0]["sprites"][1]  # left as it was
+    assert kept[0]["objmc_px"] == pytest.approx(now["objmc_px"], abs=0.02)
+    assert all(abs(s["progress"] - t["progress"]) < 0.01 for s, t in zip(kept[0]["sprites"], now["sprites"]))
+    again = json.loads(json.dumps(kept))
+    update_kept(again, {c.index: c for c in cases})
+    assert again == kept  # measured once
 
 
 # -- training ---------------------------------------------------------------------------------------

@@ -19,8 +19,8 @@ from .scene import Scene, nearest_edge, render_scene, sprite_area, sprite_covera
 from .track import objmc_px, progress_along, track_sprite
 from .config import TRAIN_SEED_LIMIT
 
-__all__ = ["KINDS", "ControlCase", "fill_progress", "make_case", "make_cases", "measure", "measure_boxes", "rendered_color",
-           "summarise", "target_centres", "write_example"]
+__all__ = ["KINDS", "ControlCase", "make_case", "make_cases", "measure", "measure_boxes", "rendered_color",
+           "summarise", "target_centres", "update_kept", "write_example"]
 
 KINDS = ("straight", "curved", "static", "leaving")
 MIN_LENGTH, MAX_LENGTH = 15.0, 50.0  # px: length of a moving target path
@@ -154,11 +154,22 @@ def rendered_color(frame: np.ndarray, box, shape: str) -> np.ndarray:
     return np.median(frame[mask].reshape(-1, 3), axis=0)
 
 
-def target_centres(boxes: np.ndarray, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
-    """Centres (F, 2) of a sprite's target ``boxes`` (F, 4), and whether each is in the picture."""
+def target_centres(boxes: np.ndarray, height: int, width: int, shape: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Where a sprite's target ``boxes`` (F, 4) put it (F, 2), and whether each frame's box centre is in the picture.
+
+    With the sprite's ``shape``, a box that reaches past the picture's edge gives the centroid of the part of the
+    shape inside the picture: the tracker sees only those pixels, so a sprite that leaves exactly as asked is 0 px
+    off (the box's centre would put it several pixels further out). Boxes wholly inside give their centre."""
     boxes = np.asarray(boxes, dtype=np.float64)
     centre = (boxes[:, :2] + boxes[:, 2:]) / 2
-    return centre, (centre[:, 0] >= 0) & (centre[:, 0] <= width) & (centre[:, 1] >= 0) & (centre[:, 1] <= height)
+    in_view = (centre[:, 0] >= 0) & (centre[:, 0] <= width) & (centre[:, 1] >= 0) & (centre[:, 1] <= height)
+    if shape is not None:
+        xs, ys = np.arange(width) + 0.5, np.arange(height) + 0.5
+        for f in np.flatnonzero(in_view & ((boxes[:, :2] < 0).any(-1) | (boxes[:, 2] > width) | (boxes[:, 3] > height))):
+            cover = sprite_coverage(shape, boxes[f], height, width)
+            if cover.sum() > 0:
+                centre[f] = (cover.sum(0) @ xs, cover.sum(1) @ ys) / cover.sum()
+    return centre, in_view
 
 
 def measure_boxes(frames: np.ndarray, boxes: np.ndarray, colors, shapes, sizes, kinds=None, sprites=None,
@@ -167,7 +178,8 @@ def measure_boxes(frames: np.ndarray, boxes: np.ndarray, colors, shapes, sizes, 
     target ``boxes`` (N, F, 4) in pixels.
 
     Per sprite: ``objmc_px`` (mean distance of the tracked to the target centre over frames 1.. where
-    the sprite is found and its target centre is in the picture), ``found`` (share of the frames
+    the sprite is found and its target centre is in the picture; for a box reaching past the picture's edge,
+    the centroid of the shape's part inside: :func:`target_centres`), ``found`` (share of the frames
     whose target box is wholly in the picture in which the sprite is found), ``progress`` (how far along
     a moving target path it went: :func:`sgi2v.sprites.track.progress_along`), ``shape_iou`` (mean IoU
     of the matched pixels with the ideal shape at the tracked centre) and ``area_ratio``. The
@@ -192,12 +204,12 @@ def measure_boxes(frames: np.ndarray, boxes: np.ndarray, colors, shapes, sizes, 
                 colour = drawn
         track = track_sprite(frames, colour, float(sizes[n]), shapes[n])
         box = boxes[n]
-        centre, in_view = target_centres(box, height, width)
+        centre, in_view = target_centres(box, height, width, shapes[n])
         expected = (box[:, 0] >= 0) & (box[:, 1] >= 0) & (box[:, 2] <= width) & (box[:, 3] <= height)
         expected[0] = False
         out.append({
             "sprite": int(sprites[n]) if sprites is not None else n, "kind": kinds[n] if kinds is not None else None,
-            "objmc_px": objmc_px(track.centers, centre, in_view),
+            "objmc_px": objmc_px(track.centers, centre, in_view), "target": "visible",
             "progress": progress_along(track.centers, centre, in_view),
             "found": float(track.found[expected].mean()) if expected.any() else float("nan"),
             "shape_iou": float(np.nanmean(track.shape_iou[1:])) if track.found[1:].any() else float("nan"),
@@ -208,17 +220,30 @@ def measure_boxes(frames: np.ndarray, boxes: np.ndarray, colors, shapes, sizes, 
     return {"objmc_px": float(np.mean(values)) if values else float("nan"), "sprites": out}
 
 
-def fill_progress(results: list[dict], cases: dict) -> None:
-    """Fill in each sprite's ``progress`` where a kept result predates it, from its stored track (``-1``: not
-    found) and its case (``cases``: index -> :class:`ControlCase`; cases are deterministic)."""
+def update_kept(results: list[dict], cases: dict) -> None:
+    """Bring kept :func:`measure` results up to the current measure, from each sprite's stored track (``-1``: not
+    found) and its case (``cases``: index -> :class:`ControlCase`; cases are deterministic): fill in ``progress`` where
+    a result predates it, and measure again the sprites whose target boxes reach past the picture's edge where a
+    result compared them with the boxes' centres (before ``target`` was recorded; see :func:`target_centres`)."""
     for r in results:
         case = cases.get(r["case"])
+        if case is None:
+            continue
+        height, width = case.image.shape[:2]
         for n, s in enumerate(r["sprites"]):
-            if "progress" in s or case is None:
+            boxes = case.boxes[n]
+            past_edge = bool(((boxes[:, :2] < 0).any(-1) | (boxes[:, 2] > width) | (boxes[:, 3] > height)).any())
+            again = "target" not in s and past_edge
+            if "progress" in s and not again:
                 continue
             track = np.array(s["track"], dtype=np.float64)
             track[(track < 0).any(-1)] = np.nan
-            s["progress"] = progress_along(track, *target_centres(case.boxes[n], *case.image.shape[:2]))
+            centre, in_view = target_centres(boxes, height, width, case.scene.shapes[case.sprites[n]])
+            s["progress"] = progress_along(track, centre, in_view)
+            if again:
+                s["objmc_px"], s["target"] = objmc_px(track, centre, in_view), "visible"
+        values = [s["objmc_px"] for s in r["sprites"] if math.isfinite(s["objmc_px"])]
+        r["objmc_px"] = float(np.mean(values)) if values else float("nan")
 
 
 def summarise(results: list[dict]) -> dict:
