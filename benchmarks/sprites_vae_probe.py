@@ -79,6 +79,8 @@ def main() -> int:
         vae.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         start = state["step"]
+        if args.ema and "ema" not in state:
+            parser.error(f"--ema: {ckpt} was trained without an average; resume it without --ema, or give another --out")
         if args.ema:
             ema = state["ema"]
     frames, masks = _render_data(config, range(config.videos))
