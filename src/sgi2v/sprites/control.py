@@ -154,6 +154,11 @@ def rendered_color(frame: np.ndarray, box, shape: str) -> np.ndarray:
     return np.median(frame[mask].reshape(-1, 3), axis=0)
 
 
+def past_edge(boxes: np.ndarray, height: int, width: int) -> np.ndarray:
+    """(F,) bool: which of the boxes (F, 4) reach past the picture's edge."""
+    return (boxes[:, :2] < 0).any(-1) | (boxes[:, 2] > width) | (boxes[:, 3] > height)
+
+
 def target_centres(boxes: np.ndarray, height: int, width: int, shape: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Where a sprite's target ``boxes`` (F, 4) put it (F, 2), and whether each frame's box centre is in the picture.
 
@@ -165,7 +170,7 @@ def target_centres(boxes: np.ndarray, height: int, width: int, shape: str | None
     in_view = (centre[:, 0] >= 0) & (centre[:, 0] <= width) & (centre[:, 1] >= 0) & (centre[:, 1] <= height)
     if shape is not None:
         xs, ys = np.arange(width) + 0.5, np.arange(height) + 0.5
-        for f in np.flatnonzero(in_view & ((boxes[:, :2] < 0).any(-1) | (boxes[:, 2] > width) | (boxes[:, 3] > height))):
+        for f in np.flatnonzero(in_view & past_edge(boxes, height, width)):
             cover = sprite_coverage(shape, boxes[f], height, width)
             if cover.sum() > 0:
                 centre[f] = (cover.sum(0) @ xs, cover.sum(1) @ ys) / cover.sum()
@@ -232,8 +237,7 @@ def update_kept(results: list[dict], cases: dict) -> None:
         height, width = case.image.shape[:2]
         for n, s in enumerate(r["sprites"]):
             boxes = case.boxes[n]
-            past_edge = bool(((boxes[:, :2] < 0).any(-1) | (boxes[:, 2] > width) | (boxes[:, 3] > height)).any())
-            again = "target" not in s and past_edge
+            again = "target" not in s and bool(past_edge(boxes, height, width).any())
             if "progress" in s and not again:
                 continue
             track = np.array(s["track"], dtype=np.float64)
