@@ -19,7 +19,7 @@ from .scene import Scene, nearest_edge, render_scene, sprite_area, sprite_covera
 from .track import objmc_px, progress_along, track_sprite
 from .config import TRAIN_SEED_LIMIT
 
-__all__ = ["KINDS", "ControlCase", "make_case", "make_cases", "measure", "measure_boxes", "rendered_color",
+__all__ = ["KINDS", "ControlCase", "make_case", "make_cases", "measure", "measure_boxes", "past_edge", "rendered_color",
            "summarise", "target_centres", "update_kept", "write_example"]
 
 KINDS = ("straight", "curved", "static", "leaving")
