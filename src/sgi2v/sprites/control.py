@@ -15,11 +15,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .scene import Scene, nearest_edge, render_scene, sprite_area, sprite_coverage
+from .scene import Scene, nearest_edge, past_edge, render_scene, sprite_area, sprite_coverage
 from .track import objmc_px, progress_along, track_sprite
 from .config import TRAIN_SEED_LIMIT
 
-__all__ = ["KINDS", "ControlCase", "make_case", "make_cases", "measure", "measure_boxes", "past_edge", "rendered_color",
+__all__ = ["KINDS", "ControlCase", "make_case", "make_cases", "measure", "measure_boxes", "rendered_color",
            "summarise", "target_centres", "update_kept", "write_example"]
 
 KINDS = ("straight", "curved", "static", "leaving")
@@ -154,11 +154,6 @@ def rendered_color(frame: np.ndarray, box, shape: str) -> np.ndarray:
     return np.median(frame[mask].reshape(-1, 3), axis=0)
 
 
-def past_edge(boxes: np.ndarray, height: int, width: int) -> np.ndarray:
-    """(F,) bool: which of the boxes (F, 4) reach past the picture's edge."""
-    return (boxes[:, :2] < 0).any(-1) | (boxes[:, 2] > width) | (boxes[:, 3] > height)
-
-
 def target_centres(boxes: np.ndarray, height: int, width: int, shape: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Where a sprite's target ``boxes`` (F, 4) put it (F, 2), and whether each frame's box centre is in the picture.
 
@@ -210,7 +205,7 @@ def measure_boxes(frames: np.ndarray, boxes: np.ndarray, colors, shapes, sizes, 
         track = track_sprite(frames, colour, float(sizes[n]), shapes[n])
         box = boxes[n]
         centre, in_view = target_centres(box, height, width, shapes[n])
-        expected = (box[:, 0] >= 0) & (box[:, 1] >= 0) & (box[:, 2] <= width) & (box[:, 3] <= height)
+        expected = ~past_edge(box, height, width)
         expected[0] = False
         out.append({
             "sprite": int(sprites[n]) if sprites is not None else n, "kind": kinds[n] if kinds is not None else None,

@@ -21,7 +21,7 @@ import numpy as np
 from .config import SPRITE_SIZES
 
 __all__ = ["Scene", "SHAPES", "has_leaving_sprite", "render_scene", "render_sprites", "sprite_area", "sprite_coverage",
-           "nearest_edge"]
+           "nearest_edge", "past_edge"]
 
 SHAPES = ("disc", "square")
 MIN_SIZE, MAX_SIZE = SPRITE_SIZES
@@ -200,6 +200,11 @@ def nearest_edge(start: np.ndarray, height: int, width: int) -> tuple[tuple[floa
     bottom, in that order on a tie) and the distance to it in pixels."""
     distances = {(-1.0, 0.0): start[0], (1.0, 0.0): width - start[0], (0.0, -1.0): start[1], (0.0, 1.0): height - start[1]}
     return min(distances.items(), key=lambda item: item[1])
+
+
+def past_edge(boxes: np.ndarray, height: int, width: int) -> np.ndarray:
+    """(F,) bool: which of the boxes (F, 4) reach past the picture's edge."""
+    return (boxes[:, :2] < 0).any(-1) | (boxes[:, 2] > width) | (boxes[:, 3] > height)
 
 
 def _leaving_path(rng: np.random.Generator, start: np.ndarray, drift: np.ndarray, num_frames: int, height: int,

@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from ..config import SVD_SIGMA_MAX, SVD_SIGMA_MIN, SVD_VAE_FACTOR, latent_side_ratio
 from ..generation import file_sha256
 from .config import ADDED_TIME_IDS, TRAIN_SEED_LIMIT, TrainConfig
-from .scene import has_leaving_sprite, render_scene, sprite_area
+from .scene import has_leaving_sprite, past_edge, render_scene, sprite_area
 
 logger = logging.getLogger(__name__)
 
@@ -422,8 +422,8 @@ def vae_report(vae, seeds=range(TRAIN_SEED_LIMIT, TRAIN_SEED_LIMIT + 16), height
             a = track_sprite(scene.frames, scene.colors[i], float(scene.sizes[i]), shape)
             b = track_sprite(frames, scene.colors[i], float(scene.sizes[i]), shape)
             size = float(scene.sizes[i])
-            whole = (scene.boxes[i, :, 0] >= 0) & (scene.boxes[i, :, 1] >= 0) & (scene.boxes[i, :, 2] <= width) & \
-                    (scene.boxes[i, :, 3] <= height) & (scene.visible[i].sum((1, 2)) >= 0.95 * sprite_area(shape, size))
+            whole = ~past_edge(scene.boxes[i], height, width) & \
+                    (scene.visible[i].sum((1, 2)) >= 0.95 * sprite_area(shape, size))
             if not (whole & a.found).any():
                 continue
             lost += int(not (whole & a.found & b.found).any())
