@@ -154,3 +154,39 @@ def test_the_ratio_comes_with_an_interval_over_the_cases(control):
     assert mixed["ratio_low"] == pytest.approx(0.3) and 1.0 < mixed["ratio_high"] < 1.3  # 3 of the 40s: 1.225
     assert control.ratio_interval(pairs([10.0] * 12, [3.0] * 11 + [40.0])) == mixed  # seeded
     assert control.ratio_interval([])["measured"] == 0
+
+
+def test_runs_are_compared_case_by_case_on_the_cases_measured_in_all(load_benchmark):
+    compare = load_benchmark("control_compare.py")
+
+    def kept(plain, sgi2v):
+        return {(row, c): {"objmc_px": v} for row, values in (("plain", plain), ("sgi2v", sgi2v))
+                for c, v in enumerate(values)}
+
+    nan = float("nan")
+    reference = kept([10.0, 20.0, 8.0, 12.0, 9.0], [5.0, 10.0, 4.0, 6.0, 3.0])
+    other = kept([10.0, 20.0, 8.0, 12.0, nan], [7.0, 12.0, 6.0, 8.0, 1.0])  # case 4 unmeasured: left out of both
+    report = compare.compare({"a": reference, "b": other})
+    assert report["cases"] == [0, 1, 2, 3]
+    against = report["runs"]["b"]["against_reference"]
+    assert against["sgi2v"]["mean"] == 2.0 and against["sgi2v"]["low"] == 2.0 and against["sgi2v"]["median_abs"] == 2.0
+    assert against["plain"]["mean"] == 0.0
+    assert report["runs"]["a"]["ratio"]["ratio"] == 25 / 50 and report["runs"]["b"]["ratio"]["ratio"] == 33 / 50
+    assert abs(report["ratio_spread"]["mean"] - 0.58) < 1e-12
+    mixed = compare.paired_difference([0.0] * 10, [1.0] * 9 + [-20.0])
+    assert mixed["low"] < mixed["mean"] < mixed["high"] and mixed["median_abs"] == 1.0
+
+
+def test_compare_reads_result_folders_and_refuses_a_folder_without_results(load_benchmark, tmp_path, capsys):
+    compare = load_benchmark("control_compare.py")
+    a = _kept_folder(tmp_path, "a" * 64)
+    b = tmp_path / "other"
+    a.rename(b)
+    a = _kept_folder(tmp_path, "a" * 64)
+    assert compare.main([str(a), str(b), "--cases", "5", "--json", str(tmp_path / "c.json")]) == 0
+    report = json.loads((tmp_path / "c.json").read_text())
+    assert report["cases"] == [0, 4] and report["runs"]["other"]["against_reference"]["sgi2v"]["mean"] == 0.0
+    assert "2 cases measured in every run" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as err:
+        compare.main([str(a), str(tmp_path)])
+    assert err.value.code == 2 and f"{tmp_path}: no cases.jsonl" in capsys.readouterr().err
