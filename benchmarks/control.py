@@ -287,6 +287,10 @@ def main(argv=None) -> int:
     parser.add_argument("--sprite-sizes", default=None, metavar="MIN,MAX",
                         help="the held-out scenes' sprite size range in px (default: the world's, 16-40; for a model "
                         "trained with train-sprites --sprite-sizes)")
+    parser.add_argument("--first-seed", type=int, default=None, metavar="SEED",
+                        help="draw the cases from held-out scene seeds SEED on (default: the benchmark's own, "
+                        "1,001,000); another set of held-out cases, e.g. to choose between models without "
+                        "looking at the benchmark's")
     parser.add_argument("--until", type=float, default=None, help="stop starting new cases after this many minutes "
                         "(the summary is written from what is done; run again to resume)")
     args = parser.parse_args(argv)
@@ -294,17 +298,21 @@ def main(argv=None) -> int:
 
     from sgi2v.loading import DTYPES, load_pipeline, model_sha256
     from sgi2v.settings import available_cores
-    from sgi2v.sprites.config import parse_sprite_sizes
-    from sgi2v.sprites.control import make_cases, update_kept
+    from sgi2v.sprites.config import TRAIN_SEED_LIMIT, parse_sprite_sizes
+    from sgi2v.sprites.control import CASES_FIRST_SEED, make_cases, update_kept
 
     torch.set_num_threads(args.threads or available_cores())
     rows = list(ROWS) if args.rows == "all" else ["plain", "sgi2v"] if args.rows == "main" else args.rows.split(";")
     unknown = [r for r in rows if r not in ROWS]
     if unknown:
         parser.error(f"unknown rows {unknown}; known: {list(ROWS)}")
+    first_seed = CASES_FIRST_SEED if args.first_seed is None else args.first_seed
+    if first_seed < TRAIN_SEED_LIMIT:
+        parser.error(f"--first-seed: {first_seed} is a training scene's seed (those are below {TRAIN_SEED_LIMIT:,}); "
+                     "held-out seeds start there")
     try:
         sizes = parse_sprite_sizes(args.sprite_sizes) if args.sprite_sizes else None
-        cases = make_cases(args.cases, sprite_sizes=sizes)
+        cases = make_cases(args.cases, sprite_sizes=sizes, first_seed=first_seed)
     except ValueError as err:
         parser.error(f"--sprite-sizes: {str(err).removeprefix('sprite_sizes: ')}" if args.sprite_sizes else str(err))
     out = Path(args.out)
@@ -325,6 +333,9 @@ def main(argv=None) -> int:
     if todo and previous and previous.get("sprite_sizes") != (list(sizes) if sizes else None):
         parser.error(f"{out}: its cases come from scenes with sprite sizes {previous.get('sprite_sizes') or 'of the world'}, "
                      f"not {args.sprite_sizes or 'of the world'}; give another --out")
+    if todo and previous and previous.get("first_seed", CASES_FIRST_SEED) != first_seed:
+        parser.error(f"{out}: its cases come from held-out seeds {previous.get('first_seed', CASES_FIRST_SEED):,} on, "
+                     f"not {first_seed:,}; give another --out")
     if todo:  # a finished folder is only tabulated again: no model needed
         pipe = load_pipeline(args.model, device=args.device, dtype=DTYPES[args.dtype])
         pipe.set_progress_bar_config(disable=True)
@@ -358,7 +369,8 @@ def main(argv=None) -> int:
     else:
         this_run = round(time.perf_counter() - started, 1)
     report = {"model": previous.get("model", args.model) if not todo else args.model, "model_sha256": sha,
-              "cases": args.cases, "subset": args.subset, "sprite_sizes": sizes, "machine": machine,
+              "cases": args.cases, "subset": args.subset, "sprite_sizes": sizes, "first_seed": first_seed,
+              "machine": machine,
               "seconds_this_run": this_run,
               "seconds_of_generation": round(sum(r["seconds"] for r in results), 1), "summary": summary}
     (out / "control.json").write_text(json.dumps(report, indent=1))

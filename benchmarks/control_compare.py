@@ -100,14 +100,24 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if len(args.folders) < 2:
         parser.error("give at least two result folders")
-    from sgi2v.sprites.control import make_cases, update_kept
+    from sgi2v.sprites.control import CASES_FIRST_SEED, make_cases, update_kept
 
-    cases = {c.index: c for c in make_cases(args.cases)}
-    runs = {}
+    runs, first_seeds = {}, {}
     for folder in args.folders:
         path = Path(folder)
         if not (path / "cases.jsonl").is_file():
             parser.error(f"{folder}: no cases.jsonl (not a result folder of control.py)")
+        report = json.loads((path / "control.json").read_text()) if (path / "control.json").is_file() else {}
+        if report.get("sprite_sizes"):
+            parser.error(f"{folder}: its cases come from scenes with sprite sizes {report['sprite_sizes']}; only the "
+                         "world's own are compared")
+        first_seeds[folder] = report.get("first_seed", CASES_FIRST_SEED)
+    if len(set(first_seeds.values())) > 1:
+        parser.error("the folders' cases come from different held-out seeds: " +
+                     ", ".join(f"{f} {s:,}" for f, s in first_seeds.items()))
+    cases = {c.index: c for c in make_cases(args.cases, first_seed=first_seeds[args.folders[0]])}
+    for folder in args.folders:
+        path = Path(folder)
         kept = control.load_kept(path)
         update_kept(list(kept.values()), cases)
         runs[path.name if path.name not in runs else str(path)] = kept

@@ -190,3 +190,35 @@ def test_compare_reads_result_folders_and_refuses_a_folder_without_results(load_
     with pytest.raises(SystemExit) as err:
         compare.main([str(a), str(tmp_path)])
     assert err.value.code == 2 and f"{tmp_path}: no cases.jsonl" in capsys.readouterr().err
+
+
+def test_another_set_of_held_out_cases_is_checked_before_any_model_loads_and_not_mixed(control, tmp_path, monkeypatch,
+                                                                                        capsys):
+    monkeypatch.setattr("sgi2v.loading.load_pipeline", lambda *a, **k: pytest.fail("refused before loading"))
+    with pytest.raises(SystemExit) as exit_:
+        control.main(["--out", str(tmp_path / "r"), "--rows", "main", "--first-seed", "1199"])
+    assert exit_.value.code == 2
+    assert "--first-seed: 1199 is a training scene's seed (those are below 1,000,000)" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+    out = _kept_folder(tmp_path, None)  # the benchmark's own cases, kept by a run that did not record the seed
+    with pytest.raises(SystemExit) as exit_:
+        control.main(["--out", str(out), "--cases", "6", "--rows", "main", "--first-seed", "1100000"])
+    assert exit_.value.code == 2
+    assert "its cases come from held-out seeds 1,001,000 on, not 1,100,000; give another --out" in capsys.readouterr().err
+    # Other seeds give other scenes of the same kinds
+    mine, other = make_cases(4), make_cases(4, first_seed=1_100_000)
+    assert [c.kind for c in mine] == [c.kind for c in other]
+    assert all(a.seed != b.seed and not np.array_equal(a.image, b.image) for a, b in zip(mine, other))
+
+
+def test_runs_on_different_held_out_cases_are_not_compared(load_benchmark, tmp_path, capsys):
+    compare = load_benchmark("control_compare.py")
+    a = _kept_folder(tmp_path, "a" * 64)
+    b = tmp_path / "other"
+    a.rename(b)
+    report = json.loads((b / "control.json").read_text())
+    (b / "control.json").write_text(json.dumps({**report, "first_seed": 1_100_000}))
+    a = _kept_folder(tmp_path, "a" * 64)
+    with pytest.raises(SystemExit) as err:
+        compare.main([str(a), str(b), "--cases", "5"])
+    assert err.value.code == 2 and "different held-out seeds" in capsys.readouterr().err

@@ -98,8 +98,11 @@ def _path(rng: np.random.Generator, kind: str, start: np.ndarray, size: float, n
     return None
 
 
+CASES_FIRST_SEED = TRAIN_SEED_LIMIT + 1000  # the benchmark's cases come from held-out seeds from here on
+
+
 def make_case(index: int, kind: str, count: int, height: int = 128, width: int = 128, num_frames: int = 14,
-              first_seed: int = TRAIN_SEED_LIMIT + 1000, sprite_sizes: tuple[float, float] | None = None) -> ControlCase:
+              first_seed: int = CASES_FIRST_SEED, sprite_sizes: tuple[float, float] | None = None) -> ControlCase:
     """Case ``index``: the first held-out scene from ``first_seed + 100 * index`` on that has ``count``
     whole sprites and room for their paths. With two sprites, the second moves ``straight`` (or
     ``curved`` in a curved case); the first has the case's ``kind``. ``sprite_sizes``: the scenes'
