@@ -13,6 +13,10 @@ plot of ObjMC against iterations and steps, and an image grid (target, plain, SG
 
     python benchmarks/control.py                 # 48 cases, subset 12, all rows (hours on a 2-core CPU)
     python benchmarks/control.py --rows main     # only plain vs SG-I2V on every case
+    python benchmarks/control.py --rows main --noise-seed 2000 --out benchmarks/results/control-noise2000
+                                                 # the same cases from other noise
+    python benchmarks/control.py --rows main --first-seed 1100000 --out validation
+                                                 # other held-out cases, e.g. to choose between models
 """
 
 from __future__ import annotations
@@ -65,22 +69,25 @@ ROWS: dict[str, tuple[dict, int, bool]] = {  # in the order they run: a stopped 
 ITERATION_ROWS = {0: "plain", 1: "iterations 1", 3: "iterations 3", 5: "sgi2v", 10: "iterations 10"}
 
 
-def _settings(row: str, case, model: str):
+NOISE_SEED = 1000  # case k is generated from seed NOISE_SEED + k (its initial noise and noise augmentation)
+
+
+def _settings(row: str, case, model: str, noise_seed: int = NOISE_SEED):
     from sgi2v.settings import resolve_settings
 
     changes, steps, _ = ROWS[row]
-    values = {"num_inference_steps": steps, "seed": 1000 + case.index, "height": case.image.shape[0],
+    values = {"num_inference_steps": steps, "seed": noise_seed + case.index, "height": case.image.shape[0],
               "width": case.image.shape[1], "num_frames": case.boxes.shape[1], **changes}
     return resolve_settings(values, model=model, source=f"row {row!r}")
 
 
-def run_one(pipe, row: str, case, model: str) -> tuple[dict, np.ndarray]:
+def run_one(pipe, row: str, case, model: str, noise_seed: int = NOISE_SEED) -> tuple[dict, np.ndarray]:
     from PIL import Image
 
     from sgi2v.generation import generate, prepare_inputs
     from sgi2v.sprites.control import measure
 
-    settings, config = _settings(row, case, model)
+    settings, config = _settings(row, case, model, noise_seed)
     prepared = prepare_inputs(Image.fromarray(case.image), case.trajectory(), settings, source=f"case {case.index}")
     t = time.perf_counter()
     generation = generate(prepared, settings, config, pipe, model=model)
@@ -291,6 +298,9 @@ def main(argv=None) -> int:
                         help="draw the cases from held-out scene seeds SEED on (default: the benchmark's own, "
                         "1,001,000); another set of held-out cases, e.g. to choose between models without "
                         "looking at the benchmark's")
+    parser.add_argument("--noise-seed", type=int, default=NOISE_SEED, metavar="SEED",
+                        help=f"generate case k from seed SEED + k (default {NOISE_SEED}): other noise for the same "
+                        "cases, to see how much of a result is the noise drawn")
     parser.add_argument("--until", type=float, default=None, help="stop starting new cases after this many minutes "
                         "(the summary is written from what is done; run again to resume)")
     args = parser.parse_args(argv)
@@ -306,6 +316,8 @@ def main(argv=None) -> int:
     unknown = [r for r in rows if r not in ROWS]
     if unknown:
         parser.error(f"unknown rows {unknown}; known: {list(ROWS)}")
+    if args.noise_seed < 0:
+        parser.error(f"--noise-seed: expected a seed of 0 or more, got {args.noise_seed}")
     first_seed = CASES_FIRST_SEED if args.first_seed is None else args.first_seed
     if first_seed < TRAIN_SEED_LIMIT:
         parser.error(f"--first-seed: {first_seed} is a training scene's seed (those are below {TRAIN_SEED_LIMIT:,}); "
@@ -336,6 +348,9 @@ def main(argv=None) -> int:
     if todo and previous and previous.get("first_seed", CASES_FIRST_SEED) != first_seed:
         parser.error(f"{out}: its cases come from held-out seeds {previous.get('first_seed', CASES_FIRST_SEED):,} on, "
                      f"not {first_seed:,}; give another --out")
+    if todo and previous and previous.get("noise_seed", NOISE_SEED) != args.noise_seed:
+        parser.error(f"{out}: its videos were generated from seeds {previous.get('noise_seed', NOISE_SEED)} + case, "
+                     f"not {args.noise_seed} + case; give another --out")
     if todo:  # a finished folder is only tabulated again: no model needed
         pipe = load_pipeline(args.model, device=args.device, dtype=DTYPES[args.dtype])
         pipe.set_progress_bar_config(disable=True)
@@ -348,7 +363,7 @@ def main(argv=None) -> int:
         if args.until and time.time() > deadline:
             print(f"stopping: --until {args.until} min reached; run again to resume", flush=True)
             break
-        result, frames = run_one(pipe, row, case, args.model)
+        result, frames = run_one(pipe, row, case, args.model, args.noise_seed)
         if ROWS[row][2] and case.index < 12:  # rows run on every case: frames of the first 12 for the grid
             np.save(out / "frames" / frames_name(row, case.index), frames)
         done[(row, case.index)] = result
@@ -370,6 +385,7 @@ def main(argv=None) -> int:
         this_run = round(time.perf_counter() - started, 1)
     report = {"model": previous.get("model", args.model) if not todo else args.model, "model_sha256": sha,
               "cases": args.cases, "subset": args.subset, "sprite_sizes": sizes, "first_seed": first_seed,
+              "noise_seed": args.noise_seed if todo or not previous else previous.get("noise_seed", NOISE_SEED),
               "machine": machine,
               "seconds_this_run": this_run,
               "seconds_of_generation": round(sum(r["seconds"] for r in results), 1), "summary": summary}

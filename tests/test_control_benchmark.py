@@ -222,3 +222,20 @@ def test_runs_on_different_held_out_cases_are_not_compared(load_benchmark, tmp_p
     with pytest.raises(SystemExit) as err:
         compare.main([str(a), str(b), "--cases", "5"])
     assert err.value.code == 2 and "different held-out seeds" in capsys.readouterr().err
+
+
+def test_other_noise_for_the_same_cases_is_checked_early_and_not_mixed(control, tmp_path, monkeypatch, capsys):
+    case = make_cases(3)[2]
+    assert control._settings("sgi2v", case, "sprites")[0].seed == 1002
+    assert control._settings("sgi2v", case, "sprites", noise_seed=2000)[0].seed == 2002
+    monkeypatch.setattr("sgi2v.loading.load_pipeline", lambda *a, **k: pytest.fail("refused before loading"))
+    with pytest.raises(SystemExit) as exit_:
+        control.main(["--out", str(tmp_path / "r"), "--rows", "main", "--noise-seed", "-1"])
+    assert exit_.value.code == 2 and "--noise-seed: expected a seed of 0 or more, got -1" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+    out = _kept_folder(tmp_path, None)  # generated from seeds 1000 + case, by a run that did not record it
+    with pytest.raises(SystemExit) as exit_:
+        control.main(["--out", str(out), "--cases", "6", "--rows", "main", "--noise-seed", "2000"])
+    assert exit_.value.code == 2
+    assert "its videos were generated from seeds 1000 + case, not 2000 + case; give another --out" in \
+        capsys.readouterr().err
