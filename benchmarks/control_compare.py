@@ -73,17 +73,17 @@ def compare(runs: dict[str, dict], rows: tuple[str, ...] = ("plain", "sgi2v")) -
 
 def text(report: dict, rows: tuple[str, ...] = ("plain", "sgi2v")) -> str:
     names = list(report["runs"])
-    head = "| run | " + " | ".join(f"{row} ObjMC px" for row in rows) + " | ratio (95 % interval) | " + \
+    head = "| run | model | noise seed | " + " | ".join(f"{row} ObjMC px" for row in rows) + " | ratio (95 % interval) | " + \
         " | ".join(f"{row}: difference from {names[0]} px, mean (95 %) / median size" for row in rows) + " |"
     lines = [f"{len(report['cases'])} cases measured in every run.", "", head,
-             "|" + " --- |" * (2 + 2 * len(rows))]
+             "|" + " --- |" * (4 + 2 * len(rows))]
     for name, e in report["runs"].items():
         r = e.get("ratio")
         ratio = f"{r['ratio']:.2f}x ({r['ratio_low']:.2f}-{r['ratio_high']:.2f})" if r else "–"
         diffs = [f"{d['mean']:+.2f} ({d['low']:+.2f} to {d['high']:+.2f}) / {d['median_abs']:.2f}"
                  for d in (e["against_reference"][row] for row in rows)] if "against_reference" in e else \
             ["reference"] * len(rows)
-        lines.append(f"| {name} | " + " | ".join(f"{e[row]:.2f}" for row in rows) + f" | {ratio} | " +
+        lines.append(f"| {name} | {e.get('model') or '–'} | {e.get('noise_seed', '–')} | " + " | ".join(f"{e[row]:.2f}" for row in rows) + f" | {ratio} | " +
                      " | ".join(diffs) + " |")
     if "ratio_spread" in report:
         s = report["ratio_spread"]
@@ -102,7 +102,7 @@ def main(argv=None) -> int:
         parser.error("give at least two result folders")
     from sgi2v.sprites.control import CASES_FIRST_SEED, make_cases, update_kept
 
-    runs, first_seeds = {}, {}
+    runs, first_seeds, meta = {}, {}, {}
     for folder in args.folders:
         path = Path(folder)
         if not (path / "cases.jsonl").is_file():
@@ -112,6 +112,7 @@ def main(argv=None) -> int:
             parser.error(f"{folder}: its cases come from scenes with sprite sizes {report['sprite_sizes']}; only the "
                          "world's own are compared")
         first_seeds[folder] = report.get("first_seed", CASES_FIRST_SEED)
+        meta[folder] = {"model": report.get("model"), "noise_seed": report.get("noise_seed", control.NOISE_SEED)}
     if len(set(first_seeds.values())) > 1:
         parser.error("the folders' cases come from different held-out seeds: " +
                      ", ".join(f"{f} {s:,}" for f, s in first_seeds.items()))
@@ -122,6 +123,8 @@ def main(argv=None) -> int:
         update_kept(list(kept.values()), cases)
         runs[path.name if path.name not in runs else str(path)] = kept
     report = compare(runs)
+    for name, folder in zip(runs, args.folders):
+        report["runs"][name].update(meta[folder])
     if not report["cases"]:
         parser.error("no case is measured in every folder")
     print(text(report), end="")
