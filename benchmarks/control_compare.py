@@ -32,15 +32,18 @@ import control  # noqa: E402  (the benchmark beside this script)
 
 def paired_difference(a: list[float], b: list[float], resamples: int = control.BOOTSTRAP, seed: int = 0) -> dict:
     """Mean of ``b - a`` over the cases with its 95 % percentile interval (the cases drawn again with replacement,
-    seeded), and the median absolute difference."""
+    seeded), the median absolute difference, and the correlation of ``a`` and ``b`` over the cases (how far the
+    two runs agree on which cases are hard)."""
     d = np.asarray(b, float) - np.asarray(a, float)
     if not len(d):
         return {"cases": 0, "mean": float("nan"), "low": float("nan"), "high": float("nan"),
-                "median_abs": float("nan")}
+                "median_abs": float("nan"), "correlation": float("nan")}
     draws = np.random.default_rng(seed).integers(0, len(d), (resamples, len(d)))
     low, high = np.percentile(d[draws].mean(1), [2.5, 97.5])
     return {"cases": int(len(d)), "mean": float(d.mean()), "low": float(low), "high": float(high),
-            "median_abs": float(np.median(np.abs(d)))}
+            "median_abs": float(np.median(np.abs(d))),
+            "correlation": float(np.corrcoef(a, b)[0, 1]) if len(d) > 2 and np.std(a) > 0 and np.std(b) > 0
+            else float("nan")}
 
 
 def compare(runs: dict[str, dict], rows: tuple[str, ...] = ("plain", "sgi2v")) -> dict:
@@ -74,13 +77,14 @@ def compare(runs: dict[str, dict], rows: tuple[str, ...] = ("plain", "sgi2v")) -
 def text(report: dict, rows: tuple[str, ...] = ("plain", "sgi2v")) -> str:
     names = list(report["runs"])
     head = "| run | model | noise seed | " + " | ".join(f"{row} ObjMC px" for row in rows) + " | ratio (95 % interval) | " + \
-        " | ".join(f"{row}: difference from {names[0]} px, mean (95 %) / median size" for row in rows) + " |"
+        " | ".join(f"{row}: difference from {names[0]} px, mean (95 %) / median size / correlation" for row in rows) + " |"
     lines = [f"{len(report['cases'])} cases measured in every run.", "", head,
              "|" + " --- |" * (4 + 2 * len(rows))]
     for name, e in report["runs"].items():
         r = e.get("ratio")
         ratio = f"{r['ratio']:.2f}x ({r['ratio_low']:.2f}-{r['ratio_high']:.2f})" if r else "–"
-        diffs = [f"{d['mean']:+.2f} ({d['low']:+.2f} to {d['high']:+.2f}) / {d['median_abs']:.2f}"
+        diffs = [f"{d['mean']:+.2f} ({d['low']:+.2f} to {d['high']:+.2f}) / {d['median_abs']:.2f} / "
+                 f"{d['correlation']:.2f}"
                  for d in (e["against_reference"][row] for row in rows)] if "against_reference" in e else \
             ["reference"] * len(rows)
         lines.append(f"| {name} | {e.get('model') or '–'} | {e.get('noise_seed', '–')} | " + " | ".join(f"{e[row]:.2f}" for row in rows) + f" | {ratio} | " +

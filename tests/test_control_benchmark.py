@@ -171,10 +171,13 @@ def test_runs_are_compared_case_by_case_on_the_cases_measured_in_all(load_benchm
     against = report["runs"]["b"]["against_reference"]
     assert against["sgi2v"]["mean"] == 2.0 and against["sgi2v"]["low"] == 2.0 and against["sgi2v"]["median_abs"] == 2.0
     assert against["plain"]["mean"] == 0.0
+    assert abs(against["plain"]["correlation"] - 1) < 1e-12  # the same plain errors
+    assert abs(against["sgi2v"]["correlation"] - 1) < 1e-12  # shifted by 2 px on every case: the same cases are hard
     assert report["runs"]["a"]["ratio"]["ratio"] == 25 / 50 and report["runs"]["b"]["ratio"]["ratio"] == 33 / 50
     assert abs(report["ratio_spread"]["mean"] - 0.58) < 1e-12
     mixed = compare.paired_difference([0.0] * 10, [1.0] * 9 + [-20.0])
     assert mixed["low"] < mixed["mean"] < mixed["high"] and mixed["median_abs"] == 1.0
+    assert abs(compare.paired_difference([1.0, 2.0, 3.0], [3.0, 2.0, 1.0])["correlation"] + 1) < 1e-12
 
 
 def test_compare_reads_result_folders_and_refuses_a_folder_without_results(load_benchmark, tmp_path, capsys):
