@@ -345,10 +345,11 @@ def main(argv=None) -> int:
     if todo and previous and previous.get("sprite_sizes") != (list(sizes) if sizes else None):
         parser.error(f"{out}: its cases come from scenes with sprite sizes {previous.get('sprite_sizes') or 'of the world'}, "
                      f"not {args.sprite_sizes or 'of the world'}; give another --out")
-    if todo and previous and previous.get("first_seed", CASES_FIRST_SEED) != first_seed:
+    # Kept results made from other cases or other noise are not what was asked for, finished or not
+    if previous and previous.get("first_seed", CASES_FIRST_SEED) != first_seed:
         parser.error(f"{out}: its cases come from held-out seeds {previous.get('first_seed', CASES_FIRST_SEED):,} on, "
                      f"not {first_seed:,}; give another --out")
-    if todo and previous and previous.get("noise_seed", NOISE_SEED) != args.noise_seed:
+    if previous and previous.get("noise_seed", NOISE_SEED) != args.noise_seed:
         parser.error(f"{out}: its videos were generated from seeds {previous.get('noise_seed', NOISE_SEED)} + case, "
                      f"not {args.noise_seed} + case; give another --out")
     if todo:  # a finished folder is only tabulated again: no model needed

@@ -242,3 +242,6 @@ def test_other_noise_for_the_same_cases_is_checked_early_and_not_mixed(control, 
     assert exit_.value.code == 2
     assert "its videos were generated from seeds 1000 + case, not 2000 + case; give another --out" in \
         capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:  # nothing left to run: still not tabulated as if made from that noise
+        control.main(["--out", str(out), "--cases", "1", "--rows", "main", "--noise-seed", "2000"])
+    assert exit_.value.code == 2 and "not 2000 + case" in capsys.readouterr().err
