@@ -342,10 +342,11 @@ def main(argv=None) -> int:
     if todo and sha and earlier and sha != earlier:
         parser.error(f"{out}: its results were made by a model with SHA-256 {earlier[:12]}..., not {args.model!r} "
                      f"({sha[:12]}...); give another --out")
-    if todo and previous and previous.get("sprite_sizes") != (list(sizes) if sizes else None):
+    # Kept results made from other cases or other noise are not what was asked for, finished or not (a finished folder
+    # is measured again against the cases asked for)
+    if previous and previous.get("sprite_sizes") != (list(sizes) if sizes else None):
         parser.error(f"{out}: its cases come from scenes with sprite sizes {previous.get('sprite_sizes') or 'of the world'}, "
                      f"not {args.sprite_sizes or 'of the world'}; give another --out")
-    # Kept results made from other cases or other noise are not what was asked for, finished or not
     if previous and previous.get("first_seed", CASES_FIRST_SEED) != first_seed:
         parser.error(f"{out}: its cases come from held-out seeds {previous.get('first_seed', CASES_FIRST_SEED):,} on, "
                      f"not {first_seed:,}; give another --out")
@@ -386,7 +387,7 @@ def main(argv=None) -> int:
         this_run = round(time.perf_counter() - started, 1)
     report = {"model": previous.get("model", args.model) if not todo else args.model, "model_sha256": sha,
               "cases": args.cases, "subset": args.subset, "sprite_sizes": sizes, "first_seed": first_seed,
-              "noise_seed": args.noise_seed if todo or not previous else previous.get("noise_seed", NOISE_SEED),
+              "noise_seed": args.noise_seed,
               "machine": machine,
               "seconds_this_run": this_run,
               "seconds_of_generation": round(sum(r["seconds"] for r in results), 1), "summary": summary}

@@ -108,6 +108,9 @@ def test_cases_of_another_sprite_size_range_are_not_resumed(control, tmp_path, m
         control.main(["--out", str(out), "--cases", "6", "--rows", "main", "--sprite-sizes", "32,64"])
     assert exit_.value.code == 2
     assert "its cases come from scenes with sprite sizes of the world, not 32,64; give another --out" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:  # nothing left to run: still not measured against other scenes
+        control.main(["--out", str(out), "--cases", "1", "--rows", "main", "--sprite-sizes", "32,64"])
+    assert exit_.value.code == 2 and "not 32,64; give another --out" in capsys.readouterr().err
 
 
 def test_the_grid_shows_every_row_whose_frames_were_kept_for_all_its_cases(control, tmp_path):
