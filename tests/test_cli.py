@@ -508,3 +508,18 @@ def test_the_latent_window_is_recorded_as_the_steps_it_chose(inputs):
     record = json.loads((out / "l.json").read_text())
     assert record["config"]["optimize_timesteps"] == list(latent_window((8, 16), 3))
     assert list(record["losses"]) == [str(t) for t in latent_window((8, 16), 3)]
+
+
+def test_cpu_sharing_benchmark_runs_the_bundled_example_and_refuses_an_unknown_setting(load_benchmark, capsys):
+    """benchmarks/cpu_sharing.py: its command is a valid `sgi2v generate` of the bundled sprites example (checked by
+    the command's own parser), and a setting it does not know stops it before any run."""
+    from sgi2v.cli import build_parser
+
+    sharing = load_benchmark("cpu_sharing.py")
+    command = sharing._command(Path("out.mp4"), 25)
+    assert command[1:3] == ["-m", "sgi2v"] and Path(command[4]).is_file() and Path(command[6]).is_file()
+    args = build_parser().parse_args(command[3:])
+    assert (args.model, str(args.num_inference_steps)) == ("sprites", "25")
+    with pytest.raises(SystemExit) as stopped:
+        sharing.main(["--settings", "default,spinning"])
+    assert stopped.value.code == 2 and "unknown spinning" in capsys.readouterr().err
