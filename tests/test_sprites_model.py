@@ -150,3 +150,23 @@ def test_sgi2v_halves_the_tracked_error(steering):
     go."""
     plain, guided, _ = steering
     assert guided.mean() < 0.5 * plain.mean(), (plain, guided)
+
+
+def test_a_local_model_loads_without_the_libraries_progress_bars_and_leaves_them_as_they_were(capsys):
+    """Loading local files takes a second: diffusers' and transformers' bars would be two lines of noise above every
+    command's output. They are off while it loads, and each library's setting is back afterwards."""
+    from diffusers.utils import logging as diffusers_logging
+    from huggingface_hub import utils as hub_utils
+    from transformers.utils import logging as transformers_logging
+
+    capsys.readouterr()
+    assert load_pipeline(SPRITES_MODEL, device="cpu", dtype=torch.float32) is not None
+    assert "Loading" not in capsys.readouterr().err
+    assert diffusers_logging.is_progress_bar_enabled() and transformers_logging.is_progress_bar_enabled()
+    assert not hub_utils.are_progress_bars_disabled()
+    hub_utils.disable_progress_bars()  # the user's choice of no hub bars outlives a load
+    try:
+        load_pipeline(SPRITES_MODEL, device="cpu", dtype=torch.float16)
+        assert hub_utils.are_progress_bars_disabled()
+    finally:
+        hub_utils.enable_progress_bars()

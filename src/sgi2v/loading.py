@@ -3,6 +3,7 @@ choosing its device and dtype."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import logging
@@ -121,7 +122,8 @@ def load_pipeline(model: str = DEFAULT_MODEL, device: torch.device | str = "cpu"
                              "or train one with `sgi2v train-sprites -o FOLDER` and pass FOLDER/model with --model")
         pipe = _load(SGI2VPipeline, str(folder), dtype, model)
     elif is_single_file(model):
-        pipe = SGI2VPipeline.from_single_file(model, torch_dtype=dtype, num_frames=num_frames)
+        with _no_loading_bars():  # its components' configurations are bundled: nothing is downloaded
+            pipe = SGI2VPipeline.from_single_file(model, torch_dtype=dtype, num_frames=num_frames)
     else:
         pipe = _from_pretrained(SGI2VPipeline, model, dtype)
     if offload and device.type != "cpu":
@@ -148,14 +150,41 @@ def _from_pretrained(cls, model: str, dtype: torch.dtype):
     return _load(cls, model if path is None else str(path), dtype, model)
 
 
+@contextlib.contextmanager
+def _no_loading_bars():
+    """diffusers' and transformers' progress bars off while local files load (a second's work, and two bars of noise
+    above every command's own output); each library's setting, and the hub's, is restored afterwards."""
+    from diffusers.utils import logging as diffusers_logging
+    from huggingface_hub import utils as hub_utils
+    from transformers.utils import logging as transformers_logging
+
+    hub_bars_off = hub_utils.are_progress_bars_disabled()  # transformers' switch turns the hub's on and off too
+    restore = []
+    for library in (diffusers_logging, transformers_logging):
+        if library.is_progress_bar_enabled():
+            library.disable_progress_bar()
+            restore.append(library)
+    try:
+        yield
+    finally:
+        for library in restore:
+            library.enable_progress_bar()
+        if hub_bars_off and not hub_utils.are_progress_bars_disabled():
+            hub_utils.disable_progress_bars()
+
+
 def _load(cls, source: str, dtype: torch.dtype, name: str):
     from huggingface_hub.utils import GatedRepoError, RepositoryNotFoundError  # there since 0.14; .errors only since 0.24
 
     attempts = [dict(variant="fp16"), {}] if dtype == torch.float16 else [{}]
+    # A local folder loads in a second: its bars are only noise. From the hub, the download bars are the user's only
+    # sign of a long wait, so they stay.
+    local = Path(source).is_dir()
     last = None
     for extra in attempts:
         try:
-            return cls.from_pretrained(source, torch_dtype=dtype, **extra)
+            with _no_loading_bars() if local else contextlib.nullcontext():
+                return cls.from_pretrained(source, torch_dtype=dtype, **extra)
         except Exception as err:  # diffusers wraps hub errors in OSError/ValueError; classify by the chain
             chain = _chain(err)
             if any(isinstance(e, GatedRepoError) for e in chain):
