@@ -1,7 +1,9 @@
 """The shipped sprites model: it loads from every surface, sizes follow it, and SG-I2V steers it."""
 
 import json
+import sys
 import time
+import warnings
 
 import numpy as np
 import pytest
@@ -152,7 +154,7 @@ def test_sgi2v_halves_the_tracked_error(steering):
     assert guided.mean() < 0.5 * plain.mean(), (plain, guided)
 
 
-def test_a_local_model_loads_without_the_libraries_progress_bars_and_leaves_them_as_they_were(capsys):
+def test_a_local_model_loads_without_the_libraries_progress_bars_and_leaves_them_as_they_were(capsys, monkeypatch):
     """Loading local files takes a second: diffusers' and transformers' bars would be two lines of noise above every
     command's output. They are off while it loads, and each library's setting is back afterwards."""
     from diffusers.utils import logging as diffusers_logging
@@ -170,3 +172,10 @@ def test_a_local_model_loads_without_the_libraries_progress_bars_and_leaves_them
         assert hub_utils.are_progress_bars_disabled()
     finally:
         hub_utils.enable_progress_bars()
+    # A user who set the hub's variable has chosen: the hub's switch would refuse, with a warning at every load
+    monkeypatch.setenv("HF_HUB_DISABLE_PROGRESS_BARS", "0")
+    monkeypatch.setattr(sys.modules["huggingface_hub.utils.tqdm"], "HF_HUB_DISABLE_PROGRESS_BARS", False)  # read at import
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        load_pipeline(SPRITES_MODEL, device="cpu", dtype=torch.float32)
+    assert not [w for w in caught if "progress bars" in str(w.message)], [str(w.message) for w in caught]

@@ -7,6 +7,7 @@ import contextlib
 import functools
 import hashlib
 import logging
+import os
 from pathlib import Path
 
 import torch
@@ -159,8 +160,11 @@ def _no_loading_bars():
     from transformers.utils import logging as transformers_logging
 
     hub_bars_off = hub_utils.are_progress_bars_disabled()  # transformers' switch turns the hub's on and off too
+    # HF_HUB_DISABLE_PROGRESS_BARS, when set, is the user's choice and the hub's switch refuses (with a warning) to
+    # override it: transformers' bars are then left alone.
+    libraries = [diffusers_logging] + ([] if "HF_HUB_DISABLE_PROGRESS_BARS" in os.environ else [transformers_logging])
     restore = []
-    for library in (diffusers_logging, transformers_logging):
+    for library in libraries:
         if library.is_progress_bar_enabled():
             library.disable_progress_bar()
             restore.append(library)
