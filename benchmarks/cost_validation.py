@@ -42,7 +42,7 @@ def full_size_pipeline(num_frames: int):
 
 def main() -> int:
     from sgi2v import SGI2VConfig
-    from sgi2v.cost.graph import PHASES, _example_boxes
+    from sgi2v.cost.graph import PHASES, example_boxes
     from sgi2v.cost.measure import measure_call
     from sgi2v.cost.plan import estimate
 
@@ -63,7 +63,7 @@ def main() -> int:
 
         image = Image.fromarray((np.random.RandomState(0).rand(height, width, 3) * 255).astype(np.uint8))
         t = time.perf_counter()
-        measured = measure_call(pipe, "cpu", image=image, boxes=_example_boxes(args.frames, height, width),
+        measured = measure_call(pipe, "cpu", image=image, boxes=example_boxes(args.frames, height, width),
                                 config=config, height=height, width=width, num_frames=args.frames, num_inference_steps=2,
                                 generator=torch.Generator().manual_seed(0), output_type="np", gradient_checkpointing=False)
         run_s = time.perf_counter() - t

@@ -12,12 +12,12 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-ALL_CASES = ["plain", "sgi2v", "mode:none:4f", "mode:checkpointing:4f", "mode:offload:4f", "mode:offload+checkpointing:4f",
+ALL_CASES = ["plain", "sgi2v", "time", "mode:none:4f", "mode:checkpointing:4f", "mode:offload:4f", "mode:offload+checkpointing:4f",
              "mode:none:6f", "mode:checkpointing:6f", "compile"]
 # The whole runs and a tracked case without and with both offload and checkpointing: the other modes and the second
 # frame count repeat these paths. The compiled step ("compile", 15-20 s of tracing here) is left to the slow test
 # below, run before a GPU session; the pipeline's compile=True is tested in test_precision.py.
-SHORT_CASES = ["plain", "sgi2v", "mode:none:4f", "mode:offload+checkpointing:4f"]
+SHORT_CASES = ["plain", "sgi2v", "time", "mode:none:4f", "mode:offload+checkpointing:4f"]
 
 
 def _smoke(tmp_path, cases):
@@ -37,6 +37,11 @@ def _smoke(tmp_path, cases):
     for name, case in by_name.items():
         if name == "compile":
             assert case["max_abs_diff"] <= 1e-4 * max(1.0, case["eager_max_abs"])
+            continue
+        if name == "time":  # the prediction of the two whole runs, set beside their measured walls
+            assert set(case["ratios"]["predicted_over_measured"]) == {"plain", "sgi2v"}
+            assert 0 < case["predicted_s"]["plain"] < case["predicted_s"]["sgi2v"]
+            assert case["passes"] == by_name["sgi2v"]["phase_calls"]["optimize_pass"]
             continue
         assert case["finite"] and set(case["phase_seconds"]) == {"encode", "denoise_step", "optimize_pass", "decode"} \
             or name == "plain" and case["finite"]

@@ -162,14 +162,14 @@ class Suite:
         self.save()
 
     def run_case(self, *, frames: int, steps: int, config, mode: str, track: bool) -> dict:
-        from sgi2v.cost.graph import PHASES, _example_boxes
+        from sgi2v.cost.graph import PHASES, example_boxes
         from sgi2v.cost.measure import measure_call
 
         s = self.setup
         offload = mode.startswith("offload")
         pipe = self.pipe(frames, offload=offload)
         _free(s.device)
-        measured = measure_call(pipe, s.device, track=track, image=_image(s), boxes=_example_boxes(frames, s.height, s.width),
+        measured = measure_call(pipe, s.device, track=track, image=_image(s), boxes=example_boxes(frames, s.height, s.width),
                                 config=config, height=s.height, width=s.width, num_frames=frames, num_inference_steps=steps,
                                 generator=torch.Generator().manual_seed(0), output_type="np",
                                 gradient_checkpointing="checkpointing" in mode)
@@ -206,6 +206,23 @@ class Suite:
         entry["achieved_tflops"] = achieved
         entry["ratios"] = ratios
         return entry
+
+    def time_case(self, *, frames: int, steps: int, config) -> dict:
+        """``sgi2v estimate --measure``'s prediction of the whole runs, against the ``plain`` and ``sgi2v`` cases'
+        measured walls when they ran before it."""
+        from sgi2v.cost.graph import architecture
+        from sgi2v.cost.timing import measure_time
+
+        s = self.setup
+        passes = config.iterations * sum(1 for i in range(steps) if steps - i in set(config.optimize_timesteps))
+        measured = measure_time(architecture(s.model), device=s.device, dtype=s.dtype, mode="none", height=s.height,
+                                width=s.width, num_frames=frames, num_inference_steps=steps, optimize_passes=passes,
+                                config=config, pipe=self.pipe(frames))
+        walls = {c["case"]: c["wall_s"] for c in self.result["cases"] if "wall_s" in c}
+        ratios = {run: round(measured["run_s"][run] / walls[run], 4) for run in ("plain", "sgi2v") if walls.get(run)}
+        return {"frames": frames, "steps": steps, "passes": passes, "predicted_s": measured["run_s"],
+                "per_call_s": measured["per_call_s"], "first_unet_extra_s": measured["first_unet_extra_s"],
+                "measure_s": round(measured["measure_s"], 2), "ratios": {"predicted_over_measured": ratios}}
 
     def budget_case(self, *, budget_gib: float, frames: int, steps: int, config, mode: str) -> dict:
         from sgi2v.cost.plan import fits
@@ -342,6 +359,7 @@ def main() -> int:
     cases = [
         ("plain", 40 if gpu else 0, lambda: suite.run_case(frames=setup.frames[0], steps=full, config=plain, mode="none", track=False)),
         ("sgi2v", 90 if gpu else 0, lambda: suite.run_case(frames=setup.frames[0], steps=full, config=paper, mode="none", track=False)),
+        ("time", 20 if gpu else 0, lambda: suite.time_case(frames=setup.frames[0], steps=full, config=paper)),
     ]
     for mode in ("none", "checkpointing", "offload", "offload+checkpointing"):
         cases.append((f"mode:{mode}:{setup.frames[0]}f", 40 if gpu else 0,

@@ -4,13 +4,16 @@ with model offload, which of them fit a memory budget, and what ``auto`` would c
 
 It reads the model's architecture (bundled configs for Stability's SVD models, the config files of a local
 folder) and traces the pipeline on shapes only: no weights are loaded and the device need not be here, so
-``--device cuda --dtype float16`` works on a machine without a GPU. Takes the same options as ``generate``."""
+``--device cuda --dtype float16`` works on a machine without a GPU. Takes the same options as ``generate``.
+
+``--measure`` also predicts the run's time on the device here, from a short run of each phase with random
+weights of the model's architecture (:mod:`sgi2v.cost.timing`)."""
 
 from __future__ import annotations
 
 import sys
 
-__all__ = ["add_arguments", "run", "plan_for"]
+__all__ = ["add_arguments", "run", "plan_for", "measure_for"]
 
 
 def add_arguments(parser) -> None:
@@ -22,6 +25,10 @@ def add_arguments(parser) -> None:
                         "else none")
     path_option(parser.add_argument("--json", metavar="FILE", help="also write the plan as JSON (see docs/cost.md)"), OUT_FILE,
                 "plan file")
+    parser.add_argument("--measure", action="store_true",
+                        help="also predict the run's seconds on this device: builds the model's architecture with random "
+                             "weights here and times a short run of each phase in the mode these settings would use (a "
+                             "few seconds on a GPU; minutes on a CPU at SVD's full size)")
     add_model_options(parser)
     add_setting_options(parser)
 
@@ -53,6 +60,31 @@ def plan_for(model: str, settings, config, budget_bytes: int | None = None) -> d
     return plan
 
 
+def measure_for(model: str, settings, config, plan: dict) -> dict:
+    """:func:`sgi2v.cost.timing.measure_time` for the plan's run, in the mode it would run in."""
+    import torch
+
+    from .graph import architecture
+    from .timing import measure_time
+
+    return measure_time(architecture(model), device=plan["device"], dtype=getattr(torch, plan["dtype"]), mode=plan["chosen"],
+                        height=plan["height"], width=plan["width"], num_frames=plan["num_frames"],
+                        num_inference_steps=plan["num_inference_steps"], optimize_passes=plan["optimize_passes"],
+                        max_guidance_scale=settings.max_guidance_scale, min_guidance_scale=settings.min_guidance_scale,
+                        decode_chunk_size=plan["decode_chunk_size"], config=config)
+
+
+def format_measured(measured: dict, plan: dict) -> str:
+    """The measured seconds as two lines, for the terminal."""
+    per = measured["per_call_s"]
+    run = measured["run_s"]
+    return (f"measured here ({measured['device']}, {measured['dtype']}, {measured['mode']}, random weights, "
+            f"{measured['measure_s']:.1f} s to measure): encode {per['encode']:.2f} s, denoise step {per['denoise_step']:.3f} s, "
+            f"optimisation pass {per['optimize_pass']:.3f} s, decode {per['decode']:.2f} s\n"
+            f"predicted whole run ({plan['num_inference_steps']} steps, {plan['optimize_passes']} passes; loading not "
+            f"included): plain SVD {run['plain']:.1f} s, SG-I2V {run['sgi2v']:.1f} s")
+
+
 def run(args) -> int:
     from ..cli import UsageError, model_name, setting_values
     from pathlib import Path
@@ -70,9 +102,21 @@ def run(args) -> int:
     json_path = Path(args.json) if args.json else None
     if json_path is not None:
         _check_writable([json_path], True, "it")
+    if args.measure:
+        from ..loading import resolve_device
+
+        resolve_device(settings.device)  # the device timed must be here
     plan = plan_for(model, settings, config, budget)
     print(format_plan(plan))
     print(f"these settings would run in: {plan['chosen']}")
+    if args.measure:
+        chosen = plan["modes"][plan["chosen"]]
+        if chosen["fits"] is False:
+            raise UsageError(f"--measure: {plan['chosen']} does not fit the memory budget here (predicted peak "
+                             f"{chosen['peak_bytes'] / 2**30:.2f} GiB), so the run cannot be timed; lower the size, the "
+                             "frames or --decode-chunk-size" + ("" if settings.offload or plan["device"] == "cpu" else ", or add --offload"))
+        plan["measured"] = measure_for(model, settings, config, plan)
+        print(format_measured(plan["measured"], plan))
     if json_path is not None:
         write_plan(plan, json_path)
         print(f"wrote {json_path}", file=sys.stderr)

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from .autocast import SimulatedAutocast
 from .tracker import LiveTensorBytes
 
-__all__ = ["Architecture", "architecture", "meta_pipeline", "trace_phases", "PHASES", "weight_bytes"]
+__all__ = ["Architecture", "architecture", "meta_pipeline", "random_pipeline", "example_boxes", "trace_phases", "PHASES", "weight_bytes"]
 
 PHASES = ("encode", "denoise_step", "optimize_pass", "decode")
 HALF = (torch.float16, torch.bfloat16)
@@ -125,22 +125,31 @@ def _quiet_casts():
 
 def meta_pipeline(arch: Architecture, dtype: torch.dtype):
     """An ``SGI2VPipeline`` of ``arch`` with every weight on the ``meta`` device in ``dtype``."""
+    return random_pipeline(arch, dtype, "meta")
+
+
+def random_pipeline(arch: Architecture, dtype: torch.dtype, device: str = "meta"):
+    """An ``SGI2VPipeline`` of ``arch`` with its networks' initial (random) weights, built on ``device`` in
+    ``dtype``, in eval mode and without gradients for the weights; on ``meta`` no memory is used."""
     from diffusers import AutoencoderKLTemporalDecoder, UNetSpatioTemporalConditionModel
     from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
     from ..pipeline import SGI2VPipeline
     from ..testing import CLIPImageProcessor, svd_scheduler
 
-    with _quiet_casts(), torch.device("meta"):
-        unet = UNetSpatioTemporalConditionModel.from_config(_strip(arch.unet))
-        vae = AutoencoderKLTemporalDecoder.from_config(_strip(arch.vae))
+    def ready(module):
+        # Some layers make tensors with the legacy constructor, which ignores the default device. Each network is
+        # cast as soon as it is built, so that on a GPU only one of them is ever held in float32.
+        return module.to(device, dtype).eval().requires_grad_(False)
+
+    with _quiet_casts(), torch.device(device):
+        unet = ready(UNetSpatioTemporalConditionModel.from_config(_strip(arch.unet)))
+        vae = ready(AutoencoderKLTemporalDecoder.from_config(_strip(arch.vae)))
         encoder_config = {k: v for k, v in arch.image_encoder.items() if k not in ("architectures", "model_type", "transformers_version")}
-        image_encoder = CLIPVisionModelWithProjection(CLIPVisionConfig(**encoder_config))
-        # Some layers make tensors with the legacy constructor, which ignores the default device.
-        for module in (unet, vae, image_encoder):
-            module.to("meta", dtype).eval().requires_grad_(False)
+        image_encoder = ready(CLIPVisionModelWithProjection(CLIPVisionConfig(**encoder_config)))
+    size = int(arch.image_encoder.get("image_size", 224))
     return SGI2VPipeline(unet=unet, vae=vae, image_encoder=image_encoder, scheduler=svd_scheduler(),
-                         feature_extractor=CLIPImageProcessor(crop_size=224, size={"shortest_edge": 224}))
+                         feature_extractor=CLIPImageProcessor(crop_size=size, size={"shortest_edge": size}))
 
 
 def weight_bytes(module: torch.nn.Module, dtype: torch.dtype | None = None) -> int:
@@ -193,7 +202,7 @@ def _measure(fn, pipe) -> PhaseCost:
     return PhaseCost(live.peak, live.flops)
 
 
-def _example_boxes(num_frames: int, height: int, width: int) -> np.ndarray:
+def example_boxes(num_frames: int, height: int, width: int) -> np.ndarray:
     """A box a quarter of the picture's side moving a third of the way across: what the loss costs
     barely depends on the boxes."""
     f = np.linspace(0, 1, num_frames)[:, None]
@@ -269,7 +278,7 @@ class _Tracer:
         from ..pipeline import _frozen_parameters
 
         pipe, config, half = self.pipe, self.config, self.dtype in HALF
-        boxes = _example_boxes(self.num_frames, self.height, self.width)
+        boxes = example_boxes(self.num_frames, self.height, self.width)
         loss_fn = BoxLoss(latent_boxes(boxes, pipe.vae_scale_factor), (self.h, self.w), config.heatmap_sigma, self.meta)
         s, t = self.state(), self._timestep()
         recorder = FeatureRecorder(config.feature_layers, self.num_frames, (self.h, self.w), config.feature_kind)
