@@ -27,8 +27,8 @@ def add_arguments(parser) -> None:
                 "plan file")
     parser.add_argument("--measure", action="store_true",
                         help="also predict the run's seconds on this device: builds the model's architecture with random "
-                             "weights here and times a short run of each phase in the mode these settings would use (a "
-                             "few seconds on a GPU; minutes on a CPU at SVD's full size)")
+                             "weights here and times a short run of each phase in the mode these settings would use: about "
+                             "14 UNet calls, seconds on a GPU, but on a CPU at SVD's size as long as 14 of the run's steps")
     add_model_options(parser)
     add_setting_options(parser)
 
