@@ -11,7 +11,7 @@ Cases (the device is the CPU unless --device says otherwise):
   tiny      sgi2v.testing's tiny model, 128x256, 14 frames, 50 steps
   sprites   the shipped sprites model's architecture, 128x128, 14 frames, 50 steps
   full      SVD's architecture at 64x128, 14 frames, 8 steps with 2 optimised (3 passes each): the full-size
-            networks on a schedule short enough for a CPU (about 6 minutes on two cores)
+            networks on a schedule short enough for a CPU (9 minutes with 3 repeats on two cores)
 
   python benchmarks/time_estimate.py --cases tiny sprites --repeats 3 --json benchmarks/results/time-estimate-cpu.json
 
