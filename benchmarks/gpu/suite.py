@@ -214,7 +214,7 @@ class Suite:
         from sgi2v.cost.timing import measure_time
 
         s = self.setup
-        passes = config.iterations * sum(1 for i in range(steps) if steps - i in set(config.optimize_timesteps))
+        passes = config.optimization_passes(steps)
         measured = measure_time(architecture(s.model), device=s.device, dtype=s.dtype, mode="none", height=s.height,
                                 width=s.width, num_frames=frames, num_inference_steps=steps, optimize_passes=passes,
                                 config=config, pipe=self.pipe(frames))

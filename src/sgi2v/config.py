@@ -149,6 +149,13 @@ class SGI2VConfig:
         """Whether any latent optimisation happens at all."""
         return self.iterations > 0 and len(self.optimize_timesteps) > 0
 
+    def optimization_passes(self, num_inference_steps: int) -> int:
+        """The optimisation passes of a run of ``num_inference_steps``: ``iterations`` at each of its steps
+        ``t = num_inference_steps - i`` that is in ``optimize_timesteps``."""
+        if not self.enabled:
+            return 0
+        return self.iterations * sum(1 for t in self.optimize_timesteps if 1 <= t <= num_inference_steps)
+
     def replace(self, **changes) -> "SGI2VConfig":
         """A copy with some fields changed (validated again)."""
         return dataclasses.replace(self, **changes)

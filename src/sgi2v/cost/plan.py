@@ -102,9 +102,7 @@ def estimate(model: str, *, device: str = "cuda", dtype: torch.dtype = torch.flo
                  "optimize_pass": traced["optimize_pass"][checkpointing].flops, "decode": traced["decode"].flops}
         return {phase: {"peak_bytes": int(passes[phase]), "flops": int(flops[phase])} for phase in PHASES}
 
-    optimised_steps = sum(1 for i in range(num_inference_steps) if num_inference_steps - i in set(config.optimize_timesteps)) \
-        if config.enabled else 0
-    passes = optimised_steps * config.iterations
+    passes = config.optimization_passes(num_inference_steps)
     modes = {}
     for mode in MODES:
         phases = phase_peaks("checkpointing" in mode, mode.startswith("offload"))
