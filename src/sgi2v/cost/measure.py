@@ -21,7 +21,7 @@ __all__ = ["PhaseTimeline", "measure_call"]
 class PhaseTimeline(LiveTensorBytes):
     """:class:`LiveTensorBytes` that also keeps, for each named phase (see :meth:`mark`), its peak, its
     wall time and how many stretches it had; on CUDA also the allocator's peak during it
-    (``torch.cuda.max_memory_allocated``, reset at each mark; the device is synchronised at each mark)."""
+    (``torch.cuda.max_memory_allocated``, reset at each mark). A CUDA or MPS device is synchronised at each mark."""
 
     def __init__(self, device: str | None = None):
         super().__init__(device)
@@ -32,6 +32,7 @@ class PhaseTimeline(LiveTensorBytes):
         self.allocator_peaks: dict[str, int] = {}
         self.reserved_peaks: dict[str, int] = {}
         self.cuda = device == "cuda" and torch.cuda.is_available()
+        self.mps = device == "mps"
         self._since = 0
         self._start = 0.0
 
@@ -47,6 +48,8 @@ class PhaseTimeline(LiveTensorBytes):
 
     def _close(self) -> None:
         if self.phase is not None:
+            if self.mps:  # its kernels run asynchronously too: a phase's time is its work's only once they are done
+                torch.mps.synchronize()
             if self.cuda:
                 torch.cuda.synchronize()
                 self.allocator_peaks[self.phase] = max(self.allocator_peaks.get(self.phase, 0), torch.cuda.max_memory_allocated())

@@ -38,12 +38,9 @@ class _CallTimes(PhaseTimeline):
     def __init__(self, device: str | None = None):
         super().__init__(device)
         self.stretches: dict[str, list[float]] = {}
-        self.mps = device == "mps"
 
     def _close(self) -> None:
         phase, before = self.phase, self.phase_seconds.get(self.phase, 0.0) if self.phase else 0.0
-        if self.mps and phase is not None:
-            torch.mps.synchronize()  # (CUDA is synchronised by the timeline itself)
         super()._close()
         if phase is not None:
             self.stretches.setdefault(phase, []).append(self.phase_seconds[phase] - before)
