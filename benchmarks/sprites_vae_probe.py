@@ -20,6 +20,7 @@ Writes ``probe.jsonl`` (one line per report) in ``--out``; resumable (``vae.pt``
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import time
@@ -31,6 +32,7 @@ import torch
 def main() -> int:
     from sgi2v.sprites.config import TRAIN_SEED_LIMIT, TrainConfig
     from sgi2v.sprites.train import (_ema_update, _load_parameters, _parameters, _render_data, _save, _step_generator,
+                                     bfloat16_autocast,
                                      load_vae, vae_report, vae_step_loss)
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -57,6 +59,11 @@ def main() -> int:
                         "train-sprites checkpoint vae.pt (default: the shipped model's)")
     parser.add_argument("--decoder-only", action="store_true", help="train the decoder alone: the encoder, so the latents "
                         "the UNet was trained on, stay as they are")
+    parser.add_argument("--bf16", action="store_true", help="train under bfloat16 autocast (train.bfloat16_autocast): "
+                        "about 1.5x faster a step on CPUs with AMX, emulated (slow) on CPUs without bfloat16 instructions")
+    parser.add_argument("--first-scene", type=int, default=TRAIN_SEED_LIMIT, help="the first held-out scene seed of the "
+                        f"reports (default {TRAIN_SEED_LIMIT}, the first of train-sprites' report); choose settings on "
+                        "other held-out scenes than the ones a result is then reported on")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     out = Path(args.out)
@@ -84,7 +91,7 @@ def main() -> int:
         if args.ema:
             ema = state["ema"]
     frames, masks = _render_data(config, range(config.videos))
-    seeds = range(TRAIN_SEED_LIMIT, TRAIN_SEED_LIMIT + args.scenes)
+    seeds = range(args.first_scene, args.first_scene + args.scenes)
     log = out / "probe.jsonl"
 
     def report(step: int, seconds: float) -> None:
@@ -100,7 +107,7 @@ def main() -> int:
         line = {"vae": args.vae, "extra_steps": step, "total_vae_steps": base_steps + step, "lr": args.lr, "cosine": args.cosine,
                 "decoder_only": args.decoder_only, "colour_weight": args.colour_weight,
                 "crop": args.crop, "clips": args.clips, "ema": args.ema,
-                "latent_noise": args.latent_noise,
+                "latent_noise": args.latent_noise, "bf16": args.bf16, "first_scene": args.first_scene,
                 "seconds": round(seconds, 1), **r}
         print(json.dumps(line), flush=True)
         with log.open("a") as fh:
@@ -115,7 +122,8 @@ def main() -> int:
         if args.cosine:
             for group in opt.param_groups:
                 group["lr"] = args.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / args.steps)))
-        loss, _ = vae_step_loss(vae, frames, masks, config, g, "cpu")
+        with bfloat16_autocast(vae, "cpu") if args.bf16 else contextlib.nullcontext():
+            loss, _ = vae_step_loss(vae, frames, masks, config, g, "cpu")
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)

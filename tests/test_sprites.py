@@ -434,6 +434,44 @@ def test_a_vae_trained_with_an_average_keeps_the_average_and_resumes_to_it(tmp_p
     assert all(torch.equal(loaded[k], kept[0][k]) for k in kept[0])
 
 
+def test_a_vae_trained_under_bfloat16_autocast_keeps_float32_weights_and_resumes_to_the_same_ones(tmp_path):
+    from sgi2v.sprites.train import _Log, _step_generator, bfloat16_autocast, train_vae, vae_step_loss
+
+    torch.set_num_threads(1)
+    config = dataclasses.replace(TINY, vae_bf16=True)
+    components, frames, masks, _ = _data(config)
+    vae = components["vae"]
+    seen = {}
+
+    def note(module, args, out):
+        seen.setdefault(type(module).__name__, set()).add(out.dtype)
+
+    hooks = [m.register_forward_hook(note) for m in vae.modules() if type(m).__name__ in ("Conv2d", "Conv3d", "GroupNorm")]
+    with torch.no_grad():
+        exact, _ = vae_step_loss(vae, frames, masks, config, _step_generator(0, 1, 0), "cpu")
+        with bfloat16_autocast(vae, "cpu"):
+            fast, _ = vae_step_loss(vae, frames, masks, config, _step_generator(0, 1, 0), "cpu")
+    for h in hooks:
+        h.remove()
+    # the 2D convolutions ran in bfloat16; the temporal convolutions and the normalisations stayed float32
+    assert seen == {"Conv2d": {torch.float32, torch.bfloat16}, "Conv3d": {torch.float32}, "GroupNorm": {torch.float32}}
+    assert fast.dtype == torch.float32 and fast.item() == pytest.approx(exact.item(), rel=0.02)
+    assert not any("forward" in vars(m) for m in vae.modules())  # the layers are themselves again afterwards
+
+    kept = []
+    for run, stops in (("straight", [None]), ("stopped", [3, None])):
+        folder = tmp_path / run
+        folder.mkdir()
+        for stop in stops:
+            components, frames, masks, _ = _data(config)
+            train_vae(components["vae"], frames, masks, config, folder, "cpu", _Log(folder / "log.jsonl"), until=stop)
+        kept.append(components["vae"].state_dict())
+    assert all(v.dtype == torch.float32 for v in kept[0].values())
+    assert all(torch.equal(kept[0][k], kept[1][k]) for k in kept[0])
+    fresh = _data(config)[0]["vae"].state_dict()
+    assert not all(torch.equal(fresh[k], kept[0][k]) for k in fresh)  # it did train
+
+
 def test_train_sprites_writes_a_model_both_pipelines_load(tmp_path, short_run):
     from diffusers import StableVideoDiffusionPipeline
 
@@ -619,6 +657,7 @@ def test_train_sprites_command_refuses_bad_values_before_training(tmp_path, caps
         (["--vae-ema", "nan"], "--vae-ema: expected a decay from 0 (none) up to but not including 1, got nan"),
         (["--vae-from", "sprites", "--vae-ema", "0.99"], "--vae-ema: a run with vae_from sprites trains no VAE; expected "
                                                           "0, got 0.99"),
+        (["--vae-from", "sprites", "--vae-bf16"], "--vae-bf16: a run with vae_from sprites trains no VAE; leave it off"),
         (["--sprite-sizes", "40"], "--sprite-sizes: expected two numbers MIN,MAX, got '40'"),
         (["--sprite-sizes", "big,small"], "--sprite-sizes: expected two numbers MIN,MAX, got 'big,small'"),
         (["--sprite-sizes", "32,80"], "--sprite-sizes: expected 4 <= min <= max <= half the picture's side, got 32,80"),

@@ -50,6 +50,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--vae-ema", type=float, default=defaults.vae_ema, metavar="DECAY",
                         help="keep a moving average of the VAE's weights at this decay and ship it, as the UNet's is "
                         f"(default {defaults.vae_ema:g}: none, as the shipped model was trained)")
+    parser.add_argument("--vae-bf16", action="store_true",
+                        help="train the VAE under bfloat16 autocast (weights in float32): about 1.5x faster a step on "
+                        "CPUs with AMX, emulated (slow) on CPUs without bfloat16 instructions (default: float32, as the "
+                        "shipped model was trained)")
     parser.add_argument("--unet-steps", type=int, default=defaults.unet_steps, help=f"UNet steps (default {defaults.unet_steps}); "
                         "more than the run already in -o had extends that run from its last checkpoint")
     parser.add_argument("--unet-channels", default=",".join(map(str, defaults.unet_channels)), metavar="C0,C1,C2,C3",
@@ -100,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
                                      unet_steps=args.unet_steps, vae_from=args.vae_from, unet_channels=channels,
                                      vae_colour_weight=args.vae_colour_weight, vae_channels=vae_channels,
                                      vae_crop=args.vae_crop, vae_batch_videos=args.vae_clips, vae_ema=args.vae_ema,
+                                     vae_bf16=args.vae_bf16,
                                      sprite_sizes=sizes, leaving=args.leaving,
                                      unet_heads=tuple(c // 16 for c in channels))
     except ValueError as err:

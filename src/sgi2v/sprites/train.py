@@ -26,6 +26,7 @@ ends with the same weights as an uninterrupted one (same device and thread count
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -43,7 +44,7 @@ from .scene import has_leaving_sprite, past_edge, render_scene, sprite_area
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["TrainConfig", "train_sprites", "build_components", "sprites_scheduler", "vae_report", "vae_step_loss", "unet_step_loss", "v_loss",
+__all__ = ["TrainConfig", "train_sprites", "build_components", "sprites_scheduler", "vae_report", "vae_step_loss", "bfloat16_autocast", "unet_step_loss", "v_loss",
            "vae_weights_file", "load_vae", "train_vae", "train_unet", "encode_dataset", "TRAIN_SEED_LIMIT"]
 
 def build_components(config: TrainConfig, seed: int | None = None) -> dict:
@@ -205,6 +206,34 @@ def _ema_update(ema: dict, model: torch.nn.Module, decay: float) -> None:
             ema[name].mul_(decay).add_(p.detach(), alpha=1 - decay)
 
 
+def _float32_forward(module, forward):
+    def run(x, *args, **kwargs):
+        if not torch.is_autocast_enabled(x.device.type):
+            return forward(x, *args, **kwargs)
+        with torch.autocast(x.device.type, enabled=False):
+            return forward(x.float(), *args, **kwargs)
+    return run
+
+
+@contextlib.contextmanager
+def bfloat16_autocast(model: torch.nn.Module, device):
+    """The forward passes inside run under bfloat16 autocast, except ``model``'s ``Conv3d`` and ``GroupNorm`` layers,
+    which stay in float32: on CPUs with bfloat16 matrix units (AMX) the 2D convolutions run several times faster, while
+    the backward pass of a bfloat16 ``Conv3d`` has no fast CPU kernel in torch 2.13 (a VAE step took minutes) and a
+    bfloat16 ``GroupNorm`` backward is slower than a float32 one. The weights (and so what the optimiser updates) stay
+    float32. CPUs without bfloat16 instructions emulate them, slowly."""
+    device_type = torch.device(device).type
+    kept = [m for m in model.modules() if isinstance(m, (torch.nn.Conv3d, torch.nn.GroupNorm))]
+    for m in kept:
+        m.forward = _float32_forward(m, type(m).forward.__get__(m))
+    try:
+        with torch.autocast(device_type, dtype=torch.bfloat16):
+            yield
+    finally:
+        for m in kept:
+            del m.forward
+
+
 VAE_CLIP_FRAMES = 4
 
 
@@ -265,7 +294,8 @@ def train_vae(vae, frames: np.ndarray, masks: np.ndarray, config: TrainConfig, f
         g = _step_generator(config.seed, 1, step)
         for group in opt.param_groups:
             group["lr"] = _lr(step, config.vae_steps, config.vae_lr, config.warmup)
-        loss, err = vae_step_loss(vae, frames, masks, config, g, device)
+        with bfloat16_autocast(vae, device) if config.vae_bf16 else contextlib.nullcontext():
+            loss, err = vae_step_loss(vae, frames, masks, config, g, device)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
