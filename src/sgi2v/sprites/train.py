@@ -206,7 +206,8 @@ def _ema_update(ema: dict, model: torch.nn.Module, decay: float) -> None:
             ema[name].mul_(decay).add_(p.detach(), alpha=1 - decay)
 
 
-def _float32_forward(module, forward):
+def _float32_forward(forward):
+    """``forward`` run in float32, with autocast off, whenever autocast is on."""
     def run(x, *args, **kwargs):
         if not torch.is_autocast_enabled(x.device.type):
             return forward(x, *args, **kwargs)
@@ -223,15 +224,18 @@ def bfloat16_autocast(model: torch.nn.Module, device):
     bfloat16 ``GroupNorm`` backward is slower than a float32 one. The weights (and so what the optimiser updates) stay
     float32. CPUs without bfloat16 instructions emulate them, slowly."""
     device_type = torch.device(device).type
-    kept = [m for m in model.modules() if isinstance(m, (torch.nn.Conv3d, torch.nn.GroupNorm))]
+    kept = {m: vars(m).get("forward") for m in model.modules() if isinstance(m, (torch.nn.Conv3d, torch.nn.GroupNorm))}
     for m in kept:
-        m.forward = _float32_forward(m, type(m).forward.__get__(m))
+        m.forward = _float32_forward(m.forward)
     try:
         with torch.autocast(device_type, dtype=torch.bfloat16):
             yield
     finally:
-        for m in kept:
-            del m.forward
+        for m, own in kept.items():  # each layer's forward as it was (its class's, or one set on it before)
+            if own is None:
+                del m.forward
+            else:
+                m.forward = own
 
 
 VAE_CLIP_FRAMES = 4
