@@ -263,5 +263,17 @@ def test_estimate_measure_needs_the_device_here_and_says_so_in_one_line(capsys):
 
 def test_estimate_measure_refuses_a_run_that_does_not_fit(capsys):
     assert main(["estimate", "--model", "tiny-random", "--device", "cpu", "--memory-budget", "1MB", "--measure"]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
+    captured = capsys.readouterr()
+    err = captured.err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("sgi2v: error: --measure: none does not fit"), err
+    assert "budget 1.00 MiB:" in captured.out  # a small budget is not shown as 0.00 GiB
+
+
+def test_sizes_in_sentences_keep_their_digits():
+    from sgi2v.cost.plan import format_size
+
+    assert format_size(16 * 2**30) == "16.00 GiB"
+    assert format_size(2**30 // 100 + 1) == "0.01 GiB"
+    assert format_size(2**20) == "1.00 MiB"
+    assert format_size(3 * 2**19) == "1.50 MiB"
+    assert format_size(100) == "100 bytes"

@@ -91,7 +91,7 @@ def run(args) -> int:
 
     from ..generation import _check_writable
     from ..settings import resolve_settings
-    from .plan import format_plan, parse_bytes, write_plan
+    from .plan import format_plan, format_size, parse_bytes, write_plan
 
     try:
         budget = None if args.memory_budget is None else parse_bytes(args.memory_budget)
@@ -113,7 +113,7 @@ def run(args) -> int:
         chosen = plan["modes"][plan["chosen"]]
         if chosen["fits"] is False:
             raise UsageError(f"--measure: {plan['chosen']} does not fit the memory budget here (predicted peak "
-                             f"{chosen['peak_bytes'] / 2**30:.2f} GiB), so the run cannot be timed; lower the size, the "
+                             f"{format_size(chosen['peak_bytes'])}), so the run cannot be timed; lower the size, the "
                              "frames or --decode-chunk-size" + ("" if settings.offload or plan["device"] == "cpu" else ", or add --offload"))
         plan["measured"] = measure_for(model, settings, config, plan)
         print(format_measured(plan["measured"], plan))

@@ -133,6 +133,15 @@ def _gib(n: int) -> str:
     return f"{n / 2**30:.2f}"
 
 
+def format_size(n: int) -> str:
+    """A size in bytes for a sentence: GiB with two decimals, or MiB (or bytes) where that would read 0.00 GiB."""
+    if n >= 0.01 * 2**30:
+        return f"{n / 2**30:.2f} GiB"
+    if n >= 0.01 * 2**20:
+        return f"{n / 2**20:.2f} MiB"
+    return f"{int(n)} bytes"
+
+
 def _tflop(n: int) -> str:
     return f"{n / 1e12:.2f}" if n >= 1e10 else f"{n / 1e12:.4f}"
 
@@ -170,7 +179,7 @@ def format_plan(plan: dict) -> str:
     else:
         allowance = " with 10 % for fragmentation and 0.8 GiB for the CUDA context" if plan["allowance"] else ""
         fitting = [mode for mode, m in plan["modes"].items() if m["fits"]]
-        lines.append(f"budget {budget / 2**30:.2f} GiB{allowance}: " + (f"fits {', '.join(fitting)}" if fitting else "no mode fits"))
+        lines.append(f"budget {format_size(budget)}{allowance}: " + (f"fits {', '.join(fitting)}" if fitting else "no mode fits"))
         lines.append(f"auto would choose: {plan['auto']}")
     return "\n".join(lines)
 
