@@ -20,7 +20,6 @@ Writes ``probe.jsonl`` (one line per report) in ``--out``; resumable (``vae.pt``
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import math
 import time
@@ -32,7 +31,6 @@ import torch
 def main() -> int:
     from sgi2v.sprites.config import TRAIN_SEED_LIMIT, TrainConfig
     from sgi2v.sprites.train import (_ema_update, _load_parameters, _parameters, _render_data, _save, _step_generator,
-                                     bfloat16_autocast,
                                      load_vae, vae_report, vae_step_loss)
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -69,7 +67,7 @@ def main() -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     config = TrainConfig(vae_colour_weight=args.colour_weight, vae_crop=args.crop, vae_batch_videos=args.clips,
-                         vae_latent_noise=args.latent_noise)
+                         vae_latent_noise=args.latent_noise, vae_bf16=args.bf16)
     vae = load_vae(args.vae).train()
     if args.vae.endswith(".pt"):
         base_steps = torch.load(args.vae, map_location="cpu", weights_only=True)["step"]
@@ -122,8 +120,7 @@ def main() -> int:
         if args.cosine:
             for group in opt.param_groups:
                 group["lr"] = args.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / args.steps)))
-        with bfloat16_autocast(vae, "cpu") if args.bf16 else contextlib.nullcontext():
-            loss, _ = vae_step_loss(vae, frames, masks, config, g, "cpu")
+        loss, _ = vae_step_loss(vae, frames, masks, config, g, "cpu")
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)

@@ -255,14 +255,16 @@ def vae_batch(frames: np.ndarray, masks: np.ndarray, config: TrainConfig, g: tor
 
 
 def vae_step_loss(vae, frames: np.ndarray, masks: np.ndarray, config: TrainConfig, g: torch.Generator, device):
-    """One VAE batch drawn with ``g`` (:func:`vae_batch`): ``(loss, reconstruction error)``."""
+    """One VAE batch drawn with ``g`` (:func:`vae_batch`): ``(loss, reconstruction error)``; its forward passes under
+    :func:`bfloat16_autocast` when ``config.vae_bf16``."""
     clip_len = VAE_CLIP_FRAMES
     clip, mask = vae_batch(frames, masks, config, g)
     x = _to_pixels(clip).flatten(0, 1).to(device)  # (B*4, 3, c, c)
     w = 1 + (config.vae_sprite_weight - 1) * torch.from_numpy(mask).float().flatten(0, 1)[:, None].to(device)
-    mean = vae.encode(x).latent_dist.mean  # the pipeline only ever uses the mode
-    z = mean + config.vae_latent_noise * torch.randn(mean.shape, generator=g).to(device)
-    recon = vae.decode(z, num_frames=clip_len).sample
+    with bfloat16_autocast(vae, device) if config.vae_bf16 else contextlib.nullcontext():
+        mean = vae.encode(x).latent_dist.mean  # the pipeline only ever uses the mode
+        z = mean + config.vae_latent_noise * torch.randn(mean.shape, generator=g).to(device)
+        recon = vae.decode(z, num_frames=clip_len).sample
     err = recon - x
     rec_loss = (w * (err.abs() + err.square())).mean()
     loss = rec_loss + config.vae_latent_weight * mean.square().mean()
@@ -298,8 +300,7 @@ def train_vae(vae, frames: np.ndarray, masks: np.ndarray, config: TrainConfig, f
         g = _step_generator(config.seed, 1, step)
         for group in opt.param_groups:
             group["lr"] = _lr(step, config.vae_steps, config.vae_lr, config.warmup)
-        with bfloat16_autocast(vae, device) if config.vae_bf16 else contextlib.nullcontext():
-            loss, err = vae_step_loss(vae, frames, masks, config, g, device)
+        loss, err = vae_step_loss(vae, frames, masks, config, g, device)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
