@@ -265,8 +265,23 @@ def test_estimate_measure_refuses_a_run_that_does_not_fit(capsys):
     assert main(["estimate", "--model", "tiny-random", "--device", "cpu", "--memory-budget", "1MB", "--measure"]) == 2
     captured = capsys.readouterr()
     err = captured.err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("sgi2v: error: --measure: none does not fit"), err
+    assert len(err) == 1 and err[0].startswith("sgi2v: error: --measure: none (no memory saving) does not fit"), err
+    assert "--decode-chunk-size" in err[0] and "--offload" not in err[0]  # offloading to the CPU from the CPU saves nothing
     assert "budget 1.00 MiB:" in captured.out  # a small budget is not shown as 0.00 GiB
+
+
+def test_estimate_says_when_what_auto_chooses_does_not_fit_either(capsys):
+    # a CUDA plan under a budget nothing fits: auto's choice is named as a mode and said not to fit, with what to change
+    assert main(["estimate", "--model", "tiny-random", "--device", "cuda", "--memory-budget", "1MB"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert any(line.startswith("budget 1.00 MiB") and line.endswith("no mode fits") for line in lines), lines
+    chosen = next(line for line in lines if line.startswith("auto would choose: "))
+    assert chosen == ("auto would choose: checkpointing, which does not fit either: lower the size, the frames or "
+                      "--decode-chunk-size, or add --offload"), chosen
+    assert main(["estimate", "--model", "tiny-random", "--device", "cuda"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "auto would choose: none (no memory saving) (no --memory-budget given: memory assumed ample)" in lines
+    assert "these settings would run in: none (no memory saving)" in lines
 
 
 def test_sizes_in_sentences_keep_their_digits():

@@ -91,7 +91,7 @@ def run(args) -> int:
 
     from ..generation import _check_writable
     from ..settings import resolve_settings
-    from .plan import format_plan, format_size, parse_bytes, write_plan
+    from .plan import describe_mode, format_plan, format_size, parse_bytes, shrink_hint, write_plan
 
     try:
         budget = None if args.memory_budget is None else parse_bytes(args.memory_budget)
@@ -108,13 +108,12 @@ def run(args) -> int:
         resolve_device(settings.device)  # the device timed must be here
     plan = plan_for(model, settings, config, budget)
     print(format_plan(plan))
-    print(f"these settings would run in: {plan['chosen']}")
+    print(f"these settings would run in: {describe_mode(plan['chosen'])}")
     if args.measure:
         chosen = plan["modes"][plan["chosen"]]
         if chosen["fits"] is False:
-            raise UsageError(f"--measure: {plan['chosen']} does not fit the memory budget here (predicted peak "
-                             f"{format_size(chosen['peak_bytes'])}), so the run cannot be timed; lower the size, the "
-                             "frames or --decode-chunk-size" + ("" if settings.offload or plan["device"] == "cpu" else ", or add --offload"))
+            raise UsageError(f"--measure: {describe_mode(plan['chosen'])} does not fit the memory budget here (predicted "
+                             f"peak {format_size(chosen['peak_bytes'])}), so the run cannot be timed; {shrink_hint(plan)}")
         plan["measured"] = measure_for(model, settings, config, plan)
         print(format_measured(plan["measured"], plan))
     if json_path is not None:

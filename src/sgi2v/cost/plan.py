@@ -142,6 +142,17 @@ def format_size(n: int) -> str:
     return f"{int(n)} bytes"
 
 
+def describe_mode(mode: str) -> str:
+    """A memory-saving mode's name for a sentence: ``none`` reads as "none (no memory saving)"."""
+    return "none (no memory saving)" if mode == "none" else mode
+
+
+def shrink_hint(plan: dict) -> str:
+    """What to change when a plan's mode does not fit its budget (offload only where it is not on and would help)."""
+    offload = "" if plan["offload"] or torch.device(plan["device"]).type == "cpu" else ", or add --offload"
+    return f"lower the size, the frames or --decode-chunk-size{offload}"
+
+
 def _tflop(n: int) -> str:
     return f"{n / 1e12:.2f}" if n >= 1e10 else f"{n / 1e12:.4f}"
 
@@ -174,13 +185,16 @@ def format_plan(plan: dict) -> str:
     flops = plan["modes"]["none"]["flops"]
     lines.append(f"whole run: plain SVD {_tflop(flops['plain'])} TFLOP, SG-I2V {_tflop(flops['sgi2v'])} TFLOP "
                  f"({plan['modes']['checkpointing']['flops']['sgi2v'] / 1e12:.2f} with checkpointing)")
+    auto = describe_mode(plan["auto"])
     if budget is None:
-        lines.append(f"auto would choose: {plan['auto']} (no --memory-budget given: memory assumed ample)")
+        lines.append(f"auto would choose: {auto} (no --memory-budget given: memory assumed ample)")
     else:
         allowance = " with 10 % for fragmentation and 0.8 GiB for the CUDA context" if plan["allowance"] else ""
         fitting = [mode for mode, m in plan["modes"].items() if m["fits"]]
         lines.append(f"budget {format_size(budget)}{allowance}: " + (f"fits {', '.join(fitting)}" if fitting else "no mode fits"))
-        lines.append(f"auto would choose: {plan['auto']}")
+        if plan["modes"][plan["auto"]]["fits"] is False:
+            auto += f", which does not fit either: {shrink_hint(plan)}"
+        lines.append(f"auto would choose: {auto}")
     return "\n".join(lines)
 
 
