@@ -704,3 +704,40 @@ def test_load_vae_reads_a_model_or_a_checkpoint(short_run):
     assert not from_model.training and next(load_vae("sprites").parameters()).dtype == torch.float32
     with pytest.raises(ValueError, match="has no trained VAE"):
         load_vae("tiny-random")
+
+
+class _PixelAutoencoder(torch.nn.Module):
+    """An 'autoencoder' whose latent is the picture itself and whose decoder adds ``shift`` (in [-1, 1] units)."""
+
+    def __init__(self, shift=(0.0, 0.0, 0.0)):
+        super().__init__()
+        self.shift = torch.nn.Parameter(torch.tensor(shift)[:, None, None], requires_grad=False)
+
+    def encode(self, x):
+        dist = type("Dist", (), {"mode": lambda self: x})()
+        return type("Out", (), {"latent_dist": dist})()
+
+    def decode(self, z, num_frames):
+        return type("Out", (), {"sample": z + self.shift})()
+
+
+def test_vae_sprite_errors_measure_each_sprite_and_the_report_sums_them_up():
+    from sgi2v.sprites.train import vae_report, vae_sprite_errors
+
+    seeds = range(TRAIN_SEED_LIMIT, TRAIN_SEED_LIMIT + 3)
+    exact = [s for _, sprites in vae_sprite_errors(_PixelAutoencoder(), seeds) for s in sprites]
+    assert exact and all(s["seed"] in seeds and s["sprites"] >= 1 for s in exact)
+    # a perfect reconstruction: only the anti-aliased edges keep a sprite's mean from its colour; no centroid moves
+    assert all(s["color_error"] < 6 for s in exact), [s["color_error"] for s in exact]
+    assert all(s["centroid_error_px"] in (None, 0.0) and not s["lost"] for s in exact)
+    # every pixel 20 levels darker in green: each sprite's colour moves by about 20, wherever it is
+    shifted = [s for _, sprites in vae_sprite_errors(_PixelAutoencoder((0.0, -20 / 127.5, 0.0)), seeds) for s in sprites]
+    for a, b in zip(exact, shifted):
+        if a["color_error"] is not None:
+            green = a["color"][1]
+            assert abs(b["color_error"] - min(20, green)) < 6, (a, b)
+    report = vae_report(_PixelAutoencoder((0.0, -20 / 127.5, 0.0)), seeds=seeds)
+    colours = [s["color_error"] for s in shifted if s["color_error"] is not None]
+    assert report["color_error_max"] == round(max(colours), 2) and report["color_error_mean"] == round(float(np.mean(colours)), 2)
+    # 20 levels in one channel of three: 10 log10(4 / ((20 / 127.5)^2 / 3)) = 26.9 dB (a little more where green clamps)
+    assert report["scenes"] == 3 and 26.8 < report["psnr_db"] < 27.5

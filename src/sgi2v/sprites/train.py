@@ -44,7 +44,7 @@ from .scene import has_leaving_sprite, past_edge, render_scene, sprite_area
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["TrainConfig", "train_sprites", "build_components", "sprites_scheduler", "vae_report", "vae_step_loss", "bfloat16_autocast", "unet_step_loss", "v_loss",
+__all__ = ["TrainConfig", "train_sprites", "build_components", "sprites_scheduler", "vae_report", "vae_sprite_errors", "vae_step_loss", "bfloat16_autocast", "unet_step_loss", "v_loss",
            "vae_weights_file", "load_vae", "train_vae", "train_unet", "encode_dataset", "TRAIN_SEED_LIMIT"]
 
 def build_components(config: TrainConfig, seed: int | None = None) -> dict:
@@ -428,17 +428,20 @@ def train_unet(unet, data: dict, scaling_factor: float, config: TrainConfig, fol
 
 
 @torch.no_grad()
-def vae_report(vae, seeds=range(TRAIN_SEED_LIMIT, TRAIN_SEED_LIMIT + 16), height: int = 128, width: int = 128,
-               num_frames: int = 14, decode_chunk_size: int = 14, sprite_sizes=None) -> dict:
-    """How well the VAE reconstructs held-out scenes: PSNR (dB) over all frames, and per sprite the RGB
-    distance between its colour and the mean reconstructed colour inside it, and the distance between
-    its tracked centroid in the original and in the reconstruction (frames where it is wholly in view;
-    ``sprites_lost`` counts sprites the tracker finds in the original but in no frame of the reconstruction)."""
+def vae_sprite_errors(vae, seeds, height: int = 128, width: int = 128, num_frames: int = 14, decode_chunk_size: int = 14,
+                      sprite_sizes=None):
+    """Per scene of ``seeds``, ``(squared error of the reconstruction over all frames, [one dict per sprite])``: the
+    VAE's reconstruction (mode, clamped to the picture's range) of the rendered scene. A sprite's dict has its
+    ``seed``, ``index``, ``shape``, ``size``, ``color`` and ``sprites`` (in its scene); ``color_error``, the RGB
+    distance between its colour and the mean reconstructed colour over its visible pixels in every frame (None if it
+    is never visible); ``centroid_error_px``, the largest distance over the frames where it is wholly in view and
+    found in both between its tracked centroid in the original and in the reconstruction (None if there are none);
+    and ``lost``, whether the tracker finds it wholly in view in the original but in no such frame of the
+    reconstruction."""
     from .track import track_sprite
 
     device = next(vae.parameters()).device
     dtype = next(vae.parameters()).dtype
-    errors, colour_errors, centroid_errors, lost = [], [], [], 0
     for seed in seeds:
         scene = render_scene(int(seed), height, width, num_frames, sprite_sizes=sprite_sizes)
         x = _to_pixels(scene.frames).to(device, dtype)
@@ -446,25 +449,45 @@ def vae_report(vae, seeds=range(TRAIN_SEED_LIMIT, TRAIN_SEED_LIMIT + 16), height
         chunks = [vae.decode(z[i:i + decode_chunk_size], num_frames=len(z[i:i + decode_chunk_size])).sample
                   for i in range(0, len(z), decode_chunk_size)]
         recon = torch.cat(chunks).float().clamp(-1, 1)
-        errors.append((recon - x.float()).square().mean().item())
+        squared = (recon - x.float()).square().mean().item()
         frames = ((recon + 1) * 127.5).round().clamp(0, 255).byte().movedim(1, -1).cpu().numpy()
+        sprites = []
         for i, shape in enumerate(scene.shapes):
+            size = float(scene.sizes[i])
+            record = {"seed": int(seed), "index": i, "shape": shape, "size": size, "color": scene.colors[i].tolist(),
+                      "sprites": len(scene.shapes), "color_error": None, "centroid_error_px": None, "lost": False}
+            sprites.append(record)
             inside = scene.visible[i]
             if inside.sum() == 0:
                 continue
             mean = frames[inside].astype(np.float64).mean(0)
-            colour_errors.append(float(np.linalg.norm(mean - scene.colors[i].astype(np.float64))))
-            a = track_sprite(scene.frames, scene.colors[i], float(scene.sizes[i]), shape)
-            b = track_sprite(frames, scene.colors[i], float(scene.sizes[i]), shape)
-            size = float(scene.sizes[i])
+            record["color_error"] = float(np.linalg.norm(mean - scene.colors[i].astype(np.float64)))
+            a = track_sprite(scene.frames, scene.colors[i], size, shape)
+            b = track_sprite(frames, scene.colors[i], size, shape)
             whole = ~past_edge(scene.boxes[i], height, width) & \
                     (scene.visible[i].sum((1, 2)) >= 0.95 * sprite_area(shape, size))
             if not (whole & a.found).any():
                 continue
-            lost += int(not (whole & a.found & b.found).any())
+            record["lost"] = not (whole & a.found & b.found).any()
             ok = whole & a.found & b.found
             if ok.any():
-                centroid_errors.append(float(np.linalg.norm(a.centers[ok] - b.centers[ok], axis=-1).max()))
+                record["centroid_error_px"] = float(np.linalg.norm(a.centers[ok] - b.centers[ok], axis=-1).max())
+        yield squared, sprites
+
+
+def vae_report(vae, seeds=range(TRAIN_SEED_LIMIT, TRAIN_SEED_LIMIT + 16), height: int = 128, width: int = 128,
+               num_frames: int = 14, decode_chunk_size: int = 14, sprite_sizes=None) -> dict:
+    """How well the VAE reconstructs held-out scenes: PSNR (dB) over all frames, and over the sprites the mean and
+    largest of their colour and centroid errors (:func:`vae_sprite_errors`); ``sprites_lost`` counts sprites the
+    tracker finds in the original but in no frame of the reconstruction."""
+    errors, sprites = [], []
+    for squared, scene_sprites in vae_sprite_errors(vae, seeds, height, width, num_frames, decode_chunk_size,
+                                                    sprite_sizes):
+        errors.append(squared)
+        sprites += scene_sprites
+    colour_errors = [s["color_error"] for s in sprites if s["color_error"] is not None]
+    centroid_errors = [s["centroid_error_px"] for s in sprites if s["centroid_error_px"] is not None]
+    lost = sum(s["lost"] for s in sprites)
 
     def stat(values, how, digits):
         return round(float(how(values)), digits) if values else None
