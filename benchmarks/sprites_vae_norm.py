@@ -31,7 +31,7 @@ import torch
 
 def main() -> int:
     from sgi2v.sprites.config import TRAIN_SEED_LIMIT, TrainConfig
-    from sgi2v.sprites.train import _render_data, _step_generator, load_vae, vae_report, vae_step_loss
+    from sgi2v.sprites.train import _render_data, _step_generator, load_vae, vae_report, vae_train_step
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--vae", default="sprites", help="the VAE to start from: a model (name or folder) or a "
@@ -84,13 +84,8 @@ def main() -> int:
         t0 = time.perf_counter()
         for step in range(args.steps):
             g = _step_generator(config.seed + 11, 1, step)  # the same draws in every arm, not the first training's
-            for group in opt.param_groups:
-                group["lr"] = args.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / args.steps)))
-            loss, _ = vae_step_loss(vae, frames, masks, config, g, "cpu")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
-            opt.step()
+            vae_train_step(vae, opt, frames, masks, config, g, "cpu",
+                           args.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / args.steps))))
             if (step + 1) % args.every == 0:
                 report(step + 1, time.perf_counter() - t0)
     return 0

@@ -31,7 +31,7 @@ import torch
 def main() -> int:
     from sgi2v.sprites.config import TRAIN_SEED_LIMIT, TrainConfig
     from sgi2v.sprites.train import (_ema_update, _load_parameters, _parameters, _render_data, _save, _step_generator,
-                                     load_vae, vae_report, vae_step_loss)
+                                     load_vae, vae_report, vae_train_step)
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=2000)
@@ -117,14 +117,8 @@ def main() -> int:
     t0 = time.perf_counter()
     for step in range(start, args.steps):
         g = _step_generator(config.seed + 7, 1, step)  # draws of their own, not the first training's
-        if args.cosine:
-            for group in opt.param_groups:
-                group["lr"] = args.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / args.steps)))
-        loss, _ = vae_step_loss(vae, frames, masks, config, g, "cpu")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
-        opt.step()
+        lr = args.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / args.steps))) if args.cosine else args.lr
+        vae_train_step(vae, opt, frames, masks, config, g, "cpu", lr)
         if args.ema:
             _ema_update(ema, vae, min(args.ema, (1 + step) / (10 + step)))
         if (step + 1) % args.every == 0:

@@ -44,7 +44,7 @@ from .scene import has_leaving_sprite, past_edge, render_scene, sprite_area
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["TrainConfig", "train_sprites", "build_components", "sprites_scheduler", "vae_report", "vae_sprite_errors", "vae_step_loss", "bfloat16_autocast", "unet_step_loss", "v_loss",
+__all__ = ["TrainConfig", "train_sprites", "build_components", "sprites_scheduler", "vae_report", "vae_sprite_errors", "vae_step_loss", "vae_train_step", "bfloat16_autocast", "unet_step_loss", "v_loss",
            "vae_weights_file", "load_vae", "train_vae", "train_unet", "encode_dataset", "TRAIN_SEED_LIMIT"]
 
 def build_components(config: TrainConfig, seed: int | None = None) -> dict:
@@ -273,6 +273,20 @@ def vae_step_loss(vae, frames: np.ndarray, masks: np.ndarray, config: TrainConfi
     return loss, err
 
 
+def vae_train_step(vae, opt, frames: np.ndarray, masks: np.ndarray, config: TrainConfig, g: torch.Generator, device,
+                   lr: float):
+    """One optimiser step of the VAE at rate ``lr`` on the batch drawn with ``g`` (:func:`vae_step_loss`), its gradient
+    clipped to norm 1: ``(loss, reconstruction error)``."""
+    for group in opt.param_groups:
+        group["lr"] = lr
+    loss, err = vae_step_loss(vae, frames, masks, config, g, device)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+    opt.step()
+    return loss, err
+
+
 def sprite_colour_error(err: torch.Tensor, mask: np.ndarray, patch: int = 4) -> torch.Tensor:
     """Mean L1 size of ``err``'s (B, 3, H, W) ``patch`` x ``patch`` means over the patches wholly inside sprites (``mask``,
     (..., H, W) bool): a reconstruction's colour shift inside sprites, apart from its blur at their edges (0 when no
@@ -298,13 +312,8 @@ def train_vae(vae, frames: np.ndarray, masks: np.ndarray, config: TrainConfig, f
     t0 = time.perf_counter()
     for step in range(start, end):
         g = _step_generator(config.seed, 1, step)
-        for group in opt.param_groups:
-            group["lr"] = _lr(step, config.vae_steps, config.vae_lr, config.warmup)
-        loss, err = vae_step_loss(vae, frames, masks, config, g, device)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
-        opt.step()
+        loss, err = vae_train_step(vae, opt, frames, masks, config, g, device,
+                                   _lr(step, config.vae_steps, config.vae_lr, config.warmup))
         if ema is not None:
             _ema_update(ema, vae, min(config.vae_ema, (1 + step) / (10 + step)))
         if step % 20 == 0 or step == config.vae_steps - 1:
