@@ -15,10 +15,10 @@ def test_precision_benchmark_replays_the_runs_own_unet_calls_and_compares_each_s
     monkeypatch.setitem(control.ROWS, "plain", ({"iterations": 0}, 8, True))
     from sgi2v.sprites import control as cases
 
-    # the case the script draws, with 6 frames instead of 14: half-precision convolutions are slow on a CPU, and
+    # the case the script draws, with 4 frames instead of 14: half-precision convolutions are slow on a CPU, and
     # nothing checked here depends on the frame count (at 64 x 64 the tiny model's bfloat16 error nears 0.1)
     make_cases = cases.make_cases
-    monkeypatch.setattr(cases, "make_cases", lambda count, **kw: make_cases(count, num_frames=6, **kw))
+    monkeypatch.setattr(cases, "make_cases", lambda count, **kw: make_cases(count, num_frames=4, **kw))
     out = tmp_path / "precision.json"
     assert precision.main(["--model", "tiny-random", "--case", "0", "--threads", "1", "--stages", "--json", str(out)]) == 0
     report = json.loads(out.read_text())

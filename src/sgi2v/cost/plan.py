@@ -187,7 +187,7 @@ def format_plan(plan: dict) -> str:
                  f"({plan['modes']['checkpointing']['flops']['sgi2v'] / 1e12:.2f} with checkpointing)")
     auto = describe_mode(plan["auto"])
     if budget is None:
-        lines.append(f"auto would choose: {auto} (no --memory-budget given: memory assumed ample)")
+        lines.append(f"auto would choose: {auto}; no --memory-budget given, so memory is assumed ample")
     else:
         allowance = " with 10 % for fragmentation and 0.8 GiB for the CUDA context" if plan["allowance"] else ""
         fitting = [mode for mode, m in plan["modes"].items() if m["fits"]]
