@@ -673,9 +673,13 @@ def test_browser_loads_a_spline_path_with_the_box_size_given_in_the_page(server,
         page.locator("#trajectory-options").get_by_text("Reading a trajectory file").click()
         field = page.locator("#box_size textarea, #box_size input").first
         field.fill("40")  # refused, in the page
+        field.press("Tab")  # leave the field, as a user does before loading, so that its value is settled
+        sync_api.expect(field).to_have_value("40")
         EditorPage(page).load(coords)
         sync_api.expect(page.locator("#status")).to_contain_text("box_size: expected a width and height", timeout=30_000)
         field.fill("40x20")
+        field.press("Tab")
+        sync_api.expect(field).to_have_value("40x20")
         EditorPage(page).load(coords)
         sync_api.expect(page.locator("#status")).to_contain_text("Loaded 1 box from coords.json", timeout=30_000)
         box = EditorPage(page).data()["boxes"][0]["box"]
