@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import time
 from pathlib import Path
 
@@ -31,7 +30,7 @@ import torch
 
 def main() -> int:
     from sgi2v.sprites.config import TRAIN_SEED_LIMIT, TrainConfig
-    from sgi2v.sprites.train import _render_data, _step_generator, load_vae, vae_report, vae_train_step
+    from sgi2v.sprites.train import _lr, _render_data, _step_generator, load_vae, vae_report, vae_train_step
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--vae", default="sprites", help="the VAE to start from: a model (name or folder) or a "
@@ -85,7 +84,7 @@ def main() -> int:
         for step in range(args.steps):
             g = _step_generator(config.seed + 11, 1, step)  # the same draws in every arm, not the first training's
             vae_train_step(vae, opt, frames, masks, config, g, "cpu",
-                           args.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / args.steps))))
+                           _lr(step, args.steps, args.lr, 0))
             if (step + 1) % args.every == 0:
                 report(step + 1, time.perf_counter() - t0)
     return 0

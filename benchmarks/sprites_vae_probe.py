@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import time
 from pathlib import Path
 
@@ -30,7 +29,7 @@ import torch
 
 def main() -> int:
     from sgi2v.sprites.config import TRAIN_SEED_LIMIT, TrainConfig
-    from sgi2v.sprites.train import (_ema_update, _load_parameters, _parameters, _render_data, _save, _step_generator,
+    from sgi2v.sprites.train import (_ema_update, _load_parameters, _lr, _parameters, _render_data, _save, _step_generator,
                                      load_vae, vae_report, vae_train_step)
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -117,7 +116,7 @@ def main() -> int:
     t0 = time.perf_counter()
     for step in range(start, args.steps):
         g = _step_generator(config.seed + 7, 1, step)  # draws of their own, not the first training's
-        lr = args.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / args.steps))) if args.cosine else args.lr
+        lr = _lr(step, args.steps, args.lr, 0) if args.cosine else args.lr
         vae_train_step(vae, opt, frames, masks, config, g, "cpu", lr)
         if args.ema:
             _ema_update(ema, vae, min(args.ema, (1 + step) / (10 + step)))

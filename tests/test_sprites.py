@@ -725,13 +725,13 @@ def test_vae_sprite_errors_measure_each_sprite_and_the_report_sums_them_up():
     from sgi2v.sprites.train import vae_report, vae_sprite_errors
 
     seeds = range(TRAIN_SEED_LIMIT, TRAIN_SEED_LIMIT + 3)
-    exact = [s for _, sprites in vae_sprite_errors(_PixelAutoencoder(), seeds) for s in sprites]
+    _, exact = vae_sprite_errors(_PixelAutoencoder(), seeds)
     assert exact and all(s["seed"] in seeds and s["sprites"] >= 1 for s in exact)
     # a perfect reconstruction: only the anti-aliased edges keep a sprite's mean from its colour; no centroid moves
     assert all(s["color_error"] < 6 for s in exact), [s["color_error"] for s in exact]
     assert all(s["centroid_error_px"] in (None, 0.0) and not s["lost"] for s in exact)
     # every pixel 20 levels darker in green: each sprite's colour moves by about 20, wherever it is
-    shifted = [s for _, sprites in vae_sprite_errors(_PixelAutoencoder((0.0, -20 / 127.5, 0.0)), seeds) for s in sprites]
+    _, shifted = vae_sprite_errors(_PixelAutoencoder((0.0, -20 / 127.5, 0.0)), seeds)
     for a, b in zip(exact, shifted):
         if a["color_error"] is not None:
             green = a["color"][1]

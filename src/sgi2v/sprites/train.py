@@ -439,8 +439,8 @@ def train_unet(unet, data: dict, scaling_factor: float, config: TrainConfig, fol
 @torch.no_grad()
 def vae_sprite_errors(vae, seeds, height: int = 128, width: int = 128, num_frames: int = 14, decode_chunk_size: int = 14,
                       sprite_sizes=None):
-    """Per scene of ``seeds``, ``(squared error of the reconstruction over all frames, [one dict per sprite])``: the
-    VAE's reconstruction (mode, clamped to the picture's range) of the rendered scene. A sprite's dict has its
+    """``(PSNR in dB over every frame of the scenes of seeds, [one dict per sprite])`` of the VAE's reconstruction
+    (mode, clamped to the picture's range) of the rendered scenes. A sprite's dict has its
     ``seed``, ``index``, ``shape``, ``size``, ``color`` and ``sprites`` (in its scene); ``color_error``, the RGB
     distance between its colour and the mean reconstructed colour over its visible pixels in every frame (None if it
     is never visible); ``centroid_error_px``, the largest distance over the frames where it is wholly in view and
@@ -451,6 +451,7 @@ def vae_sprite_errors(vae, seeds, height: int = 128, width: int = 128, num_frame
 
     device = next(vae.parameters()).device
     dtype = next(vae.parameters()).dtype
+    squared, sprites = [], []
     for seed in seeds:
         scene = render_scene(int(seed), height, width, num_frames, sprite_sizes=sprite_sizes)
         x = _to_pixels(scene.frames).to(device, dtype)
@@ -458,9 +459,8 @@ def vae_sprite_errors(vae, seeds, height: int = 128, width: int = 128, num_frame
         chunks = [vae.decode(z[i:i + decode_chunk_size], num_frames=len(z[i:i + decode_chunk_size])).sample
                   for i in range(0, len(z), decode_chunk_size)]
         recon = torch.cat(chunks).float().clamp(-1, 1)
-        squared = (recon - x.float()).square().mean().item()
+        squared.append((recon - x.float()).square().mean().item())
         frames = ((recon + 1) * 127.5).round().clamp(0, 255).byte().movedim(1, -1).cpu().numpy()
-        sprites = []
         for i, shape in enumerate(scene.shapes):
             size = float(scene.sizes[i])
             record = {"seed": int(seed), "index": i, "shape": shape, "size": size, "color": scene.colors[i].tolist(),
@@ -477,11 +477,11 @@ def vae_sprite_errors(vae, seeds, height: int = 128, width: int = 128, num_frame
                     (scene.visible[i].sum((1, 2)) >= 0.95 * sprite_area(shape, size))
             if not (whole & a.found).any():
                 continue
-            record["lost"] = not (whole & a.found & b.found).any()
             ok = whole & a.found & b.found
+            record["lost"] = not ok.any()
             if ok.any():
                 record["centroid_error_px"] = float(np.linalg.norm(a.centers[ok] - b.centers[ok], axis=-1).max())
-        yield squared, sprites
+    return float(10 * np.log10(4 / np.mean(squared))), sprites
 
 
 def vae_report(vae, seeds=range(TRAIN_SEED_LIMIT, TRAIN_SEED_LIMIT + 16), height: int = 128, width: int = 128,
@@ -489,11 +489,7 @@ def vae_report(vae, seeds=range(TRAIN_SEED_LIMIT, TRAIN_SEED_LIMIT + 16), height
     """How well the VAE reconstructs held-out scenes: PSNR (dB) over all frames, and over the sprites the mean and
     largest of their colour and centroid errors (:func:`vae_sprite_errors`); ``sprites_lost`` counts sprites the
     tracker finds in the original but in no frame of the reconstruction."""
-    errors, sprites = [], []
-    for squared, scene_sprites in vae_sprite_errors(vae, seeds, height, width, num_frames, decode_chunk_size,
-                                                    sprite_sizes):
-        errors.append(squared)
-        sprites += scene_sprites
+    psnr, sprites = vae_sprite_errors(vae, seeds, height, width, num_frames, decode_chunk_size, sprite_sizes)
     colour_errors = [s["color_error"] for s in sprites if s["color_error"] is not None]
     centroid_errors = [s["centroid_error_px"] for s in sprites if s["centroid_error_px"] is not None]
     lost = sum(s["lost"] for s in sprites)
@@ -501,7 +497,6 @@ def vae_report(vae, seeds=range(TRAIN_SEED_LIMIT, TRAIN_SEED_LIMIT + 16), height
     def stat(values, how, digits):
         return round(float(how(values)), digits) if values else None
 
-    psnr = float(10 * np.log10(4 / np.mean(errors)))
     return {"scenes": len(list(seeds)), "psnr_db": round(psnr, 2),
             "color_error_mean": stat(colour_errors, np.mean, 2), "color_error_max": stat(colour_errors, np.max, 2),
             "centroid_error_px_mean": stat(centroid_errors, np.mean, 3),
