@@ -167,6 +167,7 @@ def test_estimate_svd_for_cuda_offline_reads_the_bundled_config(tmp_path, capsys
     text = capsys.readouterr().out
     assert code == 0, text
     assert "bundled configs" in text and "auto would choose" in text
+    assert "predicted peak device memory, GiB (weights + tensors); TFLOP per phase" in text.splitlines()
     plan = json.loads(out.read_text())
     assert plan["device"] == "cuda" and plan["dtype"] == "float16" and plan["budget_bytes"] == 16 * 2**30
     assert plan["auto"] in MODES and set(plan["modes"]) == set(MODES)
@@ -192,6 +193,13 @@ def test_generate_dry_run_prints_the_plan_and_writes_nothing(inputs, capsys):
     text = capsys.readouterr().out
     assert code == 0 and "peak" in text and "dry run" in text
     assert list(out.iterdir()) == []
+    # a plan under 1 GiB is printed in MiB, so that its figures are not all 0.00 GiB; none of them reads as nothing
+    lines = text.splitlines()
+    assert "predicted peak device memory, MiB (weights + tensors); TFLOP per phase" in lines
+    weights = next(line for line in lines if line.startswith("weights "))
+    assert " MiB (UNet " in weights and " 0.0" not in weights, weights
+    row = next(line for line in lines if line.startswith("none ")).split()
+    assert all(float(v) > 0 for v in row[1:6]), row
     # the inputs are still checked first
     assert main(["generate", str(image), "--traj", str(out / "missing.json"), "-o", str(out / "v.mp4"),
                  "--model", "tiny-random", "--dry-run"]) == 2

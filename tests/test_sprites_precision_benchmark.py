@@ -20,7 +20,7 @@ def test_precision_benchmark_replays_the_runs_own_unet_calls_and_compares_each_s
     make_cases = cases.make_cases
     monkeypatch.setattr(cases, "make_cases", lambda count, **kw: make_cases(count, num_frames=4, **kw))
     out = tmp_path / "precision.json"
-    assert precision.main(["--model", "tiny-random", "--case", "0", "--threads", "1", "--stages", "--json", str(out)]) == 0
+    assert precision.main(["--model", "tiny-random", "--case", "0", "--threads", "2", "--stages", "--json", str(out)]) == 0
     report = json.loads(out.read_text())
 
     # the run calls the UNet once a step (guidance batches both halves): every seventh call and the last are replayed

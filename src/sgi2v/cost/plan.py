@@ -129,8 +129,20 @@ def estimate(model: str, *, device: str = "cuda", dtype: torch.dtype = torch.flo
     }
 
 
-def _gib(n: int) -> str:
-    return f"{n / 2**30:.2f}"
+def _memory_unit(plan: dict) -> tuple[str, int, int]:
+    """The unit of a printed plan's memory figures: ``(name, bytes, decimals)``, GiB unless its largest peak is under
+    1 GiB (a small model, or a small size), then MiB, so that its figures do not all read 0.00."""
+    largest = max(m["peak_bytes"] for m in plan["modes"].values())
+    return ("GiB", 2**30, 2) if largest >= 2**30 else ("MiB", 2**20, 1)
+
+
+def _amount(n: int, unit: tuple[str, int, int]) -> str:
+    """``n`` bytes in ``unit`` (:func:`_memory_unit`); a size above 0 that would round to 0 reads "<0.01" (or "<0.1")."""
+    _, size, decimals = unit
+    text = f"{n / size:.{decimals}f}"
+    if n > 0 and float(text) == 0:
+        return f"<{10 ** -decimals:.{decimals}f}"
+    return text
 
 
 def format_size(n: int) -> str:
@@ -160,25 +172,28 @@ def _tflop(n: int) -> str:
 def format_plan(plan: dict) -> str:
     """The plan as a few lines and a table, for the terminal."""
     budget = plan["budget_bytes"]
+    unit = _memory_unit(plan)
+    size = lambda n: _amount(n, unit)  # noqa: E731
+    weights = plan["weights_bytes"]
     lines = [
         f"{plan['model']} on {plan['device']} in {plan['dtype']}: {plan['width']}x{plan['height']}, {plan['num_frames']} frames, "
         f"{plan['num_inference_steps']} steps, {plan['optimize_passes']} optimisation passes"
         f" (architecture from {plan['architecture_source']})",
-        f"weights {_gib(plan['weights_bytes']['total'])} GiB (UNet {_gib(plan['weights_bytes']['unet'])}, "
-        f"VAE {_gib(plan['weights_bytes']['vae'])}, CLIP {_gib(plan['weights_bytes']['image_encoder'])})",
-        "tensors beside the weights at each phase's transient peak, GiB: encode {encode}, denoise step {denoise_step}, "
-        "optimisation pass {optimize_pass} ({optimize_pass_checkpointing} with checkpointing), decode {decode}".format(
-            **{k: _gib(v) for k, v in plan["activation_bytes"].items()}),
+        f"weights {size(weights['total'])} {unit[0]} (UNet {size(weights['unet'])}, VAE {size(weights['vae'])}, "
+        f"CLIP {size(weights['image_encoder'])})",
+        f"tensors beside the weights at each phase's transient peak, {unit[0]}: encode {{encode}}, denoise step "
+        "{denoise_step}, optimisation pass {optimize_pass} ({optimize_pass_checkpointing} with checkpointing), decode "
+        "{decode}".format(**{k: size(v) for k, v in plan["activation_bytes"].items()}),
         "",
-        "predicted peak device memory, GiB (weights + tensors); TFLOP per phase",
+        f"predicted peak device memory, {unit[0]} (weights + tensors); TFLOP per phase",
         f"{'mode':<22} {'peak':>7} {'encode':>7} {'step':>7} {'optim':>7} {'decode':>7}   fits",
     ]
     for mode, m in plan["modes"].items():
         p = m["phases"]
         fit = "-" if m["fits"] is None else "yes" if m["fits"] else "no"
-        lines.append(f"{mode:<22} {_gib(m['peak_bytes']):>7} {_gib(p['encode']['peak_bytes']):>7} "
-                     f"{_gib(p['denoise_step']['peak_bytes']):>7} {_gib(p['optimize_pass']['peak_bytes']):>7} "
-                     f"{_gib(p['decode']['peak_bytes']):>7}   {fit}")
+        lines.append(f"{mode:<22} {size(m['peak_bytes']):>7} {size(p['encode']['peak_bytes']):>7} "
+                     f"{size(p['denoise_step']['peak_bytes']):>7} {size(p['optimize_pass']['peak_bytes']):>7} "
+                     f"{size(p['decode']['peak_bytes']):>7}   {fit}")
     p = plan["modes"]["none"]["phases"]
     lines.append(f"{'TFLOP per call':<22} {'':>7} {_tflop(p['encode']['flops']):>7} {_tflop(p['denoise_step']['flops']):>7} "
                  f"{_tflop(p['optimize_pass']['flops']):>7} {_tflop(p['decode']['flops']):>7}")
