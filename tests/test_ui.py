@@ -378,6 +378,20 @@ def test_keyframes_past_the_last_frame_ask_for_the_frame_count(tmp_path):
         load_files(session, [str(bad)], 14, 128, 64, tmp_path)
 
 
+def test_the_page_is_built_without_the_model_libraries(tmp_path):
+    """The server answers before diffusers and transformers are imported (about 4 s on a 2-core CPU): they load with
+    the first model, when a run needs one."""
+    import subprocess
+    import sys
+
+    code = ("import sys, pathlib; from sgi2v.ui.app import build_app; "
+            "build_app(model='tiny-random', device='cpu', dtype='float32', root=pathlib.Path(sys.argv[1])); "
+            "print(sorted(m for m in ('diffusers', 'transformers') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code, str(tmp_path / "ui")], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == "[]", result.stdout
+
+
 def test_every_bundled_example_loads_its_image_and_trajectory(tmp_path):
     from sgi2v.images import load_image
     from sgi2v.ui.app import EXAMPLES_DIR, Session, _example_image, examples, load_example

@@ -325,8 +325,7 @@ def _generate(args) -> int:
 
 
 def _demo(args) -> int:
-    from .settings import SPRITES_MODEL, native_size
-    from .testing import TINY_MODEL_ID
+    from .settings import SPRITES_MODEL, TINY_MODEL_ID, native_size
 
     from .generation import output_paths
 

@@ -21,7 +21,7 @@ from .config import LATENT_WINDOW, METHOD, SVD_SIGMA_MAX, SVD_SIGMA_MIN, SVD_VAE
 from .schema import Spec, describe, flag, parse_value, setting, specs
 
 __all__ = [
-    "DEFAULT_MODEL", "XT_MODEL", "SPRITES_MODEL", "SIZE_MULTIPLE", "GenerationSettings", "default_num_frames", "native_size",
+    "DEFAULT_MODEL", "XT_MODEL", "SPRITES_MODEL", "TINY_MODEL_ID", "SIZE_MULTIPLE", "GenerationSettings", "default_num_frames", "native_size",
     "model_sigma_range", "resolve_settings",
     "setting_specs", "alias_names", "available_cores", "settings_table",
 ]
@@ -30,6 +30,8 @@ DEFAULT_MODEL = "stabilityai/stable-video-diffusion-img2vid"
 XT_MODEL = "stabilityai/stable-video-diffusion-img2vid-xt"
 #: The small model shipped with the package, trained on the sprites world (sgi2v.sprites), offline.
 SPRITES_MODEL = "sprites"
+#: The tiny random model built in memory (sgi2v.testing) for tests and offline trials.
+TINY_MODEL_ID = "tiny-random"
 #: Side lengths must be multiples of this (the UNet halves the latent three times after the VAE's 8).
 SIZE_MULTIPLE = 64
 MAX_SEED = 2**63 - 1

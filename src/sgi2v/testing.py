@@ -10,6 +10,8 @@ import torch
 from diffusers import AutoencoderKLTemporalDecoder, EulerDiscreteScheduler, UNetSpatioTemporalConditionModel
 from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
+from .settings import TINY_MODEL_ID  # the name under which the CLI and UI build these components
+
 try:  # transformers >= 5 names the torchvision-free processor explicitly
     from transformers import CLIPImageProcessorPil as CLIPImageProcessor
 except ImportError:  # pragma: no cover - older transformers
@@ -17,8 +19,6 @@ except ImportError:  # pragma: no cover - older transformers
 
 __all__ = ["svd_scheduler", "tiny_components", "tiny_pipeline", "TINY_MODEL_ID"]
 
-#: The model name under which the CLI and UI build these components.
-TINY_MODEL_ID = "tiny-random"
 
 # Stable Video Diffusion's scheduler configuration (as shipped with the model).
 SVD_SCHEDULER_CONFIG = dict(

@@ -69,7 +69,7 @@ def architecture(model: str) -> Architecture:
     from ..loading import ModelError
     from ..paths import model_folder
     from ..single_file import SingleFileError, is_single_file, single_file_configs
-    from ..testing import TINY_MODEL_ID
+    from ..settings import TINY_MODEL_ID
 
     if model == TINY_MODEL_ID:
         from ..testing import tiny_components

@@ -32,9 +32,8 @@ from ..fitting import Fit
 from ..generation import Progress, Timer, generate, output_paths, prepare_inputs, write_outputs
 from ..loading import DEFAULT_MODEL, SPRITES_MODEL, XT_MODEL, load_pipeline, resolve_device, resolve_dtype
 from ..schema import parse_value, specs
-from ..settings import GenerationSettings, default_num_frames, native_size, resolve_settings, setting_specs
+from ..settings import TINY_MODEL_ID, GenerationSettings, default_num_frames, native_size, resolve_settings, setting_specs
 from ..single_file import is_single_file
-from ..testing import TINY_MODEL_ID
 from ..images import load_image, to_rgb
 from ..formats import TrajectoryOptions, read_any, resolve_trajectory_options
 from ..trajectory import TrajectoryError, load_reference_dir, parse_trajectory
